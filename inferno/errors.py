@@ -1,0 +1,126 @@
+"""The one table of error codes: each code's gRPC status, HTTP status and OpenAI error type.
+
+The core raises `InfernoError`; its gRPC interceptor turns it into a status with a `google.rpc.ErrorInfo`
+whose reason is the code. The adapter reads the reason back and renders the seed's error body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "inferno.v1"
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    grpc_status: grpc.StatusCode
+    http_status: int
+    error_type: str
+
+
+ERROR_KINDS: dict[str, ErrorKind] = {
+    "invalid_json": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    "invalid_parameters": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    "context_length_exceeded": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+    "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+    "method_not_allowed": ErrorKind(grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
+    "model_not_loaded": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 409, "invalid_request_error"),
+    "authentication_failed": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+    "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+    "rate_limit_exceeded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    "insufficient_memory": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 507, "server_error"),
+    "gpu_unavailable": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 503, "server_error"),
+    "model_not_ready": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
+    "server_overloaded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "service_unavailable"),
+    "core_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
+    "internal_error": ErrorKind(grpc.StatusCode.INTERNAL, 500, "internal_error"),
+}
+
+# A gRPC status that arrives without ErrorInfo (from a proxy, a deadline, a crash) still maps to a code.
+_CODE_FOR_BARE_STATUS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_parameters",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.UNAUTHENTICATED: "authentication_failed",
+    grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
+    grpc.StatusCode.UNAVAILABLE: "core_unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "core_unavailable",
+}
+
+
+@dataclass
+class InfernoError(Exception):
+    """An error with a code from ERROR_KINDS, a human message and structured details.
+
+    details values are strings or lists of strings so they fit ErrorInfo metadata.
+    """
+
+    code: str
+    message: str
+    details: dict[str, str | list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in ERROR_KINDS:
+            raise ValueError(f"unknown error code {self.code!r}")
+        super().__init__(self.message)
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ERROR_KINDS[self.code]
+
+    def to_body(self) -> dict[str, object]:
+        """The seed's error body: {"error": {"type", "code", "message", "details"}}."""
+        return {
+            "error": {
+                "type": self.kind.error_type,
+                "code": self.code,
+                "message": self.message,
+                "details": dict(self.details),
+            }
+        }
+
+    def to_grpc_status(self) -> status_pb2.Status:
+        info = error_details_pb2.ErrorInfo(reason=self.code, domain=ERROR_DOMAIN)
+        for key, value in self.details.items():
+            if isinstance(value, list):
+                info.metadata[key + "[]"] = "\n".join(value)
+            else:
+                info.metadata[key] = value
+        status = status_pb2.Status(code=self.kind.grpc_status.value[0], message=self.message)
+        status.details.add().Pack(info)
+        return status
+
+
+def invalid_param(param: str, message: str) -> InfernoError:
+    """A 400 invalid_parameters error naming the offending field."""
+    return InfernoError("invalid_parameters", message, {"param": param})
+
+
+def error_from_rpc(error: grpc.aio.AioRpcError | grpc.RpcError) -> InfernoError:
+    """Rebuild the InfernoError a core raised from the status it sent."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.reason in ERROR_KINDS:
+                    return InfernoError(info.reason, status.message, _details_from_metadata(info.metadata))
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = error.details() if hasattr(error, "details") else str(error)
+    return InfernoError(_CODE_FOR_BARE_STATUS.get(code, "internal_error"), message or "core error")
+
+
+def _details_from_metadata(metadata: object) -> dict[str, str | list[str]]:
+    details: dict[str, str | list[str]] = {}
+    for key, value in dict(metadata).items():  # type: ignore[call-overload]
+        if key.endswith("[]"):
+            details[key[:-2]] = value.split("\n") if value else []
+        else:
+            details[key] = value
+    return details
