@@ -25,6 +25,7 @@ class ErrorKind:
 ERROR_KINDS: dict[str, ErrorKind] = {
     "invalid_json": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
     "invalid_parameters": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    "request_too_large": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 413, "invalid_request_error"),
     "context_length_exceeded": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
     "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),

@@ -65,13 +65,20 @@ def server() -> Iterator[RunningServer]:
     log_dir = Path(tempfile.mkdtemp(prefix="inferno-test-"))
     running = RunningServer(free_port(), free_port(), log_dir / "serve.log")
     command = [
-        sys.executable, "-m", "inferno.cli", "serve",
-        "--port", str(running.http_port), "--grpc-port", str(running.grpc_port),
-        "--data-dir", str(log_dir / "data"),
+        sys.executable,
+        "-m",
+        "inferno.cli",
+        "serve",
+        "--port",
+        str(running.http_port),
+        "--grpc-port",
+        str(running.grpc_port),
     ]
     with running.log_path.open("wb") as log:
         # cwd outside the checkout so the installed package is what runs.
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env=os.environ.copy())
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env=os.environ.copy()
+        )
     try:
         _wait_until_healthy(running, process)
         yield running

@@ -1,0 +1,102 @@
+"""The interface every engine implements, and the dataclasses that cross it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class FinishReason(Enum):
+    STOP = "stop"
+    LENGTH = "length"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Fully resolved sampling settings: every default already applied."""
+
+    temperature: float
+    top_p: float
+    presence_penalty: float
+    frequency_penalty: float
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class SequenceRequest:
+    """One sequence to generate: a tokenized prompt and how to continue it."""
+
+    prompt_tokens: tuple[int, ...]
+    max_tokens: int
+    stop: tuple[str, ...]
+    sampling: SamplingConfig
+
+
+@dataclass(frozen=True)
+class SequenceEvent:
+    """New text of one sequence; the last event of a sequence has finish_reason set."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    id: str
+    path: str
+    format: str
+    engine: str
+    owned_by: str
+    created: int
+    context_length: int
+    file_size_bytes: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class EngineStatsSnapshot:
+    running_sequences: int
+    waiting_sequences: int
+    decode_steps: int
+    max_sequences_per_step: int
+    last_step_sequences: int
+    requests_total: int
+    prompt_tokens_total: int
+    generated_tokens_total: int
+    kv_cache_usage: float
+    max_parallel_sequences: int
+    tokens_per_second: float
+    avg_latency_ms: float
+    last_used: float
+    memory_bytes: int
+
+
+class Engine(abc.ABC):
+    """A loaded model that turns prompts into token streams. One engine owns one model."""
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> ModelDescription: ...
+
+    @abc.abstractmethod
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens for text, with the model's BOS if it wants one; special tokens in text are parsed."""
+
+    @abc.abstractmethod
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt text for a conversation, ending where the assistant's reply begins."""
+
+    @abc.abstractmethod
+    def generate(self, request: SequenceRequest) -> AsyncIterator[SequenceEvent]:
+        """Streams a sequence's text as it is produced. Closing the iterator cancels the sequence."""
+
+    @abc.abstractmethod
+    def stats(self) -> EngineStatsSnapshot: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stops the engine and frees the model."""

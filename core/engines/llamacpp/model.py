@@ -1,0 +1,107 @@
+"""A GGUF model loaded with llama.cpp: weights, vocabulary, metadata and text <-> token conversion."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+
+import llama_cpp.llama_cpp as llama
+
+from inferno.errors import InfernoError
+
+log = logging.getLogger(__name__)
+
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
+_FORWARDED_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+@llama.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty at info level; only warnings and errors reach our log.
+    python_level = _FORWARDED_LOG_LEVELS.get(level)
+    if python_level is not None:
+        log.log(python_level, text.decode(errors="replace").rstrip())
+
+
+def init_llama_backend() -> None:
+    llama.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+    llama.llama_backend_init()
+
+
+class GgufModel:
+    """Owns a llama_model. Tokenization is thread-safe in llama.cpp, so any thread may call it."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise InfernoError("model_not_found", f"model file {path} does not exist")
+        self.path = path
+        params = llama.llama_model_default_params()
+        self.handle = llama.llama_model_load_from_file(str(path).encode(), params)
+        if not self.handle:
+            raise InfernoError(
+                "internal_error", f"llama.cpp could not load {path.name}: not a valid GGUF model"
+            )
+        self.vocab = llama.llama_model_get_vocab(self.handle)
+        self.n_vocab = int(llama.llama_vocab_n_tokens(self.vocab))
+        self.n_ctx_train = int(llama.llama_model_n_ctx_train(self.handle))
+        self.add_bos = bool(llama.llama_vocab_get_add_bos(self.vocab))
+        self._piece_cache: dict[int, bytes] = {}
+
+    def metadata(self, key: str) -> str | None:
+        size = llama.llama_model_meta_val_str(self.handle, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buffer = ctypes.create_string_buffer(size + 1)
+        llama.llama_model_meta_val_str(self.handle, key.encode(), buffer, size + 1)
+        return buffer.value.decode(errors="replace")
+
+    def chat_template(self) -> str | None:
+        raw = llama.llama_model_chat_template(self.handle, None)
+        return raw.decode(errors="replace") if raw else None
+
+    def token_text(self, token: int) -> str:
+        """A special token's text (for BOS/EOS in chat templates)."""
+        return self.token_bytes(token, special=True).decode(errors="replace") if token >= 0 else ""
+
+    @property
+    def bos(self) -> int:
+        return int(llama.llama_vocab_bos(self.vocab))
+
+    @property
+    def eos(self) -> int:
+        return int(llama.llama_vocab_eos(self.vocab))
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama.llama_vocab_is_eog(self.vocab, token))
+
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        data = text.encode()
+        capacity = len(data) + 8
+        tokens = (llama.llama_token * capacity)()
+        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        if n < 0:
+            capacity = -n
+            tokens = (llama.llama_token * capacity)()
+            n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        return list(tokens[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The raw bytes of one token; control tokens render as nothing unless special."""
+        key = token if not special else -token - 1
+        cached = self._piece_cache.get(key)
+        if cached is not None:
+            return cached
+        buffer = ctypes.create_string_buffer(64)
+        n = llama.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = llama.llama_token_to_piece(self.vocab, token, buffer, -n, 0, special)
+        piece = buffer.raw[:n]
+        self._piece_cache[key] = piece
+        return piece
+
+    def close(self) -> None:
+        if self.handle:
+            llama.llama_model_free(self.handle)
+            self.handle = None

@@ -1,0 +1,106 @@
+"""The core's Prometheus metrics, registered on a registry the composition root owns. Names live here only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+_BATCH_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class ModelEngineMetrics:
+    """The engine metrics of one model, labels bound."""
+
+    running: Gauge
+    waiting: Gauge
+    kv_usage: Gauge
+    cancelled: Counter
+    time_to_first_token: Histogram
+    decode_steps: Counter
+    batch_sequences: Histogram
+    batch_tokens: Histogram
+    prompt_tokens: Counter
+    generated_tokens: Counter
+
+    def record_step(self, sequences: int, tokens: int, sampled: int, prompt_tokens: int) -> None:
+        self.decode_steps.inc()
+        self.batch_sequences.observe(sequences)
+        self.batch_tokens.observe(tokens)
+        if prompt_tokens:
+            self.prompt_tokens.inc(prompt_tokens)
+        if sampled:
+            self.generated_tokens.inc(sampled)
+
+
+class EngineMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["model"]
+        self._running = Gauge(
+            "inferno_engine_running_sequences", "Sequences decoding now", labels, registry=registry
+        )
+        self._waiting = Gauge(
+            "inferno_engine_waiting_sequences",
+            "Requests queued for a sequence slot",
+            labels,
+            registry=registry,
+        )
+        self._kv_usage = Gauge(
+            "inferno_engine_kv_cache_usage_ratio",
+            "KV cache reserved by admitted sequences",
+            labels,
+            registry=registry,
+        )
+        self._cancelled = Counter(
+            "inferno_engine_cancelled_sequences",
+            "Sequences cancelled before finishing",
+            labels,
+            registry=registry,
+        )
+        self._ttft = Histogram(
+            "inferno_engine_time_to_first_token_seconds",
+            "From submission to first sampled token",
+            labels,
+            buckets=_TTFT_BUCKETS,
+            registry=registry,
+        )
+        self._decode_steps = Counter(
+            "inferno_engine_decode_steps", "llama_decode calls", labels, registry=registry
+        )
+        self._batch_sequences = Histogram(
+            "inferno_engine_batch_sequences",
+            "Sequences per decode step",
+            labels,
+            buckets=_BATCH_SEQUENCE_BUCKETS,
+            registry=registry,
+        )
+        self._batch_tokens = Histogram(
+            "inferno_engine_batch_tokens",
+            "Tokens per decode step",
+            labels,
+            buckets=_BATCH_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self._prompt_tokens = Counter(
+            "inferno_engine_prompt_tokens", "Prompt tokens processed", labels, registry=registry
+        )
+        self._generated_tokens = Counter(
+            "inferno_engine_generated_tokens", "Tokens generated", labels, registry=registry
+        )
+
+    def for_model(self, model_id: str) -> ModelEngineMetrics:
+        return ModelEngineMetrics(
+            running=self._running.labels(model_id),
+            waiting=self._waiting.labels(model_id),
+            kv_usage=self._kv_usage.labels(model_id),
+            cancelled=self._cancelled.labels(model_id),
+            time_to_first_token=self._ttft.labels(model_id),
+            decode_steps=self._decode_steps.labels(model_id),
+            batch_sequences=self._batch_sequences.labels(model_id),
+            batch_tokens=self._batch_tokens.labels(model_id),
+            prompt_tokens=self._prompt_tokens.labels(model_id),
+            generated_tokens=self._generated_tokens.labels(model_id),
+        )

@@ -1,0 +1,82 @@
+"""The core's composition root: builds the registry, the services and the grpc.aio server, and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from inferno.core.engines.llamacpp.engine import LlamaCppSettings
+from inferno.core.interceptors import ErrorStatusInterceptor
+from inferno.core.metrics import EngineMetrics
+from inferno.core.registry import ModelRegistry, model_sources
+from inferno.core.services.admin import AdminServicer
+from inferno.core.services.inference import InferenceServicer
+from inferno.core.services.models import ModelServicer
+from prometheus_client import CollectorRegistry
+
+from inferno.config import CoreOptions
+from inferno.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    inference_service_pb2,
+    inference_service_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+_SHUTDOWN_GRACE_S = 5.0
+
+
+async def serve_core(options: CoreOptions) -> None:
+    """Loads the models, serves gRPC until SIGINT/SIGTERM, then drains and frees everything."""
+    metrics_registry = CollectorRegistry()
+    settings = LlamaCppSettings(
+        parallel_sequences=options.parallel_sequences,
+        kv_cache_tokens=options.kv_cache_tokens,
+        context_length=options.context_length,
+        batch_tokens=options.batch_tokens,
+        threads=options.threads,
+    )
+    registry = await asyncio.to_thread(
+        ModelRegistry, model_sources(list(options.model_paths)), settings, EngineMetrics(metrics_registry)
+    )
+    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
+    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(registry, metrics_registry), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{options.host}:{options.grpc_port}"
+    if server.add_insecure_port(address) == 0:
+        registry.close()
+        raise SystemExit(f"inferno core: cannot listen on {address}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("inferno core serving %s on %s", ", ".join(registry.ids()), address)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("inferno core shutting down")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(_SHUTDOWN_GRACE_S)
+    registry.close()

@@ -1,0 +1,51 @@
+"""AdminService: server facts for /health and the core's Prometheus page for /metrics."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import llama_cpp.llama_cpp as llama
+import psutil
+from inferno.core.registry import ModelRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+
+from inferno import __version__
+from inferno.v1 import admin_service_pb2 as pb
+from inferno.v1 import admin_service_pb2_grpc
+
+
+class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+    def __init__(self, registry: ModelRegistry, metrics_registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._metrics_registry = metrics_registry
+        self._started = time.monotonic()
+        self._process = psutil.Process()
+        psutil.cpu_percent(interval=None)  # primes the counter: later calls measure since the previous one
+
+    async def GetServerStatus(
+        self, request: pb.GetServerStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetServerStatusResponse:
+        memory = psutil.virtual_memory()
+        system = pb.SystemResources(
+            cpu_percent=psutil.cpu_percent(interval=None),
+            memory_used_bytes=memory.total - memory.available,
+            memory_total_bytes=memory.total,
+            process_rss_bytes=self._process.memory_info().rss,
+        )
+        if not llama.llama_supports_gpu_offload():
+            system.gpu_unavailable_reason = (
+                "llama.cpp in this build has no GPU offload; models run on the CPU"
+            )
+        return pb.GetServerStatusResponse(
+            version=__version__,
+            uptime_seconds=time.monotonic() - self._started,
+            models_loaded=self._registry.ids(),
+            default_model=self._registry.default_model_id,
+            system=system,
+        )
+
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
+        return pb.GetMetricsResponse(text=generate_latest(self._metrics_registry).decode())

@@ -1,0 +1,111 @@
+"""Turns a validated request into engine sequences and merges their events back, one index per choice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest
+
+from inferno.v1 import common_pb2
+
+FINISH_REASONS = {
+    FinishReason.STOP: common_pb2.FINISH_REASON_STOP,
+    FinishReason.LENGTH: common_pb2.FINISH_REASON_LENGTH,
+}
+
+
+@dataclass(frozen=True)
+class IndexedEvent:
+    index: int
+    event: SequenceEvent
+    # Set on the stream's last event: all choices have finished.
+    usage: common_pb2.Usage | None = None
+
+
+@dataclass
+class ChoiceResult:
+    text: str = ""
+    finish_reason: int = common_pb2.FINISH_REASON_UNSPECIFIED
+
+
+@dataclass
+class Generation:
+    """The sequences of one request, all on one engine."""
+
+    engine: Engine
+    model_id: str
+    id_prefix: str
+    sequences: list[SequenceRequest]
+    id: str = field(init=False)
+    created: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.id = f"{self.id_prefix}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(len(s.prompt_tokens) for s in self.sequences)
+
+    async def stream(self) -> AsyncIterator[IndexedEvent]:
+        """Events of all sequences as they come; closing this cancels every unfinished sequence."""
+        if len(self.sequences) == 1:
+            async for event in self.engine.generate(self.sequences[0]):
+                usage = self._usage(event.completion_tokens) if event.finish_reason else None
+                yield IndexedEvent(0, event, usage)
+            return
+        merged: asyncio.Queue[IndexedEvent | BaseException] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._pump(i, seq, merged)) for i, seq in enumerate(self.sequences)]
+        completion = [0] * len(self.sequences)
+        remaining = len(self.sequences)
+        try:
+            while remaining:
+                item = await merged.get()
+                if isinstance(item, BaseException):
+                    raise item
+                completion[item.index] = item.event.completion_tokens
+                if item.event.finish_reason is not None:
+                    remaining -= 1
+                yield IndexedEvent(
+                    item.index, item.event, self._usage(sum(completion)) if not remaining else None
+                )
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def collect(self) -> tuple[list[ChoiceResult], common_pb2.Usage]:
+        choices = [ChoiceResult() for _ in self.sequences]
+        usage = common_pb2.Usage()
+        async for item in self.stream():
+            choice = choices[item.index]
+            choice.text += item.event.text
+            if item.event.finish_reason is not None:
+                choice.finish_reason = FINISH_REASONS[item.event.finish_reason]
+            if item.usage is not None:
+                usage = item.usage
+        return choices, usage
+
+    def _usage(self, completion_tokens: int) -> common_pb2.Usage:
+        prompt = self.prompt_tokens
+        return common_pb2.Usage(
+            prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens
+        )
+
+    async def _pump(
+        self, index: int, request: SequenceRequest, out: asyncio.Queue[IndexedEvent | BaseException]
+    ) -> None:
+        try:
+            async for event in self.engine.generate(request):
+                out.put_nowait(IndexedEvent(index, event))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the consumer, which raises it
+            out.put_nowait(exc)

@@ -1,0 +1,139 @@
+"""InferenceService: chat and text completions, unary and streamed, over the model registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from inferno.core.engines.base import SequenceRequest
+from inferno.core.registry import ModelRegistry
+from inferno.core.services.generation import FINISH_REASONS, Generation
+from inferno.core.validation import (
+    CHAT_DEFAULTS,
+    COMPLETION_DEFAULTS,
+    check_messages,
+    check_model,
+    check_stop,
+    resolve_max_tokens,
+    resolve_sampling,
+)
+
+from inferno.errors import invalid_param
+from inferno.v1 import inference_service_pb2 as pb
+from inferno.v1 import inference_service_pb2_grpc
+
+
+class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    async def CreateChatCompletion(
+        self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateChatCompletionResponse:
+        generation = self._chat_generation(request.params)
+        choices, usage = await generation.collect()
+        return pb.CreateChatCompletionResponse(
+            id=generation.id,
+            created=generation.created,
+            model=generation.model_id,
+            choices=[
+                pb.ChatCompletionChoice(
+                    index=i,
+                    message=pb.ChatMessage(role="assistant", content=c.text),
+                    finish_reason=c.finish_reason,
+                )
+                for i, c in enumerate(choices)
+            ],
+            usage=usage,
+        )
+
+    async def StreamChatCompletion(
+        self, request: pb.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamChatCompletionResponse]:
+        generation = self._chat_generation(request.params)
+        started: set[int] = set()
+        async for item in generation.stream():
+            delta = pb.ChatCompletionDelta(content=item.event.text)
+            if item.index not in started:
+                started.add(item.index)
+                delta.role = "assistant"
+            message = pb.StreamChatCompletionResponse(
+                id=generation.id,
+                created=generation.created,
+                model=generation.model_id,
+                index=item.index,
+                delta=delta,
+            )
+            if item.event.finish_reason is not None:
+                message.finish_reason = FINISH_REASONS[item.event.finish_reason]
+            if item.usage is not None:
+                message.usage.CopyFrom(item.usage)
+            yield message
+
+    async def CreateCompletion(
+        self, request: pb.CreateCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCompletionResponse:
+        generation = self._completion_generation(request.params)
+        choices, usage = await generation.collect()
+        return pb.CreateCompletionResponse(
+            id=generation.id,
+            created=generation.created,
+            model=generation.model_id,
+            choices=[
+                pb.CompletionChoice(index=i, text=c.text, finish_reason=c.finish_reason)
+                for i, c in enumerate(choices)
+            ],
+            usage=usage,
+        )
+
+    async def StreamCompletion(
+        self, request: pb.StreamCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamCompletionResponse]:
+        generation = self._completion_generation(request.params)
+        async for item in generation.stream():
+            message = pb.StreamCompletionResponse(
+                id=generation.id,
+                created=generation.created,
+                model=generation.model_id,
+                index=item.index,
+                text=item.event.text,
+            )
+            if item.event.finish_reason is not None:
+                message.finish_reason = FINISH_REASONS[item.event.finish_reason]
+            if item.usage is not None:
+                message.usage.CopyFrom(item.usage)
+            yield message
+
+    def _chat_generation(self, params: pb.ChatCompletionParams) -> Generation:
+        engine = self._registry.get(check_model(params.model))
+        messages = check_messages(list(params.messages))
+        sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS)
+        stop = check_stop(params.limits)
+        # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
+        prompt = tuple(engine.tokenize(engine.render_chat(messages)))
+        max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
+        sequence = SequenceRequest(prompt, max_tokens, stop, sampling)
+        return Generation(engine, engine.description.id, "chatcmpl", [sequence])
+
+    def _completion_generation(self, params: pb.CompletionParams) -> Generation:
+        engine = self._registry.get(check_model(params.model))
+        if not params.prompts:
+            raise invalid_param("prompt", "'prompt' is required")
+        sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS)
+        stop = check_stop(params.limits)
+        vocab_size = engine.description.vocab_size
+        sequences: list[SequenceRequest] = []
+        for i, prompt in enumerate(params.prompts):
+            if prompt.WhichOneof("kind") == "tokens":
+                tokens = tuple(prompt.tokens.ids)
+                if any(t >= vocab_size for t in tokens):
+                    raise invalid_param(
+                        f"prompt[{i}]", f"token ids in 'prompt[{i}]' must be below {vocab_size}"
+                    )
+            else:
+                tokens = tuple(engine.tokenize(prompt.text))
+            if not tokens:
+                raise invalid_param(f"prompt[{i}]", f"'prompt[{i}]' is empty")
+            max_tokens = resolve_max_tokens(params.limits, len(tokens), engine.description.context_length)
+            sequences.append(SequenceRequest(tokens, max_tokens, stop, sampling))
+        return Generation(engine, engine.description.id, "cmpl", sequences)

@@ -1,0 +1,112 @@
+"""Request checks and the sampling defaults: every range and default lives here, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferno.core.engines.base import SamplingConfig
+
+from inferno.errors import InfernoError, invalid_param
+from inferno.v1 import common_pb2, inference_service_pb2
+
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+MAX_STOP_STRINGS = 4
+DEFAULT_MAX_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    temperature: float
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+# The seed API's defaults: chat 0.7, text completions 1.0.
+CHAT_DEFAULTS = SamplingDefaults(temperature=0.7)
+COMPLETION_DEFAULTS = SamplingDefaults(temperature=1.0)
+
+
+def _in_range(param: str, value: float, low: float, high: float, low_open: bool = False) -> float:
+    if value != value or value > high or value < low or (low_open and value == low):  # NaN fails too
+        bound = f"({low}" if low_open else f"[{low}"
+        raise invalid_param(param, f"'{param}' must be in {bound}, {high}], got {value}")
+    return value
+
+
+def resolve_sampling(sampling: common_pb2.SamplingParams, defaults: SamplingDefaults) -> SamplingConfig:
+    def pick(field: str, default: float) -> float:
+        return float(getattr(sampling, field)) if sampling.HasField(field) else default
+
+    return SamplingConfig(
+        temperature=_in_range("temperature", pick("temperature", defaults.temperature), 0.0, 2.0),
+        top_p=_in_range("top_p", pick("top_p", defaults.top_p), 0.0, 1.0, low_open=True),
+        presence_penalty=_in_range(
+            "presence_penalty", pick("presence_penalty", defaults.presence_penalty), -2, 2
+        ),
+        frequency_penalty=_in_range(
+            "frequency_penalty", pick("frequency_penalty", defaults.frequency_penalty), -2, 2
+        ),
+        seed=sampling.seed if sampling.HasField("seed") else None,
+    )
+
+
+def check_stop(limits: common_pb2.GenerationLimits) -> tuple[str, ...]:
+    if len(limits.stop) > MAX_STOP_STRINGS:
+        raise invalid_param(
+            "stop", f"'stop' takes at most {MAX_STOP_STRINGS} strings, got {len(limits.stop)}"
+        )
+    if any(not s for s in limits.stop):
+        raise invalid_param("stop", "'stop' strings must not be empty")
+    return tuple(limits.stop)
+
+
+def resolve_max_tokens(limits: common_pb2.GenerationLimits, prompt_tokens: int, context_length: int) -> int:
+    """max_tokens as asked, or the default capped to the room left; over the context length is an error."""
+    room = context_length - prompt_tokens
+    if limits.HasField("max_tokens"):
+        if limits.max_tokens < 1:
+            raise invalid_param("max_tokens", f"'max_tokens' must be at least 1, got {limits.max_tokens}")
+        wanted = int(limits.max_tokens)
+    else:
+        wanted = min(DEFAULT_MAX_TOKENS, room)
+    asked = max(wanted, 1)
+    if room < 1 or wanted > room:
+        raise InfernoError(
+            "context_length_exceeded",
+            f"This model's maximum context length is {context_length} tokens. However, you requested "
+            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the prompt, {asked} for the completion). "
+            "Please reduce the prompt or max_tokens.",
+            {
+                "param": "max_tokens" if limits.HasField("max_tokens") and room >= 1 else "messages",
+                "context_length": str(context_length),
+                "prompt_tokens": str(prompt_tokens),
+                "max_tokens": str(asked),
+            },
+        )
+    return wanted
+
+
+def check_model(model: str) -> str:
+    if not model:
+        raise invalid_param("model", "'model' is required")
+    return model
+
+
+def check_messages(messages: list[inference_service_pb2.ChatMessage]) -> list[dict[str, str]]:
+    if not messages:
+        raise invalid_param("messages", "'messages' must hold at least one message")
+    rendered: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        if message.role not in CHAT_ROLES:
+            raise invalid_param(
+                f"messages[{i}].role",
+                f"'messages[{i}].role' must be one of {', '.join(sorted(CHAT_ROLES))}, got {message.role!r}",
+            )
+        # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
+        role = "system" if message.role == "developer" else message.role
+        entry = {"role": role, "content": message.content}
+        if message.name:
+            entry["name"] = message.name
+        rendered.append(entry)
+    return rendered

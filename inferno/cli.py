@@ -1,0 +1,95 @@
+"""The `inferno` command: serve (core + gateway), core, gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from inferno import __version__
+from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT, CoreOptions, GatewayOptions
+
+
+def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port of the core")
+    parser.add_argument(
+        "--model",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH.gguf",
+        help="serve this GGUF file (repeatable); default: the embedded SmolLM2-135M-Instruct",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp (0: all cores)")
+    parser.add_argument("--parallel", type=int, default=16, help="sequences decoded together per model")
+    parser.add_argument(
+        "--ctx-size", type=int, default=0, help="max tokens per sequence (0: the model's own)"
+    )
+    parser.add_argument(
+        "--kv-cache-tokens",
+        type=int,
+        default=0,
+        help="KV cache cells shared by all sequences (0: 4 x ctx-size)",
+    )
+    parser.add_argument("--batch-tokens", type=int, default=512, help="max tokens per decode step")
+
+
+def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
+    return CoreOptions(
+        host=host,
+        grpc_port=args.grpc_port,
+        model_paths=tuple(args.model),
+        threads=args.threads,
+        parallel_sequences=args.parallel,
+        context_length=args.ctx_size,
+        kv_cache_tokens=args.kv_cache_tokens,
+        batch_tokens=args.batch_tokens,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferno", description="Self-hosted LLM inference server")
+    parser.add_argument("--version", action="version", version=f"inferno {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the core and the HTTP gateway together")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address both processes bind to")
+    serve.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port of the gateway")
+    _add_core_arguments(serve)
+
+    core = commands.add_parser("core", help="run the gRPC inference core alone")
+    core.add_argument("--host", default=DEFAULT_HOST)
+    _add_core_arguments(core)
+
+    gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
+    gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
+    gateway.add_argument("--host", default=DEFAULT_HOST)
+    gateway.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from inferno.supervisor import serve
+
+        core = _core_options(args, args.host)
+        gateway = GatewayOptions(core_address=f"{args.host}:{args.grpc_port}", host=args.host, port=args.port)
+        return serve(core, gateway)
+    if args.command == "core":
+        from inferno.core.server import serve_core
+
+        asyncio.run(serve_core(_core_options(args, args.host)))
+        return 0
+    from inferno.adapters.app import run_gateway
+
+    run_gateway(args.core, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

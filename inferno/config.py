@@ -1,0 +1,30 @@
+"""Settings of the two processes, as the CLI resolves them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_PORT = 50051
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    host: str = DEFAULT_HOST
+    grpc_port: int = DEFAULT_GRPC_PORT
+    # Empty: serve the embedded default model.
+    model_paths: tuple[Path, ...] = field(default_factory=tuple)
+    threads: int = 0
+    parallel_sequences: int = 16
+    context_length: int = 0
+    kv_cache_tokens: int = 0
+    batch_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    core_address: str = f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}"
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_HTTP_PORT

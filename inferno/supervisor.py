@@ -1,0 +1,133 @@
+"""`inferno serve`: runs the core and the gateway as two child processes and keeps them up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from inferno.config import CoreOptions, GatewayOptions
+
+_CORE_READY_TIMEOUT_S = 600.0
+_RESTART_LIMIT = 5
+_RESTART_WINDOW_S = 60.0
+
+
+@dataclass
+class _Child:
+    name: str
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def core_command(core: CoreOptions) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "inferno.cli",
+        "core",
+        "--host",
+        core.host,
+        "--grpc-port",
+        str(core.grpc_port),
+    ]
+    for path in core.model_paths:
+        command += ["--model", str(path)]
+    command += ["--threads", str(core.threads), "--parallel", str(core.parallel_sequences)]
+    command += ["--ctx-size", str(core.context_length), "--kv-cache-tokens", str(core.kv_cache_tokens)]
+    return [*command, "--batch-tokens", str(core.batch_tokens)]
+
+
+def gateway_command(gateway: GatewayOptions) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "inferno.cli",
+        "gateway",
+        "--core",
+        gateway.core_address,
+        "--host",
+        gateway.host,
+        "--port",
+        str(gateway.port),
+    ]
+
+
+def _wait_for_core(address: str, core: _Child, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + _CORE_READY_TIMEOUT_S
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline and not stop.is_set() and core.alive():
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            stop.wait(0.3)
+    return False
+
+
+def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
+    """Starts both, restarts one that dies (at most 5 times a minute), stops both on SIGINT/SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    core_child = _Child("core", core_command(core))
+    gateway_child = _Child("gateway", gateway_command(gateway))
+    print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
+    core_child.start()
+    if not _wait_for_core(gateway.core_address, core_child, stop):
+        core_child.stop()
+        if stop.is_set():
+            return 0
+        print("inferno: the core did not start; see its log above", file=sys.stderr, flush=True)
+        return 1
+    gateway_child.start()
+    base = f"http://{gateway.host}:{gateway.port}"
+    print(
+        f"inferno: serving\n  OpenAI API  {base}/v1\n  WebSocket   ws://{gateway.host}:{gateway.port}/ws\n"
+        f"  health      {base}/health\n  gRPC        {core.host}:{core.grpc_port}\nPress Ctrl-C to stop.",
+        flush=True,
+    )
+    restarts: list[float] = []
+    while not stop.wait(0.5):
+        for child in (core_child, gateway_child):
+            if child.alive():
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < _RESTART_WINDOW_S] + [now]
+            if len(restarts) > _RESTART_LIMIT:
+                print(f"inferno: {child.name} keeps exiting; giving up", file=sys.stderr, flush=True)
+                stop.set()
+                break
+            code = child.process.returncode if child.process else None
+            print(f"inferno: {child.name} exited with {code}; restarting", file=sys.stderr, flush=True)
+            child.start()
+    print("inferno: shutting down", flush=True)
+    gateway_child.stop()
+    core_child.stop()
+    return 1 if len(restarts) > _RESTART_LIMIT else 0
