@@ -22,9 +22,7 @@ def _buf() -> str:
     found = os.environ.get("BUF") or (str(LOCAL_BUF) if LOCAL_BUF.is_file() else shutil.which("buf"))
     if found:
         return found
-    message = (
-        "buf is not installed; run `pip install '.[test]'` (or put buf on PATH, or set BUF)"
-    )
+    message = "buf is not installed; run `pip install '.[test]'` (or put buf on PATH, or set BUF)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

@@ -1,0 +1,87 @@
+"""The gateway application: every route it serves, and the blocking runner `inferno gateway` uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from .core_client import CORE, CoreClient, copy_core_headers
+from .errors import error_middleware
+from .health import health
+from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
+from .model_status import model_status
+from .openai import routes as openai
+from .websocket import websocket_endpoint
+
+logger = logging.getLogger(__name__)
+
+# An OpenAI body this size converts to a proto no larger, which stays under gRPC's 4 MiB receive default.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# After SIGINT/SIGTERM aiohttp waits this long for in-flight requests, then cancels their handlers (and so
+# their gRPC calls) and waits up to as long again.
+_SHUTDOWN_TIMEOUT_S = 3.0
+
+
+def build_app(core_address: str) -> web.Application:
+    """The OpenAI-compatible REST/SSE API, /ws, /health and /metrics over the core at core_address.
+
+    The gRPC channel opens when the app starts and closes on cleanup.
+    """
+    # Middlewares run outermost first: metrics see the status the error middleware renders.
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[METRICS] = GatewayMetrics.create()
+    app.cleanup_ctx.append(_core_channel(core_address))
+    app.on_response_prepare.append(copy_core_headers)
+
+    # Route names are the `endpoint` label of the request metrics. Model ids may contain "/", so
+    # .../status is registered before the catch-all model route.
+    router = app.router
+    router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
+    router.add_post("/v1/completions", openai.completions, name="completions")
+    router.add_get("/v1/models", openai.list_models, name="models")
+    router.add_get("/v1/models/{model_id:.+}/status", model_status, name="model_status")
+    router.add_get("/v1/models/{model_id:.+}", openai.get_model, name="model")
+    router.add_get("/health", health, name="health")
+    router.add_get("/metrics", metrics_endpoint, name="metrics")
+    router.add_get("/ws", websocket_endpoint, name="ws")
+    return app
+
+
+def run_gateway(core_address: str, host: str, port: int) -> None:
+    """Serve build_app(core_address) on host:port until SIGINT or SIGTERM, then shut down cleanly."""
+    asyncio.run(_serve(core_address, host, port))
+
+
+async def _serve(core_address: str, host: str, port: int) -> None:
+    # handler_cancellation: a client that disconnects cancels its handler, which cancels its gRPC call.
+    runner = web.AppRunner(
+        build_app(core_address), handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        logger.info("gateway listening on http://%s:%d, core at %s", host, port, core_address)
+        await stop.wait()
+        logger.info("gateway shutting down")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+
+
+def _core_channel(address: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def open_and_close(app: web.Application) -> AsyncIterator[None]:
+        client = CoreClient(address)
+        app[CORE] = client
+        yield
+        await client.close()
+
+    return open_and_close

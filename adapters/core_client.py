@@ -1,0 +1,149 @@
+"""The gateway's one gRPC channel to the core, and the one place a failed call becomes an InfernoError.
+
+Every call forwards the HTTP request's Authorization header as metadata (the core authenticates) and keeps
+the core's rate-limit metadata so the response can carry it as X-RateLimit-* headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
+
+from inferno.errors import InfernoError, error_from_rpc
+from inferno.v1 import admin_service_pb2_grpc, inference_service_pb2_grpc, model_service_pb2_grpc
+
+_Request = TypeVar("_Request")
+_Reply = TypeVar("_Reply")
+
+_CHANNEL_OPTIONS = [
+    # Replies such as a long non-streamed completion may pass gRPC's 4 MiB default.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # A core that restarts is back within seconds; don't let reconnect backoff grow toward 2 minutes.
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+# gRPC metadata the core may send about rate limits, and the HTTP header each becomes.
+_RATE_LIMIT_HEADERS = {
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+    "retry-after": "Retry-After",
+}
+
+CORE_HEADERS = web.RequestKey("core_headers", dict[str, str])
+
+
+class CoreClient:
+    """The channel and service stubs; opened on app startup, closed on cleanup."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.inference = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
+        self.health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def unary(
+        self,
+        request: web.Request,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Reply],
+        message: _Request,
+        *,
+        timeout: float | None = None,
+    ) -> _Reply:
+        """Call a unary RPC on behalf of request; a failure raises the InfernoError the core meant."""
+        call = method(message, metadata=_forwarded_metadata(request), timeout=timeout)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as error:
+            raise _core_error(self.address, request, error) from None
+        _keep_rate_limit_headers(request, await call.initial_metadata())
+        return reply
+
+    def stream(
+        self,
+        request: web.Request,
+        method: grpc.aio.UnaryStreamMultiCallable[_Request, _Reply],
+        message: _Request,
+    ) -> CoreStream[_Reply]:
+        """Start a server-streaming RPC; use as `async with` so leaving the block cancels the call."""
+        call = method(message, metadata=_forwarded_metadata(request))
+        return CoreStream(self.address, request, call)
+
+
+CORE = web.AppKey("core", CoreClient)
+
+
+class CoreStream(Generic[_Reply]):
+    """The messages of one streaming call, read as they arrive.
+
+    Iterating raises InfernoError if the core fails. Exiting the `async with` block for any reason
+    (finished, error, client gone, task cancelled) cancels the call, so the core frees the sequence at once.
+    """
+
+    def __init__(
+        self, address: str, request: web.Request, call: grpc.aio.UnaryStreamCall[Any, _Reply]
+    ) -> None:
+        self._address = address
+        self._request = request
+        self._call = call
+        self._received_any = False
+
+    async def __aenter__(self) -> CoreStream[_Reply]:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._call.cancel()
+
+    def __aiter__(self) -> CoreStream[_Reply]:
+        return self
+
+    async def __anext__(self) -> _Reply:
+        try:
+            message = await self._call.read()
+        except grpc.aio.AioRpcError as error:
+            raise _core_error(self._address, self._request, error) from None
+        if message is grpc.aio.EOF:
+            raise StopAsyncIteration
+        if not self._received_any:
+            self._received_any = True
+            _keep_rate_limit_headers(self._request, await self._call.initial_metadata())
+        return message  # type: ignore[no-any-return]
+
+
+async def copy_core_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: put the core's rate-limit figures on the HTTP response."""
+    response.headers.update(request.get(CORE_HEADERS, {}))
+
+
+def _core_error(address: str, request: web.Request, error: grpc.aio.AioRpcError) -> InfernoError:
+    _keep_rate_limit_headers(request, error.initial_metadata(), error.trailing_metadata())
+    converted = error_from_rpc(error)
+    if converted.code == "core_unavailable":
+        message = f"the inference core at {address} is unavailable: {converted.message}"
+        return InfernoError("core_unavailable", message, converted.details)
+    return converted
+
+
+def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    authorization = request.headers.get("Authorization")
+    return (("authorization", authorization),) if authorization else ()
+
+
+def _keep_rate_limit_headers(request: web.Request, *metadata: Sequence[tuple[str, Any]] | None) -> None:
+    for entries in metadata:
+        for key, value in entries or ():
+            header = _RATE_LIMIT_HEADERS.get(key.lower())
+            if header is not None and isinstance(value, str):
+                request.setdefault(CORE_HEADERS, {})[header] = value

@@ -1,0 +1,69 @@
+"""GET /v1/models/{model_id}/status: the seed's model status document plus the engine's live figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from inferno.v1 import model_service_pb2
+
+from .core_client import CORE
+from .humanize import human_bytes, iso_utc
+from .metrics import SERVED_MODEL
+
+_STATES = {
+    model_service_pb2.MODEL_STATE_UNLOADED: "unloaded",
+    model_service_pb2.MODEL_STATE_LOADING: "loading",
+    model_service_pb2.MODEL_STATE_LOADED: "loaded",
+    model_service_pb2.MODEL_STATE_FAILED: "failed",
+}
+
+
+async def model_status(request: web.Request) -> web.Response:
+    """GET /v1/models/{model_id}/status"""
+    core = request.app[CORE]
+    model_id = request.match_info["model_id"]
+    # The status reply has no file format, which the seed shows as "backend"; GetModel has it.
+    model = await core.unary(
+        request, core.models.GetModel, model_service_pb2.GetModelRequest(model_id=model_id)
+    )
+    status = await core.unary(
+        request, core.models.GetModelStatus, model_service_pb2.GetModelStatusRequest(model_id=model_id)
+    )
+    request[SERVED_MODEL] = model.model.id
+    return web.json_response(model_status_json(status, model.model))
+
+
+def model_status_json(
+    status: model_service_pb2.GetModelStatusResponse, model: model_service_pb2.Model
+) -> dict[str, Any]:
+    stats = status.stats
+    return {
+        "model_id": status.model_id,
+        "status": _STATES.get(status.state, "unknown"),
+        "backend": model.format,
+        "memory_usage": human_bytes(status.memory_bytes),
+        "metrics": {
+            "total_requests": stats.requests_total,
+            "avg_latency_ms": _from_float32(stats.avg_latency_ms),
+            "tokens_per_second": _from_float32(stats.tokens_per_second),
+            "last_used": iso_utc(stats.last_used),
+        },
+        "engine": {
+            "running_sequences": stats.running_sequences,
+            "waiting_sequences": stats.waiting_sequences,
+            "decode_steps": stats.decode_steps,
+            "max_sequences_per_step": stats.max_sequences_per_step,
+            "last_step_sequences": stats.last_step_sequences,
+            "kv_cache_usage": _from_float32(stats.kv_cache_usage),
+            "max_parallel_sequences": stats.max_parallel_sequences,
+            "prompt_tokens_total": stats.prompt_tokens_total,
+            "generated_tokens_total": stats.generated_tokens_total,
+        },
+    }
+
+
+def _from_float32(value: float) -> float:
+    """A proto float as the shortest decimal it stands for: 45.2, not 45.20000076293945."""
+    return float(f"{value:.7g}")

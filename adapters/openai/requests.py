@@ -1,0 +1,305 @@
+"""OpenAI request bodies to inferno.v1 params.
+
+Only JSON shape and types are checked here, and every error names its field in details.param. Ranges and
+defaults are the core's: a field absent or null in the JSON stays unset in the proto so the core applies its
+own default. The one exception is what the proto cannot carry (a negative seed for a uint64): that is a type
+error here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from inferno.errors import InfernoError, invalid_param
+from inferno.v1 import common_pb2, inference_service_pb2
+
+_UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
+_SAMPLING_FLOATS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    params: inference_service_pb2.ChatCompletionParams
+    stream: bool
+    include_usage: bool
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    params: inference_service_pb2.CompletionParams
+    stream: bool
+    include_usage: bool
+
+
+def parse_json_object(raw: bytes | str, *, what: str = "request body") -> dict[str, Any]:
+    """Parse strict JSON (no NaN or Infinity) that must be an object; anything else raises invalid_json.
+
+    what names the text in error messages.
+    """
+    if not raw.strip():
+        raise InfernoError("invalid_json", f"{what} is empty; expected a JSON object")
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InfernoError("invalid_json", f"{what} is nested too deeply") from None
+    except ValueError as error:
+        raise InfernoError("invalid_json", f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise InfernoError("invalid_json", f"{what} must be a JSON object")
+    return value
+
+
+def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
+    """A /v1/chat/completions body as ChatCompletionParams plus its streaming flags."""
+    params = inference_service_pb2.ChatCompletionParams(
+        model=_required_str(body.get("model"), "model"),
+        messages=_messages(body.get("messages")),
+        sampling=_sampling(body),
+        limits=_limits(body),
+        user=_optional_str(body.get("user"), "user") or "",
+    )
+    _reject_unsupported_chat_options(body)
+    return ChatRequest(params, *_stream_flags(body))
+
+
+def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
+    """A /v1/completions body as CompletionParams (one Prompt per prompt) plus its streaming flags."""
+    params = inference_service_pb2.CompletionParams(
+        model=_required_str(body.get("model"), "model"),
+        prompts=_prompts(body.get("prompt")),
+        sampling=_sampling(body),
+        limits=_limits(body),
+        user=_optional_str(body.get("user"), "user") or "",
+    )
+    _reject_unsupported_completion_options(body)
+    return CompletionRequest(params, *_stream_flags(body))
+
+
+# Fields
+
+
+def _messages(value: Any) -> list[inference_service_pb2.ChatMessage]:
+    if value is None:
+        raise invalid_param("messages", "'messages' is required")
+    if not isinstance(value, list) or not value:
+        raise invalid_param("messages", "'messages' must be a non-empty array")
+    return [_message(item, f"messages[{i}]") for i, item in enumerate(value)]
+
+
+def _message(value: Any, param: str) -> inference_service_pb2.ChatMessage:
+    if not isinstance(value, dict):
+        raise _type_error(param, "an object")
+    if value.get("tool_calls"):
+        raise _not_supported(f"{param}.tool_calls", "tool calls")
+    return inference_service_pb2.ChatMessage(
+        role=_required_str(value.get("role"), f"{param}.role"),
+        content=_content(value.get("content"), f"{param}.content"),
+        name=_optional_str(value.get("name"), f"{param}.name") or "",
+    )
+
+
+def _content(value: Any, param: str) -> str:
+    """A message's content: a string, null, or an array of text parts joined by newlines."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _type_error(param, "a string, an array of content parts, or null")
+    texts: list[str] = []
+    for j, part in enumerate(value):
+        if not isinstance(part, dict):
+            raise _type_error(f"{param}[{j}]", 'an object like {"type": "text", "text": "..."}')
+        kind = part.get("type")
+        if kind != "text":
+            raise _not_supported(f"{param}[{j}].type", f"content parts of type {kind!r} (only 'text')")
+        texts.append(_required_str(part.get("text"), f"{param}[{j}].text"))
+    return "\n".join(texts)
+
+
+def _prompts(value: Any) -> list[inference_service_pb2.Prompt]:
+    """A prompt: a string, an array of strings, an array of token ids, or an array of token-id arrays."""
+    Prompt, TokenIds = inference_service_pb2.Prompt, inference_service_pb2.TokenIds
+    if value is None:
+        raise invalid_param("prompt", "'prompt' is required")
+    if isinstance(value, str):
+        return [Prompt(text=value)]
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) for item in value):
+            return [Prompt(text=item) for item in value]
+        if all(_is_int(item) for item in value):
+            return [Prompt(tokens=TokenIds(ids=_token_ids(value, "prompt")))]
+        if all(isinstance(item, list) for item in value):
+            return [
+                Prompt(tokens=TokenIds(ids=_token_ids(item, f"prompt[{i}]"))) for i, item in enumerate(value)
+            ]
+    raise _type_error(
+        "prompt",
+        "a string, a non-empty array of strings, an array of token ids, or an array of token-id arrays",
+    )
+
+
+def _token_ids(values: list[Any], param: str) -> list[int]:
+    return [_uint(value, f"{param}[{k}]", _UINT32_MAX) for k, value in enumerate(values)]
+
+
+def _sampling(body: dict[str, Any]) -> common_pb2.SamplingParams:
+    sampling = common_pb2.SamplingParams()
+    for name in _SAMPLING_FLOATS:
+        value = _optional_number(body.get(name), name)
+        if value is not None:
+            setattr(sampling, name, value)
+    seed = body.get("seed")
+    if seed is not None:
+        sampling.seed = _uint(seed, "seed", _UINT64_MAX)
+    return sampling
+
+
+def _limits(body: dict[str, Any]) -> common_pb2.GenerationLimits:
+    limits = common_pb2.GenerationLimits()
+    # max_completion_tokens is OpenAI's newer name for max_tokens; when both are given it wins.
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None:
+        limits.max_tokens = _uint(max_tokens, "max_tokens", _UINT32_MAX)
+    max_completion_tokens = body.get("max_completion_tokens")
+    if max_completion_tokens is not None:
+        limits.max_tokens = _uint(max_completion_tokens, "max_completion_tokens", _UINT32_MAX)
+    limits.stop.extend(_stop(body.get("stop")))
+    return limits
+
+
+def _stop(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise _type_error("stop", "a string, an array of strings, or null")
+
+
+def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    stream = _optional_bool(body.get("stream"), "stream") or False
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not isinstance(options, dict):
+        raise _type_error("stream_options", "an object or null")
+    include_usage = _optional_bool(options.get("include_usage"), "stream_options.include_usage") or False
+    return stream, include_usage
+
+
+# Options whose non-default values the core cannot honour yet: refused rather than silently ignored.
+
+
+def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
+    _require_one(body, "n")
+    if _optional_bool(body.get("logprobs"), "logprobs"):
+        raise _not_supported("logprobs", "'logprobs'")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _type_error("tools", "an array or null")
+    if tools:
+        raise _not_supported("tools", "'tools'")
+    if body.get("tool_choice") not in (None, "none", "auto"):
+        raise _not_supported("tool_choice", "'tool_choice' other than 'none' or 'auto'")
+    if body.get("functions"):
+        raise _not_supported("functions", "'functions'")
+    if body.get("function_call") not in (None, "none", "auto"):
+        raise _not_supported("function_call", "'function_call' other than 'none' or 'auto'")
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        raise _not_supported("response_format", '\'response_format\' other than {"type": "text"}')
+    _reject_logit_bias(body)
+
+
+def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:
+    _require_one(body, "n")
+    _require_one(body, "best_of")
+    if _optional_bool(body.get("echo"), "echo"):
+        raise _not_supported("echo", "'echo'")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool) and not _is_int(logprobs):
+        raise _type_error("logprobs", "an integer or null")
+    if logprobs:
+        raise _not_supported("logprobs", "'logprobs'")
+    if _optional_str(body.get("suffix"), "suffix"):
+        raise _not_supported("suffix", "'suffix'")
+    _reject_logit_bias(body)
+
+
+def _require_one(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if not _is_int(value):
+        raise _type_error(name, "an integer or null")
+    if value != 1:
+        raise _not_supported(name, f"'{name}' other than 1")
+
+
+def _reject_logit_bias(body: dict[str, Any]) -> None:
+    logit_bias = body.get("logit_bias")
+    if logit_bias is not None and not isinstance(logit_bias, dict):
+        raise _type_error("logit_bias", "an object or null")
+    if logit_bias:
+        raise _not_supported("logit_bias", "'logit_bias'")
+
+
+# Scalars
+
+
+def _required_str(value: Any, param: str) -> str:
+    if value is None:
+        raise invalid_param(param, f"'{param}' is required")
+    if not isinstance(value, str):
+        raise _type_error(param, "a string")
+    return value
+
+
+def _optional_str(value: Any, param: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _type_error(param, "a string or null")
+    return value
+
+
+def _optional_bool(value: Any, param: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise _type_error(param, "a boolean or null")
+    return value
+
+
+def _optional_number(value: Any, param: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(param, "a number or null")
+    return float(value)
+
+
+def _uint(value: Any, param: str, maximum: int) -> int:
+    """An integer the proto's unsigned field can hold."""
+    if not _is_int(value):
+        raise _type_error(param, "an integer")
+    if not 0 <= value <= maximum:
+        raise invalid_param(param, f"'{param}' must be an integer from 0 to {maximum}, got {value}")
+    return int(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_error(param: str, expected: str) -> InfernoError:
+    return invalid_param(param, f"'{param}' must be {expected}")
+
+
+def _not_supported(param: str, feature: str) -> InfernoError:
+    return invalid_param(param, f"{feature} is not supported yet")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,192 @@
+"""inferno.v1 replies to OpenAI's JSON objects: completions, streamed chunks and models."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+from inferno.v1 import common_pb2, inference_service_pb2, model_service_pb2
+
+_FINISH_REASONS: dict[int, str] = {
+    common_pb2.FINISH_REASON_STOP: "stop",
+    common_pb2.FINISH_REASON_LENGTH: "length",
+    common_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
+}
+
+JsonObject = dict[str, Any]
+
+
+def finish_reason_name(value: int) -> str | None:
+    """OpenAI's finish_reason string for a FinishReason; None while the choice is still going."""
+    return _FINISH_REASONS.get(value)
+
+
+def usage_json(usage: common_pb2.Usage) -> JsonObject:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def chat_completion_json(reply: inference_service_pb2.CreateChatCompletionResponse) -> JsonObject:
+    """A chat.completion object."""
+    return {
+        "id": reply.id,
+        "object": "chat.completion",
+        "created": reply.created,
+        "model": reply.model,
+        "choices": [
+            {
+                "index": choice.index,
+                "message": {"role": choice.message.role or "assistant", "content": choice.message.content},
+                "logprobs": None,
+                "finish_reason": finish_reason_name(choice.finish_reason),
+            }
+            for choice in reply.choices
+        ],
+        "usage": usage_json(reply.usage),
+    }
+
+
+def completion_json(reply: inference_service_pb2.CreateCompletionResponse) -> JsonObject:
+    """A text_completion object."""
+    return {
+        "id": reply.id,
+        "object": "text_completion",
+        "created": reply.created,
+        "model": reply.model,
+        "choices": [
+            {
+                "text": choice.text,
+                "index": choice.index,
+                "logprobs": None,
+                "finish_reason": finish_reason_name(choice.finish_reason),
+            }
+            for choice in reply.choices
+        ],
+        "usage": usage_json(reply.usage),
+    }
+
+
+def model_json(model: model_service_pb2.Model) -> JsonObject:
+    """A model object."""
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": model.owned_by,
+        "permission": [],
+        "root": model.root,
+        "parent": model.parent if model.HasField("parent") else None,
+    }
+
+
+def model_list_json(reply: model_service_pb2.ListModelsResponse) -> JsonObject:
+    return {"object": "list", "data": [model_json(model) for model in reply.models]}
+
+
+_Message = TypeVar(
+    "_Message",
+    inference_service_pb2.StreamChatCompletionResponse,
+    inference_service_pb2.StreamCompletionResponse,
+)
+
+
+class ChunkStream(ABC, Generic[_Message]):
+    """Turns the core's stream messages into OpenAI chunks, one request at a time.
+
+    Each choice gets an optional opening chunk, one chunk per non-empty piece of text and a closing chunk
+    with its finish_reason. With include_usage every chunk has "usage": null and final_chunks() adds one
+    chunk with no choices and the usage the core sent on its last message.
+    """
+
+    object_name: str
+
+    def __init__(self, include_usage: bool) -> None:
+        self._include_usage = include_usage
+        self._head: JsonObject | None = None
+        self._started: set[int] = set()
+        self._usage: common_pb2.Usage | None = None
+
+    def chunks(self, message: _Message) -> list[JsonObject]:
+        """The chunks one core message becomes, in order."""
+        if self._head is None:
+            self._head = {
+                "id": message.id,
+                "object": self.object_name,
+                "created": message.created,
+                "model": message.model,
+            }
+        if message.HasField("usage"):
+            self._usage = message.usage
+        chunks: list[JsonObject] = []
+        index = message.index
+        if index not in self._started:
+            self._started.add(index)
+            opening = self._opening_choice(index)
+            if opening is not None:
+                chunks.append(self._chunk(opening))
+        piece = self._piece(message)
+        if piece:
+            chunks.append(self._chunk(self._choice(index, piece, None)))
+        reason = finish_reason_name(message.finish_reason)
+        if reason is not None:
+            chunks.append(self._chunk(self._choice(index, None, reason)))
+        return chunks
+
+    def final_chunks(self) -> list[JsonObject]:
+        """What follows the last core message: the usage chunk, when asked for and sent by the core."""
+        if not self._include_usage or self._usage is None or self._head is None:
+            return []
+        return [{**self._head, "choices": [], "usage": usage_json(self._usage)}]
+
+    def _chunk(self, choice: JsonObject) -> JsonObject:
+        assert self._head is not None
+        chunk: JsonObject = {**self._head, "choices": [choice]}
+        if self._include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    @abstractmethod
+    def _opening_choice(self, index: int) -> JsonObject | None: ...
+
+    @abstractmethod
+    def _piece(self, message: _Message) -> str: ...
+
+    @abstractmethod
+    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject: ...
+
+
+class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResponse]):
+    """chat.completion.chunk objects: a role delta opens each choice and an empty delta closes it."""
+
+    object_name = "chat.completion.chunk"
+
+    def _opening_choice(self, index: int) -> JsonObject:
+        return _chat_choice(index, {"role": "assistant", "content": ""}, None)
+
+    def _piece(self, message: inference_service_pb2.StreamChatCompletionResponse) -> str:
+        return message.delta.content
+
+    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject:
+        return _chat_choice(index, {} if piece is None else {"content": piece}, finish_reason)
+
+
+class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionResponse]):
+    """text_completion chunks: pieces of text, then an empty text carrying the finish_reason."""
+
+    object_name = "text_completion"
+
+    def _opening_choice(self, index: int) -> None:
+        return None
+
+    def _piece(self, message: inference_service_pb2.StreamCompletionResponse) -> str:
+        return message.text
+
+    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject:
+        return {"text": piece or "", "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _chat_choice(index: int, delta: JsonObject, finish_reason: str | None) -> JsonObject:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}

@@ -1,0 +1,193 @@
+"""GET /ws: streamed chats over one WebSocket, as {"type", "id", "data"} JSON messages.
+
+Client messages: "chat" (data is a chat completion body; streaming is implied), "cancel" (the id of a running
+chat) and "ping". Replies: "chat_chunk" per piece of text, then "chat_done", or "error"; "pong". Each chat
+ends with exactly one "chat_done" or "error"; a cancelled chat ends with "chat_done" whose finish_reason is
+"cancelled". Several chats may run at once, one task each; closing the socket cancels them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from inferno.errors import InfernoError, invalid_param
+from inferno.v1 import inference_service_pb2
+
+from .core_client import CORE
+from .metrics import METRICS
+from .openai.requests import parse_chat_request, parse_json_object
+from .openai.responses import finish_reason_name, usage_json
+
+logger = logging.getLogger(__name__)
+
+WS_MAX_MESSAGE_BYTES = 1024 * 1024
+_HEARTBEAT_S = 30.0
+_CLIENT_CLOSED = 499
+
+ChatId = str | int
+Frame = dict[str, Any]
+
+
+async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
+    """GET /ws"""
+    socket = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE_BYTES, heartbeat=_HEARTBEAT_S)
+    if not socket.can_prepare(request).ok:
+        raise InfernoError("invalid_parameters", "GET /ws expects a WebSocket upgrade request")
+    await socket.prepare(request)
+    session = _ChatSession(request, socket)
+    try:
+        async for message in socket:
+            if message.type is WSMsgType.TEXT:
+                await session.handle(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await session.send_error(None, InfernoError("invalid_json", "send JSON in text frames"))
+            elif message.type is WSMsgType.ERROR:
+                break
+    finally:
+        await session.cancel_all()
+    return socket
+
+
+def error_frame(chat_id: ChatId | None, error: InfernoError) -> Frame:
+    return {"type": "error", "id": chat_id, "data": error.to_body()}
+
+
+@dataclass
+class ChatFrames:
+    """Turns one chat's core stream messages into chat_chunk frames and its closing chat_done."""
+
+    chat_id: ChatId
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+    def chunks(self, message: inference_service_pb2.StreamChatCompletionResponse) -> list[Frame]:
+        self.model = message.model or self.model
+        if message.HasField("usage"):
+            self.usage = usage_json(message.usage)
+        self.finish_reason = finish_reason_name(message.finish_reason) or self.finish_reason
+        if not message.delta.content:
+            return []
+        data = {"delta": {"content": message.delta.content}, "index": message.index}
+        return [{"type": "chat_chunk", "id": self.chat_id, "data": data}]
+
+    def done(self) -> Frame:
+        data = {"finish_reason": self.finish_reason, "usage": self.usage}
+        return {"type": "chat_done", "id": self.chat_id, "data": data}
+
+
+class _ChatSession:
+    """The running chats of one socket; sends from all of them go out one at a time."""
+
+    def __init__(self, request: web.Request, socket: web.WebSocketResponse) -> None:
+        self._request = request
+        self._socket = socket
+        # Running chats by id, for "cancel"; a chat leaves it just before its last frame. _tasks holds every
+        # task until it ends (the event loop keeps only weak references).
+        self._chats: dict[ChatId, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_lock = asyncio.Lock()
+
+    async def handle(self, text: str) -> None:
+        """Act on one client message; every problem is answered with an error frame."""
+        chat_id: ChatId | None = None
+        try:
+            frame = parse_json_object(text, what="message")
+            if _is_chat_id(frame.get("id")):
+                chat_id = frame["id"]
+            kind = frame.get("type")
+            if kind == "ping":
+                await self._send({"type": "pong", "id": chat_id, "data": {}})
+                return
+            if kind not in ("chat", "cancel"):
+                raise invalid_param("type", f"unknown message type {kind!r}; expected chat, cancel or ping")
+            if chat_id is None:
+                raise invalid_param("id", "'id' must be a non-empty string or an integer")
+            if kind == "chat":
+                self._start_chat(chat_id, frame.get("data"))
+            else:
+                await self._cancel_chat(chat_id)
+        except InfernoError as error:
+            await self.send_error(chat_id, error)
+
+    async def send_error(self, chat_id: ChatId | None, error: InfernoError) -> None:
+        await self._send(error_frame(chat_id, error))
+
+    async def cancel_all(self) -> None:
+        """Cancel every running chat (and so its gRPC call) and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _start_chat(self, chat_id: ChatId, data: Any) -> None:
+        if chat_id in self._chats:
+            raise invalid_param("id", f"a chat with id {chat_id!r} is already running")
+        if not isinstance(data, dict):
+            raise invalid_param("data", "'data' must be an object holding a chat completion body")
+        chat = parse_chat_request(data)
+        task = asyncio.create_task(self._run_chat(chat_id, chat.params))
+        self._chats[chat_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_chat(self, chat_id: ChatId) -> None:
+        task = self._chats.pop(chat_id, None)
+        if task is None:
+            raise InfernoError("not_found", f"no running chat with id {chat_id!r}", {"param": "id"})
+        task.cancel()
+        await asyncio.wait([task])
+        cancelled = {"finish_reason": "cancelled", "usage": None}
+        await self._send({"type": "chat_done", "id": chat_id, "data": cancelled})
+
+    async def _run_chat(self, chat_id: ChatId, params: inference_service_pb2.ChatCompletionParams) -> None:
+        started = time.perf_counter()
+        frames = ChatFrames(chat_id)
+        status = _CLIENT_CLOSED
+        core = self._request.app[CORE]
+        message = inference_service_pb2.StreamChatCompletionRequest(params=params)
+        try:
+            async with core.stream(self._request, core.inference.StreamChatCompletion, message) as stream:
+                async for reply in stream:
+                    for frame in frames.chunks(reply):
+                        await self._send(frame)
+            last = frames.done()
+            status = 200
+        except InfernoError as error:
+            last = error_frame(chat_id, error)
+            status = error.kind.http_status
+        except Exception:
+            logger.exception("WebSocket chat %r failed", chat_id)
+            last = error_frame(chat_id, InfernoError("internal_error", "internal server error"))
+            status = 500
+        finally:
+            # Forgotten before the last frame goes out, so a cancel can no longer reach a finished chat.
+            if self._chats.get(chat_id) is asyncio.current_task():
+                del self._chats[chat_id]
+            self._request.app[METRICS].observe("ws_chat", frames.model, status, time.perf_counter() - started)
+        await self._send(last)
+
+    async def _send(self, frame: Frame) -> None:
+        """Send one frame; if the socket is gone, drop it (closing the socket cancels the chats)."""
+        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        async with self._send_lock:
+            if self._socket.closed:
+                return
+            try:
+                await self._socket.send_str(text)
+            except ConnectionResetError:
+                return
+
+
+def _is_chat_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return value != ""
+    return isinstance(value, int) and not isinstance(value, bool)
