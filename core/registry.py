@@ -13,7 +13,6 @@ from inferno.core.engines.base import Engine, ModelDescription
 from inferno.core.engines.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
 from inferno.core.metrics import EngineMetrics
-
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)

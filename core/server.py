@@ -9,6 +9,9 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from inferno.config import CoreOptions
 from inferno.core.engines.llamacpp.engine import LlamaCppSettings
 from inferno.core.interceptors import ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
@@ -16,9 +19,6 @@ from inferno.core.registry import ModelRegistry, model_sources
 from inferno.core.services.admin import AdminServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
-from prometheus_client import CollectorRegistry
-
-from inferno.config import CoreOptions
 from inferno.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferno.core.engines.base import SamplingConfig
-
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import common_pb2, inference_service_pb2
 

@@ -7,10 +7,10 @@ import time
 import grpc
 import llama_cpp.llama_cpp as llama
 import psutil
-from inferno.core.registry import ModelRegistry
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inferno import __version__
+from inferno.core.registry import ModelRegistry
 from inferno.v1 import admin_service_pb2 as pb
 from inferno.v1 import admin_service_pb2_grpc
 

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest
-
 from inferno.v1 import common_pb2
 
 FINISH_REASONS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.registry import ModelRegistry
 from inferno.core.services.generation import FINISH_REASONS, Generation
@@ -17,7 +18,6 @@ from inferno.core.validation import (
     resolve_max_tokens,
     resolve_sampling,
 )
-
 from inferno.errors import invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc

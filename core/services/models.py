@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
+
 from inferno.core.engines.base import Engine
 from inferno.core.registry import ModelRegistry
-
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as llama
 import psutil
+
 from inferno.core.chat_template import CHATML_TEMPLATE, ChatTemplate
 from inferno.core.engines.base import (
     Engine,
@@ -35,7 +36,6 @@ from inferno.core.metrics import EngineMetrics
 from inferno.core.scheduler import BatchEntry, ContinuousBatchScheduler, SequenceState
 from inferno.core.text.detokenizer import IncrementalDetokenizer
 from inferno.core.text.stop import StopMatcher
-
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import llama_cpp.llama_cpp as llama
+
 from inferno.core.engines.base import SamplingConfig
 
 
