@@ -25,6 +25,7 @@ class ModelEngineMetrics:
     batch_tokens: Histogram
     prompt_tokens: Counter
     generated_tokens: Counter
+    reused_prompt_tokens: Counter
 
     def record_step(self, sequences: int, tokens: int, sampled: int, prompt_tokens: int) -> None:
         self.decode_steps.inc()
@@ -90,6 +91,12 @@ class EngineMetrics:
         self._generated_tokens = Counter(
             "inferno_engine_generated_tokens", "Tokens generated", labels, registry=registry
         )
+        self._reused_prompt_tokens = Counter(
+            "inferno_engine_reused_prompt_tokens",
+            "Prompt tokens taken from cached KV cells instead of computed",
+            labels,
+            registry=registry,
+        )
 
     def for_model(self, model_id: str) -> ModelEngineMetrics:
         return ModelEngineMetrics(
@@ -103,4 +110,5 @@ class EngineMetrics:
             batch_tokens=self._batch_tokens.labels(model_id),
             prompt_tokens=self._prompt_tokens.labels(model_id),
             generated_tokens=self._generated_tokens.labels(model_id),
+            reused_prompt_tokens=self._reused_prompt_tokens.labels(model_id),
         )

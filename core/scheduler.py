@@ -2,7 +2,8 @@
 
 Engine-agnostic. The engine thread calls plan() before every decode; sequences join (admit) and leave
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
-rest of the step's token budget in chunks, first come first served.
+rest of the step's token budget in chunks, first come first served. A prompt that starts like a running or
+recently finished sequence reuses that sequence's KV cells (kv_prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inferno.core.engines.base import SequenceEvent, SequenceRequest
+from inferno.core.kv_prefix_cache import KVCacheOps, KVPrefixCache
 
 EventSink = Callable[[SequenceEvent | BaseException], None]
 
@@ -28,6 +30,10 @@ class SequenceState:
     prefilled: int = 0
     generated: int = 0
     pending_token: int | None = None
+    # Sampled tokens; all but the pending one are in the KV cache.
+    output_tokens: list[int] = field(default_factory=list)
+    # Prompt tokens taken from another sequence's KV cells rather than computed.
+    reused_prompt_tokens: int = 0
     finished: bool = False
     first_token_at: float | None = None
     # Engine-specific per-sequence objects (sampler chain, detokenizer, stop matcher).
@@ -36,6 +42,10 @@ class SequenceState:
     @property
     def reserved_tokens(self) -> int:
         return len(self.request.prompt_tokens) + self.request.max_tokens
+
+    def tokens_in_kv(self) -> tuple[int, ...]:
+        fed_back = self.output_tokens[:-1] if self.output_tokens else []
+        return (*self.request.prompt_tokens[: self.prefilled], *fed_back)
 
 
 @dataclass(frozen=True)
@@ -49,18 +59,26 @@ class BatchEntry:
     sample: bool
 
 
-@dataclass
 class ContinuousBatchScheduler:
-    max_sequences: int
-    kv_capacity_tokens: int
-    max_batch_tokens: int
-    _waiting: deque[SequenceState] = field(default_factory=deque)
-    _active: list[SequenceState] = field(default_factory=list)
-    _free_ids: list[int] = field(default_factory=list)
-    _reserved_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        self._free_ids = list(range(self.max_sequences - 1, -1, -1))
+    def __init__(
+        self,
+        max_sequences: int,
+        kv_capacity_tokens: int,
+        max_batch_tokens: int,
+        kv: KVCacheOps,
+        min_prefix_reuse_tokens: int = 8,
+        share_running_prefixes: bool = True,
+    ) -> None:
+        self.max_sequences = max_sequences
+        self.kv_capacity_tokens = kv_capacity_tokens
+        self.max_batch_tokens = max_batch_tokens
+        self._kv = kv
+        self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens)
+        self._waiting: deque[SequenceState] = deque()
+        self._active: list[SequenceState] = []
+        self._free_ids = list(range(max_sequences - 1, -1, -1))
+        self._reserved_tokens = 0
+        self._share_running_prefixes = share_running_prefixes
 
     @property
     def running(self) -> int:
@@ -72,7 +90,12 @@ class ContinuousBatchScheduler:
 
     @property
     def kv_usage(self) -> float:
+        """KV cache reserved by admitted sequences; retained prefixes are evictable and not counted."""
         return self._reserved_tokens / self.kv_capacity_tokens if self.kv_capacity_tokens else 0.0
+
+    @property
+    def retained_prefixes(self) -> int:
+        return len(self._prefixes)
 
     def has_work(self) -> bool:
         return bool(self._active or self._waiting)
@@ -83,27 +106,51 @@ class ContinuousBatchScheduler:
     def submit(self, sequence: SequenceState) -> None:
         self._waiting.append(sequence)
 
-    def release(self, sequence: SequenceState) -> bool:
-        """Removes a finished or cancelled sequence; True if it held a sequence id (KV to free)."""
+    def release(self, sequence: SequenceState, keep_prefix: bool) -> None:
+        """Removes a finished or cancelled sequence. keep_prefix retains its KV cells for reuse; otherwise
+        they are freed at once."""
         sequence.finished = True
         if sequence in self._waiting:
             self._waiting.remove(sequence)
-            return False
-        if sequence in self._active:
+        elif sequence in self._active:
             self._active.remove(sequence)
-            self._free_ids.append(sequence.seq_id)
             self._reserved_tokens -= sequence.reserved_tokens
-            return True
-        return False
+            if keep_prefix and sequence.prefilled == len(sequence.request.prompt_tokens):
+                self._prefixes.retain(sequence.seq_id, sequence.tokens_in_kv())
+            else:
+                self._kv.clear(sequence.seq_id)
+                self._free_ids.append(sequence.seq_id)
 
     def admit(self, on_admit: Callable[[SequenceState], None]) -> None:
-        """Moves waiting sequences to active while a sequence id and KV reservation are free."""
-        while self._waiting and self._free_ids:
+        """Moves waiting sequences to active while a sequence id and KV room are free."""
+        while self._waiting:
             head = self._waiting[0]
-            if self._active and self._reserved_tokens + head.reserved_tokens > self.kv_capacity_tokens:
+            needed = self._reserved_tokens + head.reserved_tokens
+            if self._active and needed > self.kv_capacity_tokens:
                 return
+            running = (
+                {s.seq_id: s.request.prompt_tokens[: s.prefilled] for s in self._active}
+                if self._share_running_prefixes
+                else {}
+            )
+            match = self._prefixes.best_match(head.request.prompt_tokens, running)
+            if match is not None and match.retained:
+                head.seq_id = self._prefixes.take_over(match)
+            else:
+                seq_id = self._free_ids.pop() if self._free_ids else self._prefixes.evict_oldest()
+                if seq_id is None:
+                    return
+                head.seq_id = seq_id
+                if match is not None:
+                    self._kv.copy_prefix(match.seq_id, seq_id, match.length)
+            head.prefilled = head.reused_prompt_tokens = match.length if match else 0
+            # Retained cells count against the KV cache too: drop the oldest until the newcomer fits.
+            while needed + self._prefixes.retained_tokens > self.kv_capacity_tokens:
+                evicted = self._prefixes.evict_oldest()
+                if evicted is None:
+                    break
+                self._free_ids.append(evicted)
             self._waiting.popleft()
-            head.seq_id = self._free_ids.pop()
             self._reserved_tokens += head.reserved_tokens
             self._active.append(head)
             on_admit(head)

@@ -43,7 +43,6 @@ async def serve_core(options: CoreOptions) -> None:
     metrics_registry = CollectorRegistry()
     settings = LlamaCppSettings(
         parallel_sequences=options.parallel_sequences,
-        kv_cache_tokens=options.kv_cache_tokens,
         context_length=options.context_length,
         batch_tokens=options.batch_tokens,
         threads=options.threads,

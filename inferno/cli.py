@@ -23,15 +23,14 @@ def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve this GGUF file (repeatable); default: the embedded SmolLM2-135M-Instruct",
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp (0: all cores)")
-    parser.add_argument("--parallel", type=int, default=16, help="sequences decoded together per model")
     parser.add_argument(
-        "--ctx-size", type=int, default=0, help="max tokens per sequence (0: the model's own)"
+        "--parallel",
+        type=int,
+        default=8,
+        help="sequences decoded together per model (each gets its own KV cache)",
     )
     parser.add_argument(
-        "--kv-cache-tokens",
-        type=int,
-        default=0,
-        help="KV cache cells shared by all sequences (0: 4 x ctx-size)",
+        "--ctx-size", type=int, default=0, help="max tokens per sequence (0: the model's own, at most 8192)"
     )
     parser.add_argument("--batch-tokens", type=int, default=512, help="max tokens per decode step")
 
@@ -44,7 +43,6 @@ def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
         threads=args.threads,
         parallel_sequences=args.parallel,
         context_length=args.ctx_size,
-        kv_cache_tokens=args.kv_cache_tokens,
         batch_tokens=args.batch_tokens,
     )
 

@@ -17,9 +17,8 @@ class CoreOptions:
     # Empty: serve the embedded default model.
     model_paths: tuple[Path, ...] = field(default_factory=tuple)
     threads: int = 0
-    parallel_sequences: int = 16
+    parallel_sequences: int = 8
     context_length: int = 0
-    kv_cache_tokens: int = 0
     batch_tokens: int = 512
 
 

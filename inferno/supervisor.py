@@ -57,7 +57,7 @@ def core_command(core: CoreOptions) -> list[str]:
     for path in core.model_paths:
         command += ["--model", str(path)]
     command += ["--threads", str(core.threads), "--parallel", str(core.parallel_sequences)]
-    command += ["--ctx-size", str(core.context_length), "--kv-cache-tokens", str(core.kv_cache_tokens)]
+    command += ["--ctx-size", str(core.context_length)]
     return [*command, "--batch-tokens", str(core.batch_tokens)]
 
 

@@ -14,7 +14,9 @@ def _sequence(prompt_len: int, max_tokens: int = 8) -> SequenceState:
 
 
 def test_waiting_prompts_are_chunked_into_the_token_budget() -> None:
-    scheduler = ContinuousBatchScheduler(max_sequences=4, kv_capacity_tokens=1000, max_batch_tokens=10)
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=1000, max_batch_tokens=10, kv=_RecordingKV()
+    )
     a, b = _sequence(6), _sequence(6)
     scheduler.submit(a)
     scheduler.submit(b)
@@ -27,7 +29,9 @@ def test_waiting_prompts_are_chunked_into_the_token_budget() -> None:
 
 
 def test_decoding_sequences_get_one_token_each_before_prompts() -> None:
-    scheduler = ContinuousBatchScheduler(max_sequences=4, kv_capacity_tokens=1000, max_batch_tokens=4)
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=1000, max_batch_tokens=4, kv=_RecordingKV()
+    )
     running, newcomer = _sequence(3), _sequence(5)
     scheduler.submit(running)
     scheduler.admit(lambda _s: None)
@@ -40,23 +44,116 @@ def test_decoding_sequences_get_one_token_each_before_prompts() -> None:
 
 
 def test_admission_waits_for_kv_room_and_sequence_ids() -> None:
-    scheduler = ContinuousBatchScheduler(max_sequences=2, kv_capacity_tokens=30, max_batch_tokens=64)
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=2, kv_capacity_tokens=30, max_batch_tokens=64, kv=_RecordingKV()
+    )
     first, second, third = _sequence(10), _sequence(10), _sequence(1)
     for seq in (first, second, third):
         scheduler.submit(seq)
     scheduler.admit(lambda _s: None)
     assert (scheduler.running, scheduler.waiting) == (1, 2)  # 18 + 18 tokens would exceed 30
-    assert scheduler.release(first)
+    scheduler.release(first, keep_prefix=False)
     scheduler.admit(lambda _s: None)
     assert (scheduler.running, scheduler.waiting) == (2, 0)
     assert scheduler.kv_usage == (18 + 9) / 30
 
 
 def test_releasing_a_waiting_sequence_frees_no_kv() -> None:
-    scheduler = ContinuousBatchScheduler(max_sequences=1, kv_capacity_tokens=100, max_batch_tokens=64)
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=1, kv_capacity_tokens=100, max_batch_tokens=64, kv=_RecordingKV()
+    )
     active, queued = _sequence(4), _sequence(4)
     scheduler.submit(active)
     scheduler.submit(queued)
     scheduler.admit(lambda _s: None)
-    assert not scheduler.release(queued)
+    scheduler.release(queued, keep_prefix=False)
     assert scheduler.waiting == 0 and queued.finished
+
+
+class _RecordingKV:
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        self.calls.append(("copy", source, target, length))
+
+    def truncate(self, seq_id: int, length: int) -> None:
+        self.calls.append(("truncate", seq_id, length))
+
+    def clear(self, seq_id: int) -> None:
+        self.calls.append(("clear", seq_id))
+
+
+def _finish_prefill(scheduler: ContinuousBatchScheduler, sequence: SequenceState, sampled: int) -> None:
+    sequence.prefilled = len(sequence.request.prompt_tokens)
+    sequence.output_tokens.append(sampled)
+    sequence.pending_token = sampled
+    sequence.generated = 1
+
+
+def test_finished_sequence_hands_its_prefix_to_the_next_prompt() -> None:
+    kv = _RecordingKV()
+    scheduler = ContinuousBatchScheduler(max_sequences=2, kv_capacity_tokens=1000, max_batch_tokens=64, kv=kv)
+    first = _sequence(20)
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _finish_prefill(scheduler, first, 99)
+    scheduler.release(first, keep_prefix=True)
+    follow_up = SequenceState(
+        request=SequenceRequest((*range(1, 16), 500, 501), 8, (), GREEDY),
+        emit=lambda _e: None,
+        submitted_at=0,
+    )
+    scheduler.submit(follow_up)
+    scheduler.admit(lambda _s: None)
+    assert follow_up.seq_id == first.seq_id
+    assert follow_up.prefilled == follow_up.reused_prompt_tokens == 15
+    assert kv.calls == [("truncate", first.seq_id, 15)]
+    assert scheduler.plan()[0].tokens == (500, 501)
+
+
+def test_running_sequence_shares_its_prompt_cells() -> None:
+    kv = _RecordingKV()
+    scheduler = ContinuousBatchScheduler(max_sequences=2, kv_capacity_tokens=1000, max_batch_tokens=64, kv=kv)
+    first, second = _sequence(20), _sequence(20)
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _finish_prefill(scheduler, first, 7)
+    scheduler.submit(second)
+    scheduler.admit(lambda _s: None)
+    assert second.seq_id != first.seq_id
+    assert second.prefilled == 19  # the last prompt token is always computed, for its logits
+    assert kv.calls == [("copy", first.seq_id, second.seq_id, 19)]
+
+
+def test_cancelled_sequences_free_their_cells_and_short_matches_are_not_reused() -> None:
+    kv = _RecordingKV()
+    scheduler = ContinuousBatchScheduler(max_sequences=1, kv_capacity_tokens=1000, max_batch_tokens=64, kv=kv)
+    cancelled = _sequence(20)
+    scheduler.submit(cancelled)
+    scheduler.admit(lambda _s: None)
+    scheduler.release(cancelled, keep_prefix=False)
+    assert kv.calls == [("clear", cancelled.seq_id)]
+    short = SequenceState(
+        request=SequenceRequest((1, 2, 3, 900), 4, (), GREEDY), emit=lambda _e: None, submitted_at=0
+    )
+    scheduler.submit(short)
+    scheduler.admit(lambda _s: None)
+    assert short.prefilled == 0
+
+
+def test_retained_prefixes_are_evicted_when_ids_run_out() -> None:
+    kv = _RecordingKV()
+    scheduler = ContinuousBatchScheduler(max_sequences=1, kv_capacity_tokens=1000, max_batch_tokens=64, kv=kv)
+    first = _sequence(20)
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _finish_prefill(scheduler, first, 5)
+    scheduler.release(first, keep_prefix=True)
+    unrelated = SequenceState(
+        request=SequenceRequest(tuple(range(100, 120)), 4, (), GREEDY), emit=lambda _e: None, submitted_at=0
+    )
+    scheduler.submit(unrelated)
+    scheduler.admit(lambda _s: None)
+    assert kv.calls == [("clear", first.seq_id)]
+    assert (unrelated.seq_id, unrelated.prefilled, scheduler.retained_prefixes) == (first.seq_id, 0, 0)

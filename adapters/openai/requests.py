@@ -168,6 +168,8 @@ def _limits(body: dict[str, Any]) -> common_pb2.GenerationLimits:
     if max_completion_tokens is not None:
         limits.max_tokens = _uint(max_completion_tokens, "max_completion_tokens", _UINT32_MAX)
     limits.stop.extend(_stop(body.get("stop")))
+    # vLLM's extension: generate through end-of-sequence tokens up to max_tokens.
+    limits.ignore_eos = _optional_bool(body.get("ignore_eos"), "ignore_eos") or False
     return limits
 
 

@@ -33,6 +33,8 @@ class SequenceRequest:
     max_tokens: int
     stop: tuple[str, ...]
     sampling: SamplingConfig
+    # Keep generating through end-of-generation tokens (benchmarks), as vLLM's ignore_eos does.
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class EngineStatsSnapshot:
     requests_total: int
     prompt_tokens_total: int
     generated_tokens_total: int
+    reused_prompt_tokens_total: int
     kv_cache_usage: float
     max_parallel_sequences: int
     tokens_per_second: float

@@ -112,7 +112,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
         prompt = tuple(engine.tokenize(engine.render_chat(messages)))
         max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
-        sequence = SequenceRequest(prompt, max_tokens, stop, sampling)
+        sequence = SequenceRequest(prompt, max_tokens, stop, sampling, params.limits.ignore_eos)
         return Generation(engine, engine.description.id, "chatcmpl", [sequence])
 
     def _completion_generation(self, params: pb.CompletionParams) -> Generation:
@@ -135,5 +135,5 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             if not tokens:
                 raise invalid_param(f"prompt[{i}]", f"'prompt[{i}]' is empty")
             max_tokens = resolve_max_tokens(params.limits, len(tokens), engine.description.context_length)
-            sequences.append(SequenceRequest(tokens, max_tokens, stop, sampling))
+            sequences.append(SequenceRequest(tokens, max_tokens, stop, sampling, params.limits.ignore_eos))
         return Generation(engine, engine.description.id, "cmpl", sequences)

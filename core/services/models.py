@@ -57,6 +57,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 requests_total=s.requests_total,
                 prompt_tokens_total=s.prompt_tokens_total,
                 generated_tokens_total=s.generated_tokens_total,
+                reused_prompt_tokens_total=s.reused_prompt_tokens_total,
                 kv_cache_usage=s.kv_cache_usage,
                 max_parallel_sequences=s.max_parallel_sequences,
                 tokens_per_second=s.tokens_per_second,

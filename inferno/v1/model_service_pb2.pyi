@@ -205,6 +205,7 @@ class EngineStats(_message.Message):
     TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
     AVG_LATENCY_MS_FIELD_NUMBER: _builtins.int
     LAST_USED_FIELD_NUMBER: _builtins.int
+    REUSED_PROMPT_TOKENS_TOTAL_FIELD_NUMBER: _builtins.int
     running_sequences: _builtins.int
     """Sequences decoding now."""
     waiting_sequences: _builtins.int
@@ -226,6 +227,8 @@ class EngineStats(_message.Message):
     """Mean wall time of finished requests."""
     last_used: _builtins.int
     """Unix seconds of the last request, 0 if none."""
+    reused_prompt_tokens_total: _builtins.int
+    """Prompt tokens taken from cached KV cells (a shared prefix) instead of computed."""
     def __init__(
         self,
         *,
@@ -242,10 +245,11 @@ class EngineStats(_message.Message):
         tokens_per_second: _builtins.float = ...,
         avg_latency_ms: _builtins.float = ...,
         last_used: _builtins.int = ...,
+        reused_prompt_tokens_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_latency_ms", b"avg_latency_ms", "decode_steps", b"decode_steps", "generated_tokens_total", b"generated_tokens_total", "kv_cache_usage", b"kv_cache_usage", "last_step_sequences", b"last_step_sequences", "last_used", b"last_used", "max_parallel_sequences", b"max_parallel_sequences", "max_sequences_per_step", b"max_sequences_per_step", "prompt_tokens_total", b"prompt_tokens_total", "requests_total", b"requests_total", "running_sequences", b"running_sequences", "tokens_per_second", b"tokens_per_second", "waiting_sequences", b"waiting_sequences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_latency_ms", b"avg_latency_ms", "decode_steps", b"decode_steps", "generated_tokens_total", b"generated_tokens_total", "kv_cache_usage", b"kv_cache_usage", "last_step_sequences", b"last_step_sequences", "last_used", b"last_used", "max_parallel_sequences", b"max_parallel_sequences", "max_sequences_per_step", b"max_sequences_per_step", "prompt_tokens_total", b"prompt_tokens_total", "requests_total", b"requests_total", "reused_prompt_tokens_total", b"reused_prompt_tokens_total", "running_sequences", b"running_sequences", "tokens_per_second", b"tokens_per_second", "waiting_sequences", b"waiting_sequences"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -45,13 +45,31 @@ log = logging.getLogger(__name__)
 class LlamaCppSettings:
     """How to run one GGUF model."""
 
-    parallel_sequences: int = 16
-    # KV cache cells shared by all sequences; 0 = context_length * 4.
-    kv_cache_tokens: int = 0
-    # Longest sequence (prompt + completion); 0 = the model's training context.
+    parallel_sequences: int = 8
+    # Longest sequence (prompt + completion); 0 = the model's training context, at most DEFAULT_CONTEXT_CAP.
     context_length: int = 0
     batch_tokens: int = 512
     threads: int = 0
+
+
+# A default, not a limit: models trained on 128k tokens would otherwise reserve 128k cells per sequence.
+DEFAULT_CONTEXT_CAP = 8192
+
+
+class _LlamaKVCache:
+    """KVCacheOps on a llama.cpp context's unified KV cache."""
+
+    def __init__(self, memory: Any) -> None:
+        self._memory = memory
+
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        llama.llama_memory_seq_cp(self._memory, source, target, 0, length)
+
+    def truncate(self, seq_id: int, length: int) -> None:
+        llama.llama_memory_seq_rm(self._memory, seq_id, length, -1)
+
+    def clear(self, seq_id: int) -> None:
+        llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
 
 
 @dataclass
@@ -85,25 +103,26 @@ class LlamaCppEngine(Engine):
         self._model = model
         self._metrics = metrics.for_model(description.id)
         threads = settings.threads or os.cpu_count() or 1
-        context_length = min(settings.context_length or model.n_ctx_train, model.n_ctx_train)
-        kv_tokens = max(settings.kv_cache_tokens or context_length * 4, context_length)
+        context_length = min(settings.context_length or DEFAULT_CONTEXT_CAP, model.n_ctx_train)
         self._description = ModelDescription(**{**description.__dict__, "context_length": context_length})
         rss_before = psutil.Process().memory_info().rss
         params = llama.llama_context_default_params()
-        params.n_ctx = kv_tokens
+        # One KV stream per sequence (not unified): a sequence's numbers then do not depend on what else is
+        # in the batch, so greedy output is the same alone or among others. The price is context_length
+        # cells per sequence, allocated up front.
+        params.n_ctx = context_length * settings.parallel_sequences
         params.n_batch = settings.batch_tokens
         params.n_ubatch = settings.batch_tokens
         params.n_seq_max = settings.parallel_sequences
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = True
+        params.kv_unified = False
         params.no_perf = True
         self._ctx = llama.llama_init_from_model(model.handle, params)
         if not self._ctx:
             raise InfernoError(
                 "insufficient_memory", f"llama.cpp could not create a context for {description.id}"
             )
-        self._memory = llama.llama_get_memory(self._ctx)
         self._batch = llama.llama_batch_init(settings.batch_tokens, 0, 1)
         self._memory_bytes = description.file_size_bytes + max(
             psutil.Process().memory_info().rss - rss_before, 0
@@ -113,7 +132,12 @@ class LlamaCppEngine(Engine):
             template_source, model.token_text(model.bos), model.token_text(model.eos)
         )
         self._scheduler = ContinuousBatchScheduler(
-            settings.parallel_sequences, int(llama.llama_n_ctx(self._ctx)), settings.batch_tokens
+            settings.parallel_sequences,
+            int(llama.llama_n_ctx(self._ctx)),
+            settings.batch_tokens,
+            _LlamaKVCache(llama.llama_get_memory(self._ctx)),
+            # llama.cpp copies cells between sequences only within one KV stream; ours are separate.
+            share_running_prefixes=False,
         )
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stats = _EngineCounters(max_parallel=settings.parallel_sequences)
@@ -164,6 +188,7 @@ class LlamaCppEngine(Engine):
             requests_total=s.requests_total,
             prompt_tokens_total=s.prompt_tokens_total,
             generated_tokens_total=s.generated_tokens_total,
+            reused_prompt_tokens_total=s.reused_prompt_tokens_total,
             kv_cache_usage=self._scheduler.kv_usage,
             max_parallel_sequences=s.max_parallel,
             tokens_per_second=s.generated_tokens_total / s.generating_seconds
@@ -222,6 +247,8 @@ class LlamaCppEngine(Engine):
 
     def _start_sequence(self, sequence: SequenceState) -> None:
         request = sequence.request
+        self._stats.reused_prompt_tokens_total += sequence.reused_prompt_tokens
+        self._metrics.reused_prompt_tokens.inc(sequence.reused_prompt_tokens)
         sequence.runtime = _SequenceRuntime(
             sampler=build_sampler_chain(request.sampling, self._model.n_vocab, request.max_tokens),
             detokenizer=IncrementalDetokenizer(self._model.token_bytes),
@@ -268,10 +295,11 @@ class LlamaCppEngine(Engine):
         runtime: _SequenceRuntime = sequence.runtime
         request = sequence.request
         sequence.generated += 1
+        sequence.output_tokens.append(token)
         if sequence.first_token_at is None:
             sequence.first_token_at = time.monotonic()
             self._metrics.time_to_first_token.observe(sequence.first_token_at - sequence.submitted_at)
-        if self._model.is_end_of_generation(token):
+        if not request.ignore_eos and self._model.is_end_of_generation(token):
             text = runtime.stop.push(runtime.detokenizer.flush()).text + runtime.stop.flush()
             self._finish(sequence, SequenceEvent(text, sequence.generated, FinishReason.STOP))
             return
@@ -292,8 +320,7 @@ class LlamaCppEngine(Engine):
         self, sequence: SequenceState, last: SequenceEvent | None = None, error: BaseException | None = None
     ) -> None:
         """Frees the sequence's KV cells and sampler at once and sends its last event, if any."""
-        if self._scheduler.release(sequence):
-            llama.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
+        self._scheduler.release(sequence, keep_prefix=error is None and last is not None)
         if sequence.runtime is not None:
             free_sampler_chain(sequence.runtime.sampler)
             sequence.runtime = None
@@ -318,6 +345,7 @@ class _EngineCounters:
     latency_seconds_total: float = 0.0
     prompt_tokens_total: int = 0
     generated_tokens_total: int = 0
+    reused_prompt_tokens_total: int = 0
     generating_seconds: float = 0.0
     last_used: float = 0.0
 

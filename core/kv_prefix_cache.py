@@ -1,0 +1,85 @@
+"""Prefix reuse: KV cells of finished sequences are kept under their sequence id, and a new sequence whose
+prompt starts the same way takes them over (or shares a running sequence's) instead of recomputing them.
+
+Engine-agnostic: the engine supplies KVCacheOps over its own KV cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class KVCacheOps(Protocol):
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        """Makes target's first `length` positions the cells of source's (shared, not recomputed)."""
+
+    def truncate(self, seq_id: int, length: int) -> None:
+        """Drops every position of seq_id from `length` on."""
+
+    def clear(self, seq_id: int) -> None: ...
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True)
+class PrefixMatch:
+    seq_id: int
+    length: int
+    # True: the cells belong to a finished sequence whose id the new sequence takes over.
+    retained: bool
+
+
+class KVPrefixCache:
+    """The retained (finished) sequences' token lists, least recently used first."""
+
+    def __init__(self, ops: KVCacheOps, min_reuse_tokens: int) -> None:
+        self._ops = ops
+        self._min_reuse = min_reuse_tokens
+        self._retained: OrderedDict[int, tuple[int, ...]] = OrderedDict()
+
+    @property
+    def retained_tokens(self) -> int:
+        return sum(len(t) for t in self._retained.values())
+
+    def __len__(self) -> int:
+        return len(self._retained)
+
+    def retain(self, seq_id: int, tokens: tuple[int, ...]) -> None:
+        self._retained[seq_id] = tokens
+
+    def best_match(self, prompt: Sequence[int], running: dict[int, Sequence[int]]) -> PrefixMatch | None:
+        """The longest reusable prefix among retained and running sequences, if long enough to bother.
+
+        At least the prompt's last token is always left to compute: its logits give the first sample.
+        """
+        limit = len(prompt) - 1
+        best: PrefixMatch | None = None
+        for retained, candidates in ((True, self._retained), (False, running)):
+            for seq_id, tokens in candidates.items():
+                length = min(common_prefix_length(prompt, tokens), limit)
+                if length >= self._min_reuse and (best is None or length > best.length):
+                    best = PrefixMatch(seq_id, length, retained)
+        return best
+
+    def take_over(self, match: PrefixMatch) -> int:
+        """Hands a retained sequence's id and first match.length cells to a new sequence."""
+        del self._retained[match.seq_id]
+        self._ops.truncate(match.seq_id, match.length)
+        return match.seq_id
+
+    def evict_oldest(self) -> int | None:
+        """Frees the least recently retained sequence; returns its id for reuse."""
+        if not self._retained:
+            return None
+        seq_id, _tokens = self._retained.popitem(last=False)
+        self._ops.clear(seq_id)
+        return seq_id
