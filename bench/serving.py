@@ -65,11 +65,15 @@ QUESTIONS = (
 )
 
 
-def render_prompt(question: str) -> str:
-    """ChatML as produced by the model's template with add_generation_prompt=True."""
+def render_prompt(question: str, request_number: int = 0) -> str:
+    """ChatML as produced by the model's template with add_generation_prompt=True.
+
+    The user message starts with a request number, so no two requests share more than the system message and
+    the user header: a server's prefix cache can save that much and no more.
+    """
     return (
         f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
-        f"<|im_start|>user\n{question}<|im_end|>\n"
+        f"<|im_start|>user\nRequest {request_number:04d}. {question}<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
 
@@ -180,10 +184,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class PromptRotation:
-    """Hands out the questions round-robin, continuing across runs.
+    """Hands out the questions round-robin, continuing across runs, each with a new request number.
 
-    A request therefore never repeats the prompt just before it: the peer keeps the previous prompt's KV and a
-    byte-identical repeat would skip prompt processing entirely (the shared system prefix is still reused).
+    No prompt ever repeats: a server that keeps earlier prompts' KV (the peer's slot, Inferno's prefix cache)
+    can reuse only the shared system message, never a whole prompt.
     """
 
     def __init__(self) -> None:
@@ -191,7 +195,7 @@ class PromptRotation:
 
     def take(self, count: int) -> list[str]:
         start, self._next = self._next, self._next + count
-        return [render_prompt(QUESTIONS[(start + i) % len(QUESTIONS)]) for i in range(count)]
+        return [render_prompt(QUESTIONS[(start + i) % len(QUESTIONS)], start + i) for i in range(count)]
 
 
 RunPrompts = Callable[[list[str]], RunResult]
@@ -579,17 +583,16 @@ def bench_bare(config: BenchConfig) -> ServerReport:
     _progress(f"[bare] loading {config.model.name} in-process (n_ctx={config.n_ctx}, n_seq_max={n_seq_max})")
     loop = BareBatchedLoop(config.model, config.threads, config.n_ctx, n_seq_max, n_batch=config.n_ctx)
     try:
-        tokenized = {render_prompt(q): loop.tokenize(render_prompt(q)) for q in QUESTIONS}
 
         def run_prompts(prompts: list[str]) -> RunResult:
-            return loop.run([tokenized[p] for p in prompts], config.max_tokens)
+            return loop.run([loop.tokenize(p) for p in prompts], config.max_tokens)
 
         description = (
             f"in-process llama_decode loop, per-sequence KV streams (n_ctx={config.n_ctx} total), "
             f"n_seq_max={n_seq_max}, "
             f"greedy, flash_attn_type={loop.flash_attn_type}"
         )
-        report = ServerReport("bare", description, [len(t) for t in tokenized.values()])
+        report = ServerReport("bare", description, [len(loop.tokenize(render_prompt(q))) for q in QUESTIONS])
         report.levels = _timed_levels(config, run_prompts)
     finally:
         loop.close()

@@ -2,7 +2,9 @@
 
 Engine-agnostic. The engine thread calls plan() before every decode; sequences join (admit) and leave
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
-rest of the step's token budget in chunks, first come first served. A prompt that starts like a running or
+rest of the step's prompt budget in chunks, first come first served. A small prompt budget finishes prompts
+one after another (the first ones get their first token sooner) and keeps long prompts from stalling the
+decoding sequences. A prompt that starts like a running or
 recently finished sequence reuses that sequence's KV cells (kv_prefix_cache.py).
 """
 
@@ -66,12 +68,14 @@ class ContinuousBatchScheduler:
         kv_capacity_tokens: int,
         max_batch_tokens: int,
         kv: KVCacheOps,
+        max_prompt_tokens_per_step: int | None = None,
         min_prefix_reuse_tokens: int = 8,
         share_running_prefixes: bool = True,
     ) -> None:
         self.max_sequences = max_sequences
         self.kv_capacity_tokens = kv_capacity_tokens
         self.max_batch_tokens = max_batch_tokens
+        self.max_prompt_tokens_per_step = max_prompt_tokens_per_step or max_batch_tokens
         self._kv = kv
         self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens)
         self._waiting: deque[SequenceState] = deque()
@@ -163,7 +167,7 @@ class ContinuousBatchScheduler:
                 # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
                 position = seq.prefilled + seq.generated - 1
                 entries.append(BatchEntry(seq, (seq.pending_token,), position, sample=True))
-        budget = self.max_batch_tokens - len(entries)
+        budget = min(self.max_batch_tokens - len(entries), self.max_prompt_tokens_per_step)
         for seq in self._active:
             prompt = seq.request.prompt_tokens
             if budget <= 0:

@@ -45,6 +45,7 @@ async def serve_core(options: CoreOptions) -> None:
         parallel_sequences=options.parallel_sequences,
         context_length=options.context_length,
         batch_tokens=options.batch_tokens,
+        prompt_tokens_per_step=options.prompt_tokens_per_step,
         threads=options.threads,
     )
     registry = await asyncio.to_thread(

@@ -33,6 +33,12 @@ def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
         "--ctx-size", type=int, default=0, help="max tokens per sequence (0: the model's own, at most 8192)"
     )
     parser.add_argument("--batch-tokens", type=int, default=512, help="max tokens per decode step")
+    parser.add_argument(
+        "--prompt-tokens-per-step",
+        type=int,
+        default=32,
+        help="prompt tokens computed per decode step; smaller gives first tokens sooner (0: --batch-tokens)",
+    )
 
 
 def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
@@ -44,6 +50,7 @@ def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
         parallel_sequences=args.parallel,
         context_length=args.ctx_size,
         batch_tokens=args.batch_tokens,
+        prompt_tokens_per_step=args.prompt_tokens_per_step,
     )
 
 

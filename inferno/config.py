@@ -20,6 +20,7 @@ class CoreOptions:
     parallel_sequences: int = 8
     context_length: int = 0
     batch_tokens: int = 512
+    prompt_tokens_per_step: int = 32
 
 
 @dataclass(frozen=True)

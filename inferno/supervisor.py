@@ -58,7 +58,13 @@ def core_command(core: CoreOptions) -> list[str]:
         command += ["--model", str(path)]
     command += ["--threads", str(core.threads), "--parallel", str(core.parallel_sequences)]
     command += ["--ctx-size", str(core.context_length)]
-    return [*command, "--batch-tokens", str(core.batch_tokens)]
+    command += [
+        "--batch-tokens",
+        str(core.batch_tokens),
+        "--prompt-tokens-per-step",
+        str(core.prompt_tokens_per_step),
+    ]
+    return command
 
 
 def gateway_command(gateway: GatewayOptions) -> list[str]:

@@ -157,3 +157,19 @@ def test_retained_prefixes_are_evicted_when_ids_run_out() -> None:
     scheduler.admit(lambda _s: None)
     assert kv.calls == [("clear", first.seq_id)]
     assert (unrelated.seq_id, unrelated.prefilled, scheduler.retained_prefixes) == (first.seq_id, 0, 0)
+
+
+def test_prompt_budget_finishes_prompts_one_after_another() -> None:
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4,
+        kv_capacity_tokens=1000,
+        max_batch_tokens=64,
+        kv=_RecordingKV(),
+        max_prompt_tokens_per_step=8,
+    )
+    a, b = _sequence(6), _sequence(6)
+    scheduler.submit(a)
+    scheduler.submit(b)
+    scheduler.admit(lambda _s: None)
+    plan = scheduler.plan()
+    assert [(e.sequence, len(e.tokens), e.sample) for e in plan] == [(a, 6, True), (b, 2, False)]
