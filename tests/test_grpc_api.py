@@ -139,3 +139,35 @@ def test_errors_carry_status_and_error_info_reason(
         error = error_from_rpc(caught.value)
         assert error.code == code
         assert error.details.get("param") == param
+
+
+def test_frequency_penalty_changes_greedy_output(inference, model_id: str) -> None:
+    def complete(penalty: float) -> str:
+        params = pb.CompletionParams(
+            model=model_id,
+            prompts=[pb.Prompt(text="Repeat after me: red red red red red red red red")],
+            sampling=common_pb2.SamplingParams(temperature=0, frequency_penalty=penalty),
+            limits=common_pb2.GenerationLimits(max_tokens=16),
+        )
+        return inference.CreateCompletion(pb.CreateCompletionRequest(params=params)).choices[0].text
+
+    plain, penalised = complete(0.0), complete(2.0)
+    assert plain != penalised
+    assert penalised.count("red") < plain.count("red")
+
+
+def test_prompt_given_as_token_ids_matches_the_same_text(inference, model_id: str) -> None:
+    def complete(prompt: pb.Prompt) -> pb.CreateCompletionResponse:
+        params = pb.CompletionParams(
+            model=model_id,
+            prompts=[prompt],
+            sampling=common_pb2.SamplingParams(temperature=0),
+            limits=common_pb2.GenerationLimits(max_tokens=6),
+        )
+        return inference.CreateCompletion(pb.CreateCompletionRequest(params=params))
+
+    by_text = complete(pb.Prompt(text="Hello"))
+    assert by_text.usage.prompt_tokens == 1
+    hello_id = 19556  # "Hello" in SmolLM2's vocabulary
+    by_ids = complete(pb.Prompt(tokens=pb.TokenIds(ids=[hello_id])))
+    assert by_ids.choices[0].text == by_text.choices[0].text
