@@ -108,3 +108,26 @@ def test_unknown_model_is_a_404_with_available_models(openai_client: OpenAI, mod
 def test_retrieving_an_unknown_model_is_a_404(openai_client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("no-such-model")
+
+
+def test_prompt_array_gives_one_choice_per_prompt(openai_client: OpenAI, model_id: str) -> None:
+    prompts = ["The capital of France is", "1, 2, 3,"]
+    alone = [
+        openai_client.completions.create(model=model_id, prompt=p, max_tokens=6, temperature=0)
+        .choices[0]
+        .text
+        for p in prompts
+    ]
+    reply = openai_client.completions.create(model=model_id, prompt=prompts, max_tokens=6, temperature=0)
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert [c.text for c in reply.choices] == alone
+    assert reply.usage is not None and reply.usage.completion_tokens == 12
+    chunks = list(
+        openai_client.completions.create(
+            model=model_id, prompt=prompts, max_tokens=6, temperature=0, stream=True
+        )
+    )
+    streamed = [
+        "".join(c.choices[0].text for c in chunks if c.choices and c.choices[0].index == i) for i in (0, 1)
+    ]
+    assert streamed == alone
