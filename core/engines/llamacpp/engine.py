@@ -243,10 +243,18 @@ class LlamaCppEngine(Engine):
         while True:
             if not self._drain_commands(block=not self._scheduler.has_work()):
                 break
-            self._scheduler.admit(self._start_sequence)
-            entries = self._scheduler.plan()
-            if entries:
-                self._step(entries)
+            try:
+                self._scheduler.admit(self._start_sequence)
+                entries = self._scheduler.plan()
+                if entries:
+                    self._step(entries)
+            except Exception:
+                # A bug must not kill the thread and leave every caller waiting forever: fail what is in
+                # flight, keep serving new requests.
+                log.exception("engine step failed; failing the sequences in flight")
+                error = InfernoError("internal_error", "the engine failed while decoding this request")
+                for sequence in self._scheduler.all_sequences():
+                    self._finish(sequence, error=error)
             self._outbox.flush()
             self._metrics.running.set(self._scheduler.running)
             self._metrics.waiting.set(self._scheduler.waiting)
