@@ -42,6 +42,8 @@ def build_app(core_address: str) -> web.Application:
     router = app.router
     router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
     router.add_post("/v1/completions", openai.completions, name="completions")
+    router.add_post("/v1/tokenize", openai.tokenize, name="tokenize")
+    router.add_post("/v1/detokenize", openai.detokenize, name="detokenize")
     router.add_get("/v1/models", openai.list_models, name="models")
     router.add_get("/v1/models/{model_id:.+}/status", model_status, name="model_status")
     router.add_get("/v1/models/{model_id:.+}", openai.get_model, name="model")

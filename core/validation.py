@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inferno.core.engines.base import SamplingConfig
@@ -84,6 +85,11 @@ def resolve_max_tokens(limits: common_pb2.GenerationLimits, prompt_tokens: int, 
             },
         )
     return wanted
+
+
+def check_token_ids(tokens: Sequence[int], vocab_size: int, param: str) -> None:
+    if any(t >= vocab_size for t in tokens):
+        raise invalid_param(param, f"token ids in '{param}' must be below the vocabulary size {vocab_size}")
 
 
 def check_model(model: str) -> str:

@@ -81,6 +81,36 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
 # Fields
 
 
+def parse_tokenize_request(body: dict[str, Any]) -> inference_service_pb2.TokenizeRequest:
+    """llama.cpp's /tokenize body ({"content", "add_special", "with_pieces"}) or vLLM's ({"prompt" or
+    "messages", "add_special_tokens"}); "model" is optional (the core's default model)."""
+    text = _optional_str(body.get("content"), "content")
+    if text is None:
+        text = _optional_str(body.get("prompt"), "prompt")
+    request = inference_service_pb2.TokenizeRequest(
+        model=_optional_str(body.get("model"), "model") or "",
+        text=text or "",
+        with_pieces=_optional_bool(body.get("with_pieces"), "with_pieces") or False,
+    )
+    if body.get("messages") is not None:
+        request.messages.extend(_messages(body["messages"]))
+    for name in ("add_special", "add_special_tokens"):
+        add_special = _optional_bool(body.get(name), name)
+        if add_special is not None:
+            request.add_special = add_special
+    return request
+
+
+def parse_detokenize_request(body: dict[str, Any]) -> inference_service_pb2.DetokenizeRequest:
+    """{"tokens": [ids], "model"?: str}, as llama.cpp's and vLLM's /detokenize take it."""
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list):
+        raise _type_error("tokens", "an array of token ids")
+    return inference_service_pb2.DetokenizeRequest(
+        model=_optional_str(body.get("model"), "model") or "", tokens=_token_ids(tokens, "tokens")
+    )
+
+
 def _messages(value: Any) -> list[inference_service_pb2.ChatMessage]:
     if value is None:
         raise invalid_param("messages", "'messages' is required")

@@ -190,3 +190,28 @@ class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionRe
 
 def _chat_choice(index: int, delta: JsonObject, finish_reason: str | None) -> JsonObject:
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def tokenize_json(reply: inference_service_pb2.TokenizeResponse) -> JsonObject:
+    """llama.cpp's and vLLM's /tokenize answer in one: tokens, count, max_model_len and, if asked, pieces."""
+    body: JsonObject = {
+        "tokens": list(reply.tokens),
+        "count": reply.count,
+        "max_model_len": reply.context_length,
+    }
+    if reply.pieces:
+        body["pieces"] = [{"id": p.id, "piece": _piece_json(p.piece)} for p in reply.pieces]
+    return body
+
+
+def detokenize_json(reply: inference_service_pb2.DetokenizeResponse) -> JsonObject:
+    """llama.cpp names the text "content", vLLM "prompt"."""
+    return {"content": reply.text, "prompt": reply.text}
+
+
+def _piece_json(piece: bytes) -> str | list[int]:
+    """A token's text, or its byte values where it holds part of a UTF-8 character (as llama.cpp does)."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(piece)

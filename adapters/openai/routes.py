@@ -13,15 +13,23 @@ from inferno.v1 import inference_service_pb2, model_service_pb2
 from ..core_client import CORE, CoreStream
 from ..metrics import SERVED_MODEL
 from ..sse import EventStream
-from .requests import parse_chat_request, parse_completion_request, parse_json_object
+from .requests import (
+    parse_chat_request,
+    parse_completion_request,
+    parse_detokenize_request,
+    parse_json_object,
+    parse_tokenize_request,
+)
 from .responses import (
     ChatChunkStream,
     ChunkStream,
     CompletionChunkStream,
     chat_completion_json,
     completion_json,
+    detokenize_json,
     model_json,
     model_list_json,
+    tokenize_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +67,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
     )
     request[SERVED_MODEL] = reply.model
     return web.json_response(completion_json(reply))
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """POST /v1/tokenize"""
+    message = parse_tokenize_request(parse_json_object(await request.read()))
+    core = request.app[CORE]
+    return web.json_response(tokenize_json(await core.unary(request, core.inference.Tokenize, message)))
+
+
+async def detokenize(request: web.Request) -> web.Response:
+    """POST /v1/detokenize"""
+    message = parse_detokenize_request(parse_json_object(await request.read()))
+    core = request.app[CORE]
+    return web.json_response(detokenize_json(await core.unary(request, core.inference.Detokenize, message)))
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -86,8 +86,17 @@ class Engine(abc.ABC):
     def description(self) -> ModelDescription: ...
 
     @abc.abstractmethod
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens for text, with the model's BOS if it wants one; special tokens in text are parsed."""
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Tokens for text, with the model's BOS if it wants one and add_special; special tokens in text are
+        parsed."""
+
+    @abc.abstractmethod
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes of one token (control tokens: empty)."""
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of tokens, as generation would stream it."""
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
     @abc.abstractmethod
     def render_chat(self, messages: list[dict[str, Any]]) -> str:

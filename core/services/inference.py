@@ -15,6 +15,7 @@ from inferno.core.validation import (
     check_messages,
     check_model,
     check_stop,
+    check_token_ids,
     resolve_max_tokens,
     resolve_sampling,
 )
@@ -104,6 +105,32 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 message.usage.CopyFrom(item.usage)
             yield message
 
+    async def Tokenize(
+        self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenizeResponse:
+        engine = self._registry.get(request.model or self._registry.default_model_id)
+        if bool(request.text) == bool(request.messages):
+            raise invalid_param("text", "give exactly one of 'text' and 'messages'")
+        add_special = request.add_special if request.HasField("add_special") else True
+        text = (
+            engine.render_chat(check_messages(list(request.messages))) if request.messages else request.text
+        )
+        tokens = engine.tokenize(text, add_special=add_special)
+        reply = pb.TokenizeResponse(
+            tokens=tokens, count=len(tokens), context_length=engine.description.context_length
+        )
+        if request.with_pieces:
+            reply.pieces.extend(pb.TokenPiece(id=t, piece=engine.token_bytes(t)) for t in tokens)
+        return reply
+
+    async def Detokenize(
+        self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DetokenizeResponse:
+        engine = self._registry.get(request.model or self._registry.default_model_id)
+        tokens = list(request.tokens)
+        check_token_ids(tokens, engine.description.vocab_size, "tokens")
+        return pb.DetokenizeResponse(text=engine.detokenize(tokens))
+
     def _chat_generation(self, params: pb.ChatCompletionParams) -> Generation:
         engine = self._registry.get(check_model(params.model))
         messages = check_messages(list(params.messages))
@@ -126,10 +153,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         for i, prompt in enumerate(params.prompts):
             if prompt.WhichOneof("kind") == "tokens":
                 tokens = tuple(prompt.tokens.ids)
-                if any(t >= vocab_size for t in tokens):
-                    raise invalid_param(
-                        f"prompt[{i}]", f"token ids in 'prompt[{i}]' must be below {vocab_size}"
-                    )
+                check_token_ids(tokens, vocab_size, f"prompt[{i}]")
             else:
                 tokens = tuple(engine.tokenize(prompt.text))
             if not tokens:

@@ -55,6 +55,16 @@ class InferenceServiceStub:
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.FromString,
                 _registered_method=True)
+        self.Tokenize = channel.unary_unary(
+                '/inferno.v1.InferenceService/Tokenize',
+                request_serializer=inferno_dot_v1_dot_inference__service__pb2.TokenizeRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_inference__service__pb2.TokenizeResponse.FromString,
+                _registered_method=True)
+        self.Detokenize = channel.unary_unary(
+                '/inferno.v1.InferenceService/Detokenize',
+                request_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -89,6 +99,20 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tokenize(self, request, context):
+        """Token ids for a text, or for chat messages as the model's chat template renders them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detokenize(self, request, context):
+        """The text of token ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +135,16 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.StreamCompletion,
                     request_deserializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.SerializeToString,
+            ),
+            'Tokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tokenize,
+                    request_deserializer=inferno_dot_v1_dot_inference__service__pb2.TokenizeRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_inference__service__pb2.TokenizeResponse.SerializeToString,
+            ),
+            'Detokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detokenize,
+                    request_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +256,60 @@ class InferenceService:
             '/inferno.v1.InferenceService/StreamCompletion',
             inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.SerializeToString,
             inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.InferenceService/Tokenize',
+            inferno_dot_v1_dot_inference__service__pb2.TokenizeRequest.SerializeToString,
+            inferno_dot_v1_dot_inference__service__pb2.TokenizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.InferenceService/Detokenize',
+            inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
+            inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

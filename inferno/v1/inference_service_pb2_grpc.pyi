@@ -41,6 +41,10 @@ class InferenceServiceStub:
     """Continues a text prompt and returns the continuation whole."""
     StreamCompletion: _grpc.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]
     """Continues a text prompt and streams the continuation as it is produced."""
+    Tokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]
+    """Token ids for a text, or for chat messages as the model's chat template renders them."""
+    Detokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]
+    """The text of token ids."""
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -55,6 +59,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Continues a text prompt and returns the continuation whole."""
     StreamCompletion: _aio.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]  # type: ignore[assignment]
     """Continues a text prompt and streams the continuation as it is produced."""
+    Tokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]  # type: ignore[assignment]
+    """Token ids for a text, or for chat messages as the model's chat template renders them."""
+    Detokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]  # type: ignore[assignment]
+    """The text of token ids."""
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Text generation: chat and plain completions, unary and streamed."""
@@ -90,5 +98,21 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_service_pb2.StreamCompletionResponse], _abc.AsyncIterator[_inference_service_pb2.StreamCompletionResponse]]:
         """Continues a text prompt and streams the continuation as it is produced."""
+
+    @_abc_1.abstractmethod
+    def Tokenize(
+        self,
+        request: _inference_service_pb2.TokenizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_service_pb2.TokenizeResponse, _abc.Awaitable[_inference_service_pb2.TokenizeResponse]]:
+        """Token ids for a text, or for chat messages as the model's chat template renders them."""
+
+    @_abc_1.abstractmethod
+    def Detokenize(
+        self,
+        request: _inference_service_pb2.DetokenizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_service_pb2.DetokenizeResponse, _abc.Awaitable[_inference_service_pb2.DetokenizeResponse]]:
+        """The text of token ids."""
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -179,8 +179,11 @@ class LlamaCppEngine(Engine):
     def description(self) -> ModelDescription:
         return self._description
 
-    def tokenize(self, text: str) -> list[int]:
-        return self._model.tokenize(text, add_special=True)
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self._model.tokenize(text, add_special=add_special)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._model.token_bytes(token)
 
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         return self._template.render(messages, add_generation_prompt=True)
