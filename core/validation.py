@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import InfernoError, invalid_param
@@ -11,6 +11,7 @@ from inferno.v1 import common_pb2, inference_service_pb2
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_STOP_STRINGS = 4
+MAX_CHOICES = 128
 DEFAULT_MAX_TOKENS = 2048
 
 
@@ -34,10 +35,18 @@ def _in_range(param: str, value: float, low: float, high: float, low_open: bool 
     return value
 
 
-def resolve_sampling(sampling: common_pb2.SamplingParams, defaults: SamplingDefaults) -> SamplingConfig:
+def resolve_sampling(
+    sampling: common_pb2.SamplingParams, defaults: SamplingDefaults, vocab_size: int
+) -> SamplingConfig:
     def pick(field: str, default: float) -> float:
         return float(getattr(sampling, field)) if sampling.HasField(field) else default
 
+    for token, bias in sampling.logit_bias.items():
+        if token >= vocab_size:
+            raise invalid_param(
+                "logit_bias", f"'logit_bias' token {token} is not below the vocabulary size {vocab_size}"
+            )
+        _in_range("logit_bias", bias, -100.0, 100.0)
     return SamplingConfig(
         temperature=_in_range("temperature", pick("temperature", defaults.temperature), 0.0, 2.0),
         top_p=_in_range("top_p", pick("top_p", defaults.top_p), 0.0, 1.0, low_open=True),
@@ -48,7 +57,27 @@ def resolve_sampling(sampling: common_pb2.SamplingParams, defaults: SamplingDefa
             "frequency_penalty", pick("frequency_penalty", defaults.frequency_penalty), -2, 2
         ),
         seed=sampling.seed if sampling.HasField("seed") else None,
+        top_k=int(sampling.top_k) if sampling.HasField("top_k") else 0,
+        min_p=_in_range("min_p", pick("min_p", 0.0), 0.0, 1.0),
+        repetition_penalty=_in_range(
+            "repetition_penalty", pick("repetition_penalty", 1.0), 0.0, 10.0, low_open=True
+        ),
+        logit_bias=tuple(sorted(sampling.logit_bias.items())),
     )
+
+
+def resolve_n(n: int | None) -> int:
+    """Choices per prompt, 1 to MAX_CHOICES (OpenAI's range)."""
+    if n is None:
+        return 1
+    if not 1 <= n <= MAX_CHOICES:
+        raise invalid_param("n", f"'n' must be from 1 to {MAX_CHOICES}, got {n}")
+    return n
+
+
+def for_choice(config: SamplingConfig, choice: int) -> SamplingConfig:
+    """Choice i of a seeded request samples with seed + i: choices differ, and each is reproducible."""
+    return config if config.seed is None or choice == 0 else replace(config, seed=config.seed + choice)
 
 
 def check_stop(limits: common_pb2.GenerationLimits) -> tuple[str, ...]:

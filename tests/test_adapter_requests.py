@@ -140,7 +140,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (chat(n=2), "n"),
         (chat(logprobs=True), "logprobs"),
         (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
         (chat(tool_choice="required"), "tool_choice"),
@@ -149,7 +148,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
             chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
             "messages[0].content[0].type",
         ),
-        (completion(n=2), "n"),
         (completion(best_of=3), "best_of"),
         (completion(echo=True), "echo"),
         (completion(logprobs=5), "logprobs"),
@@ -203,3 +201,27 @@ def test_each_prompt_form_becomes_prompts(prompt: Any, expected: list[tuple[str,
 )
 def test_bad_prompts_name_the_offending_element(prompt: Any, param: str) -> None:
     assert invalid_param_of(parse_completion_request, {"model": "tiny", "prompt": prompt}) == param
+
+
+def test_n_and_extension_sampling_fields_reach_the_proto() -> None:
+    body = chat(n=3, top_k=40, min_p=0.05, repetition_penalty=1.1, logit_bias={"42": -100, "7": 2.5})
+    params = parse_chat_request(body).params
+    assert params.n == 3
+    assert (params.sampling.top_k, round(params.sampling.min_p, 6)) == (40, 0.05)
+    assert round(params.sampling.repetition_penalty, 6) == 1.1
+    assert dict(params.sampling.logit_bias) == {42: -100.0, 7: 2.5}
+    assert parse_completion_request(completion(top_k=-1)).params.sampling.top_k == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "param"),
+    [
+        ("logit_bias", {"abc": 1}, "logit_bias"),
+        ("logit_bias", {"5": "high"}, "logit_bias.5"),
+        ("logit_bias", [1, 2], "logit_bias"),
+        ("n", 1.5, "n"),
+        ("top_k", "many", "top_k"),
+    ],
+)
+def test_bad_extension_fields_name_the_field(field: str, value: Any, param: str) -> None:
+    assert invalid_param_of(parse_chat_request, chat(**{field: value})) == param

@@ -17,7 +17,15 @@ from inferno.v1 import common_pb2, inference_service_pb2
 
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
-_SAMPLING_FLOATS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+# min_p and repetition_penalty are llama.cpp/vLLM extensions, as is top_k below.
+_SAMPLING_FLOATS = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_p",
+    "repetition_penalty",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         limits=_limits(body),
         user=_optional_str(body.get("user"), "user") or "",
     )
+    if body.get("n") is not None:
+        params.n = _uint(body["n"], "n", _UINT32_MAX)
     _reject_unsupported_chat_options(body)
     return ChatRequest(params, *_stream_flags(body))
 
@@ -74,6 +84,8 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         limits=_limits(body),
         user=_optional_str(body.get("user"), "user") or "",
     )
+    if body.get("n") is not None:
+        params.n = _uint(body["n"], "n", _UINT32_MAX)
     _reject_unsupported_completion_options(body)
     return CompletionRequest(params, *_stream_flags(body))
 
@@ -185,7 +197,29 @@ def _sampling(body: dict[str, Any]) -> common_pb2.SamplingParams:
     seed = body.get("seed")
     if seed is not None:
         sampling.seed = _uint(seed, "seed", _UINT64_MAX)
+    top_k = body.get("top_k")
+    if top_k is not None:
+        # vLLM and llama.cpp take -1 for "no limit" as well as 0.
+        sampling.top_k = 0 if top_k == -1 else _uint(top_k, "top_k", _UINT32_MAX)
+    sampling.logit_bias.update(_logit_bias(body.get("logit_bias")))
     return sampling
+
+
+def _logit_bias(value: Any) -> dict[int, float]:
+    """OpenAI's {"token id as a string": bias}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _type_error("logit_bias", "an object mapping token ids to numbers, or null")
+    biases: dict[int, float] = {}
+    for key, bias in value.items():
+        if not (isinstance(key, str) and key.isdigit()) or int(key) > _UINT32_MAX:
+            raise invalid_param("logit_bias", f"'logit_bias' keys must be token ids, got {key!r}")
+        number = _optional_number(bias, f"logit_bias.{key}")
+        if number is None:
+            raise _type_error(f"logit_bias.{key}", "a number")
+        biases[int(key)] = number
+    return biases
 
 
 def _limits(body: dict[str, Any]) -> common_pb2.GenerationLimits:
@@ -228,7 +262,6 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
 
 
 def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
-    _require_one(body, "n")
     if _optional_bool(body.get("logprobs"), "logprobs"):
         raise _not_supported("logprobs", "'logprobs'")
     tools = body.get("tools")
@@ -245,11 +278,9 @@ def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
     response_format = body.get("response_format")
     if response_format is not None and response_format != {"type": "text"}:
         raise _not_supported("response_format", '\'response_format\' other than {"type": "text"}')
-    _reject_logit_bias(body)
 
 
 def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:
-    _require_one(body, "n")
     _require_one(body, "best_of")
     if _optional_bool(body.get("echo"), "echo"):
         raise _not_supported("echo", "'echo'")
@@ -260,7 +291,6 @@ def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:
         raise _not_supported("logprobs", "'logprobs'")
     if _optional_str(body.get("suffix"), "suffix"):
         raise _not_supported("suffix", "'suffix'")
-    _reject_logit_bias(body)
 
 
 def _require_one(body: dict[str, Any], name: str) -> None:
@@ -271,14 +301,6 @@ def _require_one(body: dict[str, Any], name: str) -> None:
         raise _type_error(name, "an integer or null")
     if value != 1:
         raise _not_supported(name, f"'{name}' other than 1")
-
-
-def _reject_logit_bias(body: dict[str, Any]) -> None:
-    logit_bias = body.get("logit_bias")
-    if logit_bias is not None and not isinstance(logit_bias, dict):
-        raise _type_error("logit_bias", "an object or null")
-    if logit_bias:
-        raise _not_supported("logit_bias", "'logit_bias'")
 
 
 # Scalars

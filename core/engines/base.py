@@ -23,6 +23,10 @@ class SamplingConfig:
     presence_penalty: float
     frequency_penalty: float
     seed: int | None
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

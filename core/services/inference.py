@@ -16,7 +16,9 @@ from inferno.core.validation import (
     check_model,
     check_stop,
     check_token_ids,
+    for_choice,
     resolve_max_tokens,
+    resolve_n,
     resolve_sampling,
 )
 from inferno.errors import invalid_param
@@ -134,21 +136,26 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     def _chat_generation(self, params: pb.ChatCompletionParams) -> Generation:
         engine = self._registry.get(check_model(params.model))
         messages = check_messages(list(params.messages))
-        sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS)
+        sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
+        n = resolve_n(params.n if params.HasField("n") else None)
         stop = check_stop(params.limits)
         # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
         prompt = tuple(engine.tokenize(engine.render_chat(messages)))
         max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
-        sequence = SequenceRequest(prompt, max_tokens, stop, sampling, params.limits.ignore_eos)
-        return Generation(engine, engine.description.id, "chatcmpl", [sequence])
+        sequences = [
+            SequenceRequest(prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos)
+            for j in range(n)
+        ]
+        return Generation(engine, engine.description.id, "chatcmpl", sequences)
 
     def _completion_generation(self, params: pb.CompletionParams) -> Generation:
         engine = self._registry.get(check_model(params.model))
         if not params.prompts:
             raise invalid_param("prompt", "'prompt' is required")
-        sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS)
-        stop = check_stop(params.limits)
         vocab_size = engine.description.vocab_size
+        sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS, vocab_size)
+        n = resolve_n(params.n if params.HasField("n") else None)
+        stop = check_stop(params.limits)
         sequences: list[SequenceRequest] = []
         for i, prompt in enumerate(params.prompts):
             if prompt.WhichOneof("kind") == "tokens":
@@ -159,5 +166,8 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             if not tokens:
                 raise invalid_param(f"prompt[{i}]", f"'prompt[{i}]' is empty")
             max_tokens = resolve_max_tokens(params.limits, len(tokens), engine.description.context_length)
-            sequences.append(SequenceRequest(tokens, max_tokens, stop, sampling, params.limits.ignore_eos))
+            sequences.extend(
+                SequenceRequest(tokens, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos)
+                for j in range(n)
+            )
         return Generation(engine, engine.description.id, "cmpl", sequences)

@@ -59,9 +59,12 @@ class ChatCompletionParams(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     user: _builtins.str
     """End-user identifier, recorded for tracking."""
+    n: _builtins.int
+    """Choices to generate, 1 to 128. Default 1."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
     @_builtins.property
@@ -76,12 +79,15 @@ class ChatCompletionParams(_message.Message):
         sampling: _common_pb2.SamplingParams | None = ...,
         limits: _common_pb2.GenerationLimits | None = ...,
         user: _builtins.str = ...,
+        n: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "n", b"n", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "messages", b"messages", "model", b"model", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "messages", b"messages", "model", b"model", "n", b"n", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__n: _TypeAlias = _typing.Literal["n"]  # noqa: Y015
+    _WhichOneofArgType__n: _TypeAlias = _typing.Literal["_n", b"_n"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__n) -> _WhichOneofReturnType__n | None: ...
 
 Global___ChatCompletionParams: _TypeAlias = ChatCompletionParams  # noqa: Y015
 
@@ -311,11 +317,14 @@ class CompletionParams(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     user: _builtins.str
+    n: _builtins.int
+    """Choices per prompt, 1 to 128. Default 1."""
     @_builtins.property
     def prompts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Prompt]:
-        """One choice is generated per prompt, indexed in order."""
+        """n choices are generated per prompt; prompt p's choices have indexes p * n to p * n + n - 1."""
 
     @_builtins.property
     def sampling(self) -> _common_pb2.SamplingParams: ...
@@ -329,12 +338,15 @@ class CompletionParams(_message.Message):
         sampling: _common_pb2.SamplingParams | None = ...,
         limits: _common_pb2.GenerationLimits | None = ...,
         user: _builtins.str = ...,
+        n: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "n", b"n", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "model", b"model", "prompts", b"prompts", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "model", b"model", "n", b"n", "prompts", b"prompts", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__n: _TypeAlias = _typing.Literal["n"]  # noqa: Y015
+    _WhichOneofArgType__n: _TypeAlias = _typing.Literal["_n", b"_n"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__n) -> _WhichOneofReturnType__n | None: ...
 
 Global___CompletionParams: _TypeAlias = CompletionParams  # noqa: Y015
 
