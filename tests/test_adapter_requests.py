@@ -13,6 +13,7 @@ from inferno.adapters.openai.requests import (
     parse_json_object,
 )
 from inferno.errors import InfernoError
+from inferno.v1 import inference_service_pb2
 
 USER_HELLO = [{"role": "user", "content": "Hello!"}]
 
@@ -143,7 +144,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
         (chat(logprobs=True), "logprobs"),
         (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
         (chat(tool_choice="required"), "tool_choice"),
-        (chat(response_format={"type": "json_object"}), "response_format"),
         (
             chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
             "messages[0].content[0].type",
@@ -225,3 +225,27 @@ def test_n_and_extension_sampling_fields_reach_the_proto() -> None:
 )
 def test_bad_extension_fields_name_the_field(field: str, value: Any, param: str) -> None:
     assert invalid_param_of(parse_chat_request, chat(**{field: value})) == param
+
+
+def test_response_format_reaches_the_proto() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    body = chat(response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
+    fmt = parse_chat_request(body).params.response_format
+    assert fmt.type == inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    assert fmt.schema_name == "person"
+    assert fmt.json_schema["required"] == ["name"]
+    plain = parse_chat_request(chat(response_format={"type": "json_object"})).params.response_format
+    assert plain.type == inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+
+
+@pytest.mark.parametrize(
+    ("value", "param"),
+    [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema.schema"),
+        ("json", "response_format"),
+    ],
+)
+def test_bad_response_format_names_the_field(value: Any, param: str) -> None:
+    assert invalid_param_of(parse_chat_request, chat(response_format=value)) == param

@@ -71,6 +71,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     )
     if body.get("n") is not None:
         params.n = _uint(body["n"], "n", _UINT32_MAX)
+    params.response_format.CopyFrom(_response_format(body.get("response_format")))
     _reject_unsupported_chat_options(body)
     return ChatRequest(params, *_stream_flags(body))
 
@@ -205,6 +206,40 @@ def _sampling(body: dict[str, Any]) -> common_pb2.SamplingParams:
     return sampling
 
 
+_RESPONSE_FORMAT_TYPES = {
+    "text": inference_service_pb2.RESPONSE_FORMAT_TYPE_TEXT,
+    "json_object": inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+    "json_schema": inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+}
+
+
+def _response_format(value: Any) -> inference_service_pb2.ResponseFormat:
+    """OpenAI's {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}."""
+    response_format = inference_service_pb2.ResponseFormat()
+    if value is None:
+        return response_format
+    if not isinstance(value, dict):
+        raise _type_error("response_format", "an object or null")
+    kind = value.get("type")
+    if kind not in _RESPONSE_FORMAT_TYPES:
+        raise invalid_param(
+            "response_format.type", "'response_format.type' must be text, json_object or json_schema"
+        )
+    response_format.type = _RESPONSE_FORMAT_TYPES[kind]
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise _type_error("response_format.json_schema", 'an object like {"name": ..., "schema": {...}}')
+        schema = spec.get("schema")
+        if not isinstance(schema, dict):
+            raise _type_error("response_format.json_schema.schema", "a JSON schema object")
+        response_format.json_schema.update(schema)
+        response_format.schema_name = (
+            _optional_str(spec.get("name"), "response_format.json_schema.name") or ""
+        )
+    return response_format
+
+
 def _logit_bias(value: Any) -> dict[int, float]:
     """OpenAI's {"token id as a string": bias}."""
     if value is None:
@@ -275,9 +310,6 @@ def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
         raise _not_supported("functions", "'functions'")
     if body.get("function_call") not in (None, "none", "auto"):
         raise _not_supported("function_call", "'function_call' other than 'none' or 'auto'")
-    response_format = body.get("response_format")
-    if response_format is not None and response_format != {"type": "text"}:
-        raise _not_supported("response_format", '\'response_format\' other than {"type": "text"}')
 
 
 def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:

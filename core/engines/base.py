@@ -27,6 +27,8 @@ class SamplingConfig:
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     logit_bias: tuple[tuple[int, float], ...] = ()
+    # GBNF the output must match (structured output); None for free text.
+    grammar: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.registry import ModelRegistry
 from inferno.core.services.generation import FINISH_REASONS, Generation
+from inferno.core.structured_output import grammar_for
 from inferno.core.validation import (
     CHAT_DEFAULTS,
     COMPLETION_DEFAULTS,
@@ -137,6 +139,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         engine = self._registry.get(check_model(params.model))
         messages = check_messages(list(params.messages))
         sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
+        sampling = replace(sampling, grammar=grammar_for(params.response_format))
         n = resolve_n(params.n if params.HasField("n") else None)
         stop = check_stop(params.limits)
         # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from inferno.v1 import common_pb2 as inferno_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"inferno/v1/inference_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17inferno/v1/common.proto\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xd0\x01\n\x14\x43hatCompletionParams\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.inferno.v1.ChatMessage\x12,\n\x08sampling\x18\x03 \x01(\x0b\x32\x1a.inferno.v1.SamplingParams\x12,\n\x06limits\x18\x04 \x01(\x0b\x32\x1c.inferno.v1.GenerationLimits\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x01n\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x04\n\x02_n\"O\n\x1b\x43reateChatCompletionRequest\x12\x30\n\x06params\x18\x01 \x01(\x0b\x32 .inferno.v1.ChatCompletionParams\"\x80\x01\n\x14\x43hatCompletionChoice\x12\r\n\x05index\x18\x01 \x01(\r\x12(\n\x07message\x18\x02 \x01(\x0b\x32\x17.inferno.v1.ChatMessage\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.inferno.v1.FinishReason\"\x9f\x01\n\x1c\x43reateChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07\x63hoices\x18\x04 \x03(\x0b\x32 .inferno.v1.ChatCompletionChoice\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.inferno.v1.Usage\"O\n\x1bStreamChatCompletionRequest\x12\x30\n\x06params\x18\x01 \x01(\x0b\x32 .inferno.v1.ChatCompletionParams\"4\n\x13\x43hatCompletionDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xdc\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12.\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32\x1f.inferno.v1.ChatCompletionDelta\x12/\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x18.inferno.v1.FinishReason\x12 \n\x05usage\x18\x07 \x01(\x0b\x32\x11.inferno.v1.Usage\"H\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x14.inferno.v1.TokenIdsH\x00\x42\x06\n\x04kind\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\xc6\x01\n\x10\x43ompletionParams\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x07prompts\x18\x02 \x03(\x0b\x32\x12.inferno.v1.Prompt\x12,\n\x08sampling\x18\x03 \x01(\x0b\x32\x1a.inferno.v1.SamplingParams\x12,\n\x06limits\x18\x04 \x01(\x0b\x32\x1c.inferno.v1.GenerationLimits\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x01n\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x04\n\x02_n\"G\n\x17\x43reateCompletionRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.inferno.v1.CompletionParams\"`\n\x10\x43ompletionChoice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.inferno.v1.FinishReason\"\x97\x01\n\x18\x43reateCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12-\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1c.inferno.v1.CompletionChoice\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.inferno.v1.Usage\"G\n\x17StreamCompletionRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.inferno.v1.CompletionParams\"\xb6\x01\n\x18StreamCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0c\n\x04text\x18\x05 \x01(\t\x12/\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x18.inferno.v1.FinishReason\x12 \n\x05usage\x18\x07 \x01(\x0b\x32\x11.inferno.v1.Usage\"\x98\x01\n\x0fTokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12)\n\x08messages\x18\x03 \x03(\x0b\x32\x17.inferno.v1.ChatMessage\x12\x18\n\x0b\x61\x64\x64_special\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bwith_pieces\x18\x05 \x01(\x08\x42\x0e\n\x0c_add_special\"\'\n\nTokenPiece\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05piece\x18\x02 \x01(\x0c\"q\n\x10TokenizeResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\r\x12&\n\x06pieces\x18\x04 \x03(\x0b\x32\x16.inferno.v1.TokenPiece\"2\n\x11\x44\x65tokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\r\"\"\n\x12\x44\x65tokenizeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t2\xaa\x06\n\x10InferenceService\x12\x93\x01\n\x14\x43reateChatCompletion\x12\'.inferno.v1.CreateChatCompletionRequest\x1a(.inferno.v1.CreateChatCompletionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/api/v1/chat/completions:\x06params\x12\x9c\x01\n\x14StreamChatCompletion\x12\'.inferno.v1.StreamChatCompletionRequest\x1a(.inferno.v1.StreamChatCompletionResponse\"/\x82\xd3\xe4\x93\x02)\"\x1f/api/v1/chat/completions:stream:\x06params0\x01\x12\x82\x01\n\x10\x43reateCompletion\x12#.inferno.v1.CreateCompletionRequest\x1a$.inferno.v1.CreateCompletionResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x13/api/v1/completions:\x06params\x12\x8b\x01\n\x10StreamCompletion\x12#.inferno.v1.StreamCompletionRequest\x1a$.inferno.v1.StreamCompletionResponse\"*\x82\xd3\xe4\x93\x02$\"\x1a/api/v1/completions:stream:\x06params0\x01\x12\x62\n\x08Tokenize\x12\x1b.inferno.v1.TokenizeRequest\x1a\x1c.inferno.v1.TokenizeResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/tokenize:\x01*\x12j\n\nDetokenize\x12\x1d.inferno.v1.DetokenizeRequest\x1a\x1e.inferno.v1.DetokenizeResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/detokenize:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"inferno/v1/inference_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17inferno/v1/common.proto\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x85\x02\n\x14\x43hatCompletionParams\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.inferno.v1.ChatMessage\x12,\n\x08sampling\x18\x03 \x01(\x0b\x32\x1a.inferno.v1.SamplingParams\x12,\n\x06limits\x18\x04 \x01(\x0b\x32\x1c.inferno.v1.GenerationLimits\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x01n\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x33\n\x0fresponse_format\x18\x07 \x01(\x0b\x32\x1a.inferno.v1.ResponseFormatB\x04\n\x02_n\"\x81\x01\n\x0eResponseFormat\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.inferno.v1.ResponseFormatType\x12,\n\x0bjson_schema\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bschema_name\x18\x03 \x01(\t\"O\n\x1b\x43reateChatCompletionRequest\x12\x30\n\x06params\x18\x01 \x01(\x0b\x32 .inferno.v1.ChatCompletionParams\"\x80\x01\n\x14\x43hatCompletionChoice\x12\r\n\x05index\x18\x01 \x01(\r\x12(\n\x07message\x18\x02 \x01(\x0b\x32\x17.inferno.v1.ChatMessage\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.inferno.v1.FinishReason\"\x9f\x01\n\x1c\x43reateChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07\x63hoices\x18\x04 \x03(\x0b\x32 .inferno.v1.ChatCompletionChoice\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.inferno.v1.Usage\"O\n\x1bStreamChatCompletionRequest\x12\x30\n\x06params\x18\x01 \x01(\x0b\x32 .inferno.v1.ChatCompletionParams\"4\n\x13\x43hatCompletionDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xdc\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12.\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32\x1f.inferno.v1.ChatCompletionDelta\x12/\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x18.inferno.v1.FinishReason\x12 \n\x05usage\x18\x07 \x01(\x0b\x32\x11.inferno.v1.Usage\"H\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x14.inferno.v1.TokenIdsH\x00\x42\x06\n\x04kind\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\xc6\x01\n\x10\x43ompletionParams\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x07prompts\x18\x02 \x03(\x0b\x32\x12.inferno.v1.Prompt\x12,\n\x08sampling\x18\x03 \x01(\x0b\x32\x1a.inferno.v1.SamplingParams\x12,\n\x06limits\x18\x04 \x01(\x0b\x32\x1c.inferno.v1.GenerationLimits\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x01n\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x04\n\x02_n\"G\n\x17\x43reateCompletionRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.inferno.v1.CompletionParams\"`\n\x10\x43ompletionChoice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12/\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x18.inferno.v1.FinishReason\"\x97\x01\n\x18\x43reateCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12-\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1c.inferno.v1.CompletionChoice\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.inferno.v1.Usage\"G\n\x17StreamCompletionRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.inferno.v1.CompletionParams\"\xb6\x01\n\x18StreamCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0c\n\x04text\x18\x05 \x01(\t\x12/\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x18.inferno.v1.FinishReason\x12 \n\x05usage\x18\x07 \x01(\x0b\x32\x11.inferno.v1.Usage\"\x98\x01\n\x0fTokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12)\n\x08messages\x18\x03 \x03(\x0b\x32\x17.inferno.v1.ChatMessage\x12\x18\n\x0b\x61\x64\x64_special\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bwith_pieces\x18\x05 \x01(\x08\x42\x0e\n\x0c_add_special\"\'\n\nTokenPiece\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05piece\x18\x02 \x01(\x0c\"q\n\x10TokenizeResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\r\x12&\n\x06pieces\x18\x04 \x03(\x0b\x32\x16.inferno.v1.TokenPiece\"2\n\x11\x44\x65tokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\r\"\"\n\x12\x44\x65tokenizeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03\x32\xaa\x06\n\x10InferenceService\x12\x93\x01\n\x14\x43reateChatCompletion\x12\'.inferno.v1.CreateChatCompletionRequest\x1a(.inferno.v1.CreateChatCompletionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/api/v1/chat/completions:\x06params\x12\x9c\x01\n\x14StreamChatCompletion\x12\'.inferno.v1.StreamChatCompletionRequest\x1a(.inferno.v1.StreamChatCompletionResponse\"/\x82\xd3\xe4\x93\x02)\"\x1f/api/v1/chat/completions:stream:\x06params0\x01\x12\x82\x01\n\x10\x43reateCompletion\x12#.inferno.v1.CreateCompletionRequest\x1a$.inferno.v1.CreateCompletionResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x13/api/v1/completions:\x06params\x12\x8b\x01\n\x10StreamCompletion\x12#.inferno.v1.StreamCompletionRequest\x1a$.inferno.v1.StreamCompletionResponse\"*\x82\xd3\xe4\x93\x02$\"\x1a/api/v1/completions:stream:\x06params0\x01\x12\x62\n\x08Tokenize\x12\x1b.inferno.v1.TokenizeRequest\x1a\x1c.inferno.v1.TokenizeResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/tokenize:\x01*\x12j\n\nDetokenize\x12\x1d.inferno.v1.DetokenizeRequest\x1a\x1e.inferno.v1.DetokenizeResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/detokenize:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,48 +46,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFERENCESERVICE'].methods_by_name['Tokenize']._serialized_options = b'\202\323\344\223\002\025\"\020/api/v1/tokenize:\001*'
   _globals['_INFERENCESERVICE'].methods_by_name['Detokenize']._loaded_options = None
   _globals['_INFERENCESERVICE'].methods_by_name['Detokenize']._serialized_options = b'\202\323\344\223\002\027\"\022/api/v1/detokenize:\001*'
-  _globals['_CHATMESSAGE']._serialized_start=105
-  _globals['_CHATMESSAGE']._serialized_end=163
-  _globals['_CHATCOMPLETIONPARAMS']._serialized_start=166
-  _globals['_CHATCOMPLETIONPARAMS']._serialized_end=374
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=376
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=455
-  _globals['_CHATCOMPLETIONCHOICE']._serialized_start=458
-  _globals['_CHATCOMPLETIONCHOICE']._serialized_end=586
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=589
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=748
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=750
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=829
-  _globals['_CHATCOMPLETIONDELTA']._serialized_start=831
-  _globals['_CHATCOMPLETIONDELTA']._serialized_end=883
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=886
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=1106
-  _globals['_PROMPT']._serialized_start=1108
-  _globals['_PROMPT']._serialized_end=1180
-  _globals['_TOKENIDS']._serialized_start=1182
-  _globals['_TOKENIDS']._serialized_end=1205
-  _globals['_COMPLETIONPARAMS']._serialized_start=1208
-  _globals['_COMPLETIONPARAMS']._serialized_end=1406
-  _globals['_CREATECOMPLETIONREQUEST']._serialized_start=1408
-  _globals['_CREATECOMPLETIONREQUEST']._serialized_end=1479
-  _globals['_COMPLETIONCHOICE']._serialized_start=1481
-  _globals['_COMPLETIONCHOICE']._serialized_end=1577
-  _globals['_CREATECOMPLETIONRESPONSE']._serialized_start=1580
-  _globals['_CREATECOMPLETIONRESPONSE']._serialized_end=1731
-  _globals['_STREAMCOMPLETIONREQUEST']._serialized_start=1733
-  _globals['_STREAMCOMPLETIONREQUEST']._serialized_end=1804
-  _globals['_STREAMCOMPLETIONRESPONSE']._serialized_start=1807
-  _globals['_STREAMCOMPLETIONRESPONSE']._serialized_end=1989
-  _globals['_TOKENIZEREQUEST']._serialized_start=1992
-  _globals['_TOKENIZEREQUEST']._serialized_end=2144
-  _globals['_TOKENPIECE']._serialized_start=2146
-  _globals['_TOKENPIECE']._serialized_end=2185
-  _globals['_TOKENIZERESPONSE']._serialized_start=2187
-  _globals['_TOKENIZERESPONSE']._serialized_end=2300
-  _globals['_DETOKENIZEREQUEST']._serialized_start=2302
-  _globals['_DETOKENIZEREQUEST']._serialized_end=2352
-  _globals['_DETOKENIZERESPONSE']._serialized_start=2354
-  _globals['_DETOKENIZERESPONSE']._serialized_end=2388
-  _globals['_INFERENCESERVICE']._serialized_start=2391
-  _globals['_INFERENCESERVICE']._serialized_end=3201
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=2606
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=2771
+  _globals['_CHATMESSAGE']._serialized_start=135
+  _globals['_CHATMESSAGE']._serialized_end=193
+  _globals['_CHATCOMPLETIONPARAMS']._serialized_start=196
+  _globals['_CHATCOMPLETIONPARAMS']._serialized_end=457
+  _globals['_RESPONSEFORMAT']._serialized_start=460
+  _globals['_RESPONSEFORMAT']._serialized_end=589
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=591
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=670
+  _globals['_CHATCOMPLETIONCHOICE']._serialized_start=673
+  _globals['_CHATCOMPLETIONCHOICE']._serialized_end=801
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=804
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=963
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=965
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=1044
+  _globals['_CHATCOMPLETIONDELTA']._serialized_start=1046
+  _globals['_CHATCOMPLETIONDELTA']._serialized_end=1098
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=1101
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=1321
+  _globals['_PROMPT']._serialized_start=1323
+  _globals['_PROMPT']._serialized_end=1395
+  _globals['_TOKENIDS']._serialized_start=1397
+  _globals['_TOKENIDS']._serialized_end=1420
+  _globals['_COMPLETIONPARAMS']._serialized_start=1423
+  _globals['_COMPLETIONPARAMS']._serialized_end=1621
+  _globals['_CREATECOMPLETIONREQUEST']._serialized_start=1623
+  _globals['_CREATECOMPLETIONREQUEST']._serialized_end=1694
+  _globals['_COMPLETIONCHOICE']._serialized_start=1696
+  _globals['_COMPLETIONCHOICE']._serialized_end=1792
+  _globals['_CREATECOMPLETIONRESPONSE']._serialized_start=1795
+  _globals['_CREATECOMPLETIONRESPONSE']._serialized_end=1946
+  _globals['_STREAMCOMPLETIONREQUEST']._serialized_start=1948
+  _globals['_STREAMCOMPLETIONREQUEST']._serialized_end=2019
+  _globals['_STREAMCOMPLETIONRESPONSE']._serialized_start=2022
+  _globals['_STREAMCOMPLETIONRESPONSE']._serialized_end=2204
+  _globals['_TOKENIZEREQUEST']._serialized_start=2207
+  _globals['_TOKENIZEREQUEST']._serialized_end=2359
+  _globals['_TOKENPIECE']._serialized_start=2361
+  _globals['_TOKENPIECE']._serialized_end=2400
+  _globals['_TOKENIZERESPONSE']._serialized_start=2402
+  _globals['_TOKENIZERESPONSE']._serialized_end=2515
+  _globals['_DETOKENIZEREQUEST']._serialized_start=2517
+  _globals['_DETOKENIZEREQUEST']._serialized_end=2567
+  _globals['_DETOKENIZERESPONSE']._serialized_start=2569
+  _globals['_DETOKENIZERESPONSE']._serialized_end=2603
+  _globals['_INFERENCESERVICE']._serialized_start=2774
+  _globals['_INFERENCESERVICE']._serialized_end=3584
 # @@protoc_insertion_point(module_scope)

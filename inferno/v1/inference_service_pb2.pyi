@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from inferno.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +20,27 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ResponseFormatType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResponseFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResponseFormatType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ResponseFormatType.ValueType  # 0
+    RESPONSE_FORMAT_TYPE_TEXT: _ResponseFormatType.ValueType  # 1
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ResponseFormatType.ValueType  # 2
+    """Any JSON object."""
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ResponseFormatType.ValueType  # 3
+
+class ResponseFormatType(_ResponseFormatType, metaclass=_ResponseFormatTypeEnumTypeWrapper): ...
+
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.ValueType  # 0
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.ValueType  # 1
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.ValueType  # 2
+"""Any JSON object."""
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.ValueType  # 3
+Global___ResponseFormatType: _TypeAlias = ResponseFormatType  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
@@ -60,6 +83,7 @@ class ChatCompletionParams(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     N_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     user: _builtins.str
     """End-user identifier, recorded for tracking."""
@@ -71,6 +95,10 @@ class ChatCompletionParams(_message.Message):
     def sampling(self) -> _common_pb2.SamplingParams: ...
     @_builtins.property
     def limits(self) -> _common_pb2.GenerationLimits: ...
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """Constrains the reply to JSON, optionally to a JSON schema. Unset: free text."""
+
     def __init__(
         self,
         *,
@@ -80,16 +108,48 @@ class ChatCompletionParams(_message.Message):
         limits: _common_pb2.GenerationLimits | None = ...,
         user: _builtins.str = ...,
         n: _builtins.int | None = ...,
+        response_format: Global___ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "n", b"n", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "n", b"n", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "messages", b"messages", "model", b"model", "n", b"n", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "limits", b"limits", "messages", b"messages", "model", b"model", "n", b"n", "response_format", b"response_format", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__n: _TypeAlias = _typing.Literal["n"]  # noqa: Y015
     _WhichOneofArgType__n: _TypeAlias = _typing.Literal["_n", b"_n"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__n) -> _WhichOneofReturnType__n | None: ...
 
 Global___ChatCompletionParams: _TypeAlias = ChatCompletionParams  # noqa: Y015
+
+@_typing.final
+class ResponseFormat(_message.Message):
+    """OpenAI's response_format, enforced by a grammar while sampling."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    SCHEMA_NAME_FIELD_NUMBER: _builtins.int
+    type: Global___ResponseFormatType.ValueType
+    schema_name: _builtins.str
+    """For RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the schema's name, as OpenAI's json_schema.name."""
+    @_builtins.property
+    def json_schema(self) -> _struct_pb2.Struct:
+        """For RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON schema the reply must satisfy."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___ResponseFormatType.ValueType = ...,
+        json_schema: _struct_pb2.Struct | None = ...,
+        schema_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "schema_name", b"schema_name", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
 
 @_typing.final
 class CreateChatCompletionRequest(_message.Message):

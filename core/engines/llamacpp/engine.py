@@ -291,8 +291,15 @@ class LlamaCppEngine(Engine):
         request = sequence.request
         self._stats.reused_prompt_tokens_total += sequence.reused_prompt_tokens
         self._metrics.reused_prompt_tokens.inc(sequence.reused_prompt_tokens)
+        try:
+            sampler = build_sampler_chain(
+                request.sampling, self._model.vocab, self._model.n_vocab, request.max_tokens
+            )
+        except InfernoError as error:  # a grammar llama.cpp refuses fails this request only
+            self._finish(sequence, error=error)
+            return
         sequence.runtime = _SequenceRuntime(
-            sampler=build_sampler_chain(request.sampling, self._model.n_vocab, request.max_tokens),
+            sampler=sampler,
             detokenizer=IncrementalDetokenizer(self._model.token_bytes),
             stop=StopMatcher(request.stop),
         )

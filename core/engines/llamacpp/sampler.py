@@ -7,15 +7,24 @@ import random
 import llama_cpp.llama_cpp as llama
 
 from inferno.core.engines.base import SamplingConfig
+from inferno.errors import InfernoError
 
 
-def build_sampler_chain(config: SamplingConfig, n_vocab: int, max_tokens: int) -> llama.llama_sampler_p:
-    """logit bias -> penalties -> (greedy | top_k -> top_p -> min_p -> temperature -> seeded dist), in
-    llama.cpp's usual order.
+def build_sampler_chain(
+    config: SamplingConfig, vocab: llama.llama_vocab_p, n_vocab: int, max_tokens: int
+) -> llama.llama_sampler_p:
+    """grammar -> logit bias -> penalties -> (greedy | top_k -> top_p -> min_p -> temperature -> seeded
+    dist), in llama.cpp's usual order.
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token), as OpenAI's do.
     """
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    if config.grammar is not None:
+        grammar = llama.llama_sampler_init_grammar(vocab, config.grammar.encode(), b"root")
+        if not grammar:
+            llama.llama_sampler_free(chain)
+            raise InfernoError("invalid_parameters", "llama.cpp rejected the grammar for response_format")
+        llama.llama_sampler_chain_add(chain, grammar)
     if config.logit_bias:
         biases = (llama.llama_logit_bias * len(config.logit_bias))(
             *(llama.llama_logit_bias(token, bias) for token, bias in config.logit_bias)
