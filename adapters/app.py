@@ -15,6 +15,7 @@ from .health import health
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
 from .model_status import model_status
 from .openai import routes as openai
+from .openai.batch import batch
 from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def build_app(core_address: str) -> web.Application:
     router = app.router
     router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
     router.add_post("/v1/completions", openai.completions, name="completions")
+    router.add_post("/v1/batch", batch, name="batch")
     router.add_post("/v1/tokenize", openai.tokenize, name="tokenize")
     router.add_post("/v1/detokenize", openai.detokenize, name="detokenize")
     router.add_get("/v1/models", openai.list_models, name="models")

@@ -85,13 +85,18 @@ class InfernoError(Exception):
             }
         }
 
+    def details_as_metadata(self) -> dict[str, str]:
+        """details flattened to strings, as ErrorInfo metadata holds them (details_from_metadata inverts)."""
+        return {
+            (key + "[]" if isinstance(value, list) else key): (
+                "\n".join(value) if isinstance(value, list) else value
+            )
+            for key, value in self.details.items()
+        }
+
     def to_grpc_status(self) -> status_pb2.Status:
         info = error_details_pb2.ErrorInfo(reason=self.code, domain=ERROR_DOMAIN)
-        for key, value in self.details.items():
-            if isinstance(value, list):
-                info.metadata[key + "[]"] = "\n".join(value)
-            else:
-                info.metadata[key] = value
+        info.metadata.update(self.details_as_metadata())
         status = status_pb2.Status(code=self.kind.grpc_status.value[0], message=self.message)
         status.details.add().Pack(info)
         return status
@@ -111,13 +116,13 @@ def error_from_rpc(error: grpc.aio.AioRpcError | grpc.RpcError) -> InfernoError:
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 if info.reason in ERROR_KINDS:
-                    return InfernoError(info.reason, status.message, _details_from_metadata(info.metadata))
+                    return InfernoError(info.reason, status.message, details_from_metadata(info.metadata))
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     return InfernoError(_CODE_FOR_BARE_STATUS.get(code, "internal_error"), message or "core error")
 
 
-def _details_from_metadata(metadata: object) -> dict[str, str | list[str]]:
+def details_from_metadata(metadata: object) -> dict[str, str | list[str]]:
     details: dict[str, str | list[str]] = {}
     for key, value in dict(metadata).items():  # type: ignore[call-overload]
         if key.endswith("[]"):

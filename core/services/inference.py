@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -23,9 +25,11 @@ from inferno.core.validation import (
     resolve_n,
     resolve_sampling,
 )
-from inferno.errors import invalid_param
+from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
@@ -35,7 +39,10 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateChatCompletionResponse:
-        generation = self._chat_generation(request.params)
+        return await self._chat_completion(request.params)
+
+    async def _chat_completion(self, params: pb.ChatCompletionParams) -> pb.CreateChatCompletionResponse:
+        generation = self._chat_generation(params)
         choices, usage = await generation.collect()
         return pb.CreateChatCompletionResponse(
             id=generation.id,
@@ -108,6 +115,25 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             if item.usage is not None:
                 message.usage.CopyFrom(item.usage)
             yield message
+
+    async def CreateBatch(
+        self, request: pb.CreateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateBatchResponse:
+        """All items go to the engines at once, so the continuous batcher decodes them together."""
+        results = await asyncio.gather(*(self._batch_item(item) for item in request.items))
+        return pb.CreateBatchResponse(results=results)
+
+    async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
+        try:
+            completion = await self.CreateChatCompletion(
+                pb.CreateChatCompletionRequest(params=item.params), None
+            )
+        except InfernoError as error:
+            failure = pb.BatchItemError(
+                code=error.code, message=error.message, details=error.details_as_metadata()
+            )
+            return pb.BatchItemResult(id=item.id, error=failure)
+        return pb.BatchItemResult(id=item.id, completion=completion)
 
     async def Tokenize(
         self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext

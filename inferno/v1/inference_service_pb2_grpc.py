@@ -55,6 +55,11 @@ class InferenceServiceStub:
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.FromString,
                 _registered_method=True)
+        self.CreateBatch = channel.unary_unary(
+                '/inferno.v1.InferenceService/CreateBatch',
+                request_serializer=inferno_dot_v1_dot_inference__service__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_inference__service__pb2.CreateBatchResponse.FromString,
+                _registered_method=True)
         self.Tokenize = channel.unary_unary(
                 '/inferno.v1.InferenceService/Tokenize',
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.TokenizeRequest.SerializeToString,
@@ -99,6 +104,13 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBatch(self, request, context):
+        """Runs many chat completions at once through the continuous batcher; one failing item fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Tokenize(self, request, context):
         """Token ids for a text, or for chat messages as the model's chat template renders them.
         """
@@ -135,6 +147,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.StreamCompletion,
                     request_deserializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.SerializeToString,
+            ),
+            'CreateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBatch,
+                    request_deserializer=inferno_dot_v1_dot_inference__service__pb2.CreateBatchRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_inference__service__pb2.CreateBatchResponse.SerializeToString,
             ),
             'Tokenize': grpc.unary_unary_rpc_method_handler(
                     servicer.Tokenize,
@@ -256,6 +273,33 @@ class InferenceService:
             '/inferno.v1.InferenceService/StreamCompletion',
             inferno_dot_v1_dot_inference__service__pb2.StreamCompletionRequest.SerializeToString,
             inferno_dot_v1_dot_inference__service__pb2.StreamCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.InferenceService/CreateBatch',
+            inferno_dot_v1_dot_inference__service__pb2.CreateBatchRequest.SerializeToString,
+            inferno_dot_v1_dot_inference__service__pb2.CreateBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class InferenceServiceStub:
     """Continues a text prompt and returns the continuation whole."""
     StreamCompletion: _grpc.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]
     """Continues a text prompt and streams the continuation as it is produced."""
+    CreateBatch: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.CreateBatchRequest, _inference_service_pb2.CreateBatchResponse]
+    """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
     Tokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]
@@ -59,6 +61,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Continues a text prompt and returns the continuation whole."""
     StreamCompletion: _aio.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]  # type: ignore[assignment]
     """Continues a text prompt and streams the continuation as it is produced."""
+    CreateBatch: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.CreateBatchRequest, _inference_service_pb2.CreateBatchResponse]  # type: ignore[assignment]
+    """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
     Tokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]  # type: ignore[assignment]
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]  # type: ignore[assignment]
@@ -98,6 +102,14 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_service_pb2.StreamCompletionResponse], _abc.AsyncIterator[_inference_service_pb2.StreamCompletionResponse]]:
         """Continues a text prompt and streams the continuation as it is produced."""
+
+    @_abc_1.abstractmethod
+    def CreateBatch(
+        self,
+        request: _inference_service_pb2.CreateBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_service_pb2.CreateBatchResponse, _abc.Awaitable[_inference_service_pb2.CreateBatchResponse]]:
+        """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
 
     @_abc_1.abstractmethod
     def Tokenize(
