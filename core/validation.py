@@ -144,3 +144,29 @@ def check_messages(messages: list[inference_service_pb2.ChatMessage]) -> list[di
             entry["name"] = message.name
         rendered.append(entry)
     return rendered
+
+
+MAX_CHAT_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+
+
+def resolve_chat_logprobs(logprobs: bool, top_logprobs: int | None) -> int | None:
+    """None for no log-probabilities, else how many alternatives per token (OpenAI: 0 to 20)."""
+    if top_logprobs is not None and not logprobs:
+        raise invalid_param("top_logprobs", "'top_logprobs' needs 'logprobs': true")
+    if not logprobs:
+        return None
+    top = top_logprobs or 0
+    if top > MAX_CHAT_TOP_LOGPROBS:
+        raise invalid_param(
+            "top_logprobs", f"'top_logprobs' must be from 0 to {MAX_CHAT_TOP_LOGPROBS}, got {top}"
+        )
+    return top
+
+
+def resolve_completion_logprobs(logprobs: int | None) -> int | None:
+    if logprobs is not None and logprobs > MAX_COMPLETION_LOGPROBS:
+        raise invalid_param(
+            "logprobs", f"'logprobs' must be from 0 to {MAX_COMPLETION_LOGPROBS}, got {logprobs}"
+        )
+    return logprobs

@@ -141,7 +141,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (chat(logprobs=True), "logprobs"),
         (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
         (chat(tool_choice="required"), "tool_choice"),
         (
@@ -150,7 +149,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
         ),
         (completion(best_of=3), "best_of"),
         (completion(echo=True), "echo"),
-        (completion(logprobs=5), "logprobs"),
         (completion(suffix="end"), "suffix"),
     ],
 )

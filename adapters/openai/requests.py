@@ -72,6 +72,9 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     if body.get("n") is not None:
         params.n = _uint(body["n"], "n", _UINT32_MAX)
     params.response_format.CopyFrom(_response_format(body.get("response_format")))
+    params.logprobs = _optional_bool(body.get("logprobs"), "logprobs") or False
+    if body.get("top_logprobs") is not None:
+        params.top_logprobs = _uint(body["top_logprobs"], "top_logprobs", _UINT32_MAX)
     _reject_unsupported_chat_options(body)
     return ChatRequest(params, *_stream_flags(body))
 
@@ -87,6 +90,10 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     )
     if body.get("n") is not None:
         params.n = _uint(body["n"], "n", _UINT32_MAX)
+    logprobs = body.get("logprobs")
+    if logprobs is not None and logprobs is not False:
+        # An integer in the legacy API; some clients send true for "just the sampled token".
+        params.logprobs = 0 if logprobs is True else _uint(logprobs, "logprobs", _UINT32_MAX)
     _reject_unsupported_completion_options(body)
     return CompletionRequest(params, *_stream_flags(body))
 
@@ -297,8 +304,6 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
 
 
 def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
-    if _optional_bool(body.get("logprobs"), "logprobs"):
-        raise _not_supported("logprobs", "'logprobs'")
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise _type_error("tools", "an array or null")
@@ -316,11 +321,6 @@ def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:
     _require_one(body, "best_of")
     if _optional_bool(body.get("echo"), "echo"):
         raise _not_supported("echo", "'echo'")
-    logprobs = body.get("logprobs")
-    if logprobs is not None and not isinstance(logprobs, bool) and not _is_int(logprobs):
-        raise _type_error("logprobs", "an integer or null")
-    if logprobs:
-        raise _not_supported("logprobs", "'logprobs'")
     if _optional_str(body.get("suffix"), "suffix"):
         raise _not_supported("suffix", "'suffix'")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from inferno.v1 import common_pb2, inference_service_pb2, model_service_pb2
@@ -40,7 +41,7 @@ def chat_completion_json(reply: inference_service_pb2.CreateChatCompletionRespon
             {
                 "index": choice.index,
                 "message": {"role": choice.message.role or "assistant", "content": choice.message.content},
-                "logprobs": None,
+                "logprobs": chat_logprobs_json(choice.logprobs),
                 "finish_reason": finish_reason_name(choice.finish_reason),
             }
             for choice in reply.choices
@@ -60,7 +61,7 @@ def completion_json(reply: inference_service_pb2.CreateCompletionResponse) -> Js
             {
                 "text": choice.text,
                 "index": choice.index,
-                "logprobs": None,
+                "logprobs": completion_logprobs_json(choice.logprobs),
                 "finish_reason": finish_reason_name(choice.finish_reason),
             }
             for choice in reply.choices
@@ -128,11 +129,11 @@ class ChunkStream(ABC, Generic[_Message]):
             if opening is not None:
                 chunks.append(self._chunk(opening))
         piece = self._piece(message)
-        if piece:
-            chunks.append(self._chunk(self._choice(index, piece, None)))
+        if piece or message.logprobs:
+            chunks.append(self._chunk(self._choice(index, piece, None, message.logprobs)))
         reason = finish_reason_name(message.finish_reason)
         if reason is not None:
-            chunks.append(self._chunk(self._choice(index, None, reason)))
+            chunks.append(self._chunk(self._choice(index, None, reason, ())))
         return chunks
 
     def final_chunks(self) -> list[JsonObject]:
@@ -155,7 +156,13 @@ class ChunkStream(ABC, Generic[_Message]):
     def _piece(self, message: _Message) -> str: ...
 
     @abstractmethod
-    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject: ...
+    def _choice(
+        self,
+        index: int,
+        piece: str | None,
+        finish_reason: str | None,
+        logprobs: Sequence[common_pb2.TokenLogprob],
+    ) -> JsonObject: ...
 
 
 class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResponse]):
@@ -169,8 +176,17 @@ class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResp
     def _piece(self, message: inference_service_pb2.StreamChatCompletionResponse) -> str:
         return message.delta.content
 
-    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject:
-        return _chat_choice(index, {} if piece is None else {"content": piece}, finish_reason)
+    def _choice(
+        self,
+        index: int,
+        piece: str | None,
+        finish_reason: str | None,
+        logprobs: Sequence[common_pb2.TokenLogprob],
+    ) -> JsonObject:
+        choice = _chat_choice(index, {} if piece is None else {"content": piece}, finish_reason)
+        if logprobs:
+            choice["logprobs"] = chat_logprobs_json(logprobs)
+        return choice
 
 
 class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionResponse]):
@@ -184,8 +200,28 @@ class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionRe
     def _piece(self, message: inference_service_pb2.StreamCompletionResponse) -> str:
         return message.text
 
-    def _choice(self, index: int, piece: str | None, finish_reason: str | None) -> JsonObject:
-        return {"text": piece or "", "index": index, "logprobs": None, "finish_reason": finish_reason}
+    def __init__(self, include_usage: bool) -> None:
+        super().__init__(include_usage)
+        self._text_offsets: dict[int, int] = {}
+
+    def _choice(
+        self,
+        index: int,
+        piece: str | None,
+        finish_reason: str | None,
+        logprobs: Sequence[common_pb2.TokenLogprob],
+    ) -> JsonObject:
+        choice: JsonObject = {
+            "text": piece or "",
+            "index": index,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
+        if logprobs:
+            offset = self._text_offsets.get(index, 0)
+            choice["logprobs"] = completion_logprobs_json(logprobs, offset)
+            self._text_offsets[index] = offset + sum(len(_token_text(lp.token)) for lp in logprobs)
+        return choice
 
 
 def _chat_choice(index: int, delta: JsonObject, finish_reason: str | None) -> JsonObject:
@@ -215,3 +251,45 @@ def _piece_json(piece: bytes) -> str | list[int]:
         return piece.decode("utf-8")
     except UnicodeDecodeError:
         return list(piece)
+
+
+def chat_logprobs_json(logprobs: Sequence[common_pb2.TokenLogprob]) -> JsonObject | None:
+    """OpenAI's chat shape: {"content": [{token, logprob, bytes, top_logprobs: [{token, ...}]}]}."""
+    if not logprobs:
+        return None
+
+    def entry(token: bytes, logprob: float) -> JsonObject:
+        return {"token": _token_text(token), "logprob": logprob, "bytes": list(token)}
+
+    return {
+        "content": [
+            {
+                **entry(lp.token, lp.logprob),
+                "top_logprobs": [entry(t.token, t.logprob) for t in lp.top_logprobs],
+            }
+            for lp in logprobs
+        ]
+    }
+
+
+def completion_logprobs_json(
+    logprobs: Sequence[common_pb2.TokenLogprob], text_offset: int = 0
+) -> JsonObject | None:
+    """OpenAI's legacy completions shape: tokens, token_logprobs, top_logprobs (token -> logprob) and each
+    token's character offset in the returned text."""
+    if not logprobs:
+        return None
+    offsets: list[int] = []
+    for lp in logprobs:
+        offsets.append(text_offset)
+        text_offset += len(_token_text(lp.token))
+    return {
+        "tokens": [_token_text(lp.token) for lp in logprobs],
+        "token_logprobs": [lp.logprob for lp in logprobs],
+        "top_logprobs": [{_token_text(t.token): t.logprob for t in lp.top_logprobs} for lp in logprobs],
+        "text_offset": offsets,
+    }
+
+
+def _token_text(token: bytes) -> str:
+    return token.decode("utf-8", errors="replace")

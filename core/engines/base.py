@@ -32,6 +32,15 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class TokenLogprobs:
+    """A sampled token's log-probability under the raw model distribution, and the top alternatives."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class SequenceRequest:
     """One sequence to generate: a tokenized prompt and how to continue it."""
 
@@ -41,6 +50,8 @@ class SequenceRequest:
     sampling: SamplingConfig
     # Keep generating through end-of-generation tokens (benchmarks), as vLLM's ignore_eos does.
     ignore_eos: bool = False
+    # None: no log-probabilities; n >= 0: each sampled token's, with its n most likely alternatives.
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class SequenceEvent:
     text: str
     completion_tokens: int
     finish_reason: FinishReason | None = None
+    # Tokens sampled since the previous event, when the request asked for log-probabilities.
+    logprobs: tuple[TokenLogprobs, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest
+from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
 from inferno.v1 import common_pb2
 
 FINISH_REASONS = {
@@ -30,6 +30,7 @@ class IndexedEvent:
 class ChoiceResult:
     text: str = ""
     finish_reason: int = common_pb2.FINISH_REASON_UNSPECIFIED
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Generation:
         async for item in self.stream():
             choice = choices[item.index]
             choice.text += item.event.text
+            choice.logprobs.extend(item.event.logprobs)
             if item.event.finish_reason is not None:
                 choice.finish_reason = FINISH_REASONS[item.event.finish_reason]
             if item.usage is not None:
@@ -108,3 +110,18 @@ class Generation:
             raise
         except Exception as exc:  # handed to the consumer, which raises it
             out.put_nowait(exc)
+
+
+def logprob_messages(engine: Engine, logprobs: Sequence[TokenLogprobs]) -> list[common_pb2.TokenLogprob]:
+    """Engine log-probabilities as proto messages, each token with its bytes."""
+    return [
+        common_pb2.TokenLogprob(
+            token_id=lp.token,
+            token=engine.token_bytes(lp.token),
+            logprob=lp.logprob,
+            top_logprobs=[
+                common_pb2.TopLogprob(token_id=t, token=engine.token_bytes(t), logprob=v) for t, v in lp.top
+            ],
+        )
+        for lp in logprobs
+    ]

@@ -11,7 +11,7 @@ import grpc
 
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.registry import ModelRegistry
-from inferno.core.services.generation import FINISH_REASONS, Generation
+from inferno.core.services.generation import FINISH_REASONS, Generation, logprob_messages
 from inferno.core.structured_output import grammar_for
 from inferno.core.validation import (
     CHAT_DEFAULTS,
@@ -21,6 +21,8 @@ from inferno.core.validation import (
     check_stop,
     check_token_ids,
     for_choice,
+    resolve_chat_logprobs,
+    resolve_completion_logprobs,
     resolve_max_tokens,
     resolve_n,
     resolve_sampling,
@@ -53,6 +55,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                     index=i,
                     message=pb.ChatMessage(role="assistant", content=c.text),
                     finish_reason=c.finish_reason,
+                    logprobs=logprob_messages(generation.engine, c.logprobs),
                 )
                 for i, c in enumerate(choices)
             ],
@@ -80,6 +83,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 message.finish_reason = FINISH_REASONS[item.event.finish_reason]
             if item.usage is not None:
                 message.usage.CopyFrom(item.usage)
+            message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))
             yield message
 
     async def CreateCompletion(
@@ -92,7 +96,12 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             created=generation.created,
             model=generation.model_id,
             choices=[
-                pb.CompletionChoice(index=i, text=c.text, finish_reason=c.finish_reason)
+                pb.CompletionChoice(
+                    index=i,
+                    text=c.text,
+                    finish_reason=c.finish_reason,
+                    logprobs=logprob_messages(generation.engine, c.logprobs),
+                )
                 for i, c in enumerate(choices)
             ],
             usage=usage,
@@ -114,6 +123,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 message.finish_reason = FINISH_REASONS[item.event.finish_reason]
             if item.usage is not None:
                 message.usage.CopyFrom(item.usage)
+            message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))
             yield message
 
     async def CreateBatch(
@@ -167,12 +177,17 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
         sampling = replace(sampling, grammar=grammar_for(params.response_format))
         n = resolve_n(params.n if params.HasField("n") else None)
+        top_logprobs = resolve_chat_logprobs(
+            params.logprobs, params.top_logprobs if params.HasField("top_logprobs") else None
+        )
         stop = check_stop(params.limits)
         # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
         prompt = tuple(engine.tokenize(engine.render_chat(messages)))
         max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
         sequences = [
-            SequenceRequest(prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos)
+            SequenceRequest(
+                prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs
+            )
             for j in range(n)
         ]
         return Generation(engine, engine.description.id, "chatcmpl", sequences)
@@ -184,6 +199,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         vocab_size = engine.description.vocab_size
         sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS, vocab_size)
         n = resolve_n(params.n if params.HasField("n") else None)
+        top_logprobs = resolve_completion_logprobs(params.logprobs if params.HasField("logprobs") else None)
         stop = check_stop(params.limits)
         sequences: list[SequenceRequest] = []
         for i, prompt in enumerate(params.prompts):
@@ -196,7 +212,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 raise invalid_param(f"prompt[{i}]", f"'prompt[{i}]' is empty")
             max_tokens = resolve_max_tokens(params.limits, len(tokens), engine.description.context_length)
             sequences.extend(
-                SequenceRequest(tokens, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos)
+                SequenceRequest(
+                    tokens, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs
+                )
                 for j in range(n)
             )
         return Generation(engine, engine.description.id, "cmpl", sequences)

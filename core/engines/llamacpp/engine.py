@@ -29,7 +29,9 @@ from inferno.core.engines.base import (
     ModelDescription,
     SequenceEvent,
     SequenceRequest,
+    TokenLogprobs,
 )
+from inferno.core.engines.llamacpp.logprobs import token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
 from inferno.core.metrics import EngineMetrics
@@ -335,12 +337,16 @@ class LlamaCppEngine(Engine):
                 prompt_tokens += len(entry.tokens)
         for sequence, index in sample_at:
             token = llama.llama_sampler_sample(sequence.runtime.sampler, self._ctx, index)
-            self._on_token(sequence, token)
+            top_n = sequence.request.top_logprobs
+            logprobs = (
+                None if top_n is None else token_logprobs(self._ctx, index, self._model.n_vocab, token, top_n)
+            )
+            self._on_token(sequence, token, logprobs)
         elapsed = time.monotonic() - started
         self._stats.record_step(len(entries), len(sample_at), prompt_tokens, elapsed)
         self._metrics.record_step(len(entries), n, len(sample_at), prompt_tokens)
 
-    def _on_token(self, sequence: SequenceState, token: int) -> None:
+    def _on_token(self, sequence: SequenceState, token: int, logprobs: TokenLogprobs | None = None) -> None:
         runtime: _SequenceRuntime = sequence.runtime
         request = sequence.request
         sequence.generated += 1
@@ -352,18 +358,22 @@ class LlamaCppEngine(Engine):
             text = runtime.stop.push(runtime.detokenizer.flush()).text + runtime.stop.flush()
             self._finish(sequence, SequenceEvent(text, sequence.generated, FinishReason.STOP))
             return
+        token_logprobs_ = (logprobs,) if logprobs is not None else ()
         check = runtime.stop.push(runtime.detokenizer.push(token))
         if check.stopped:
-            self._finish(sequence, SequenceEvent(check.text, sequence.generated, FinishReason.STOP))
+            self._finish(
+                sequence, SequenceEvent(check.text, sequence.generated, FinishReason.STOP, token_logprobs_)
+            )
         elif sequence.generated >= request.max_tokens:
             tail = runtime.stop.push(runtime.detokenizer.flush())
             text = check.text + tail.text + ("" if tail.stopped else runtime.stop.flush())
             reason = FinishReason.STOP if tail.stopped else FinishReason.LENGTH
-            self._finish(sequence, SequenceEvent(text, sequence.generated, reason))
+            self._finish(sequence, SequenceEvent(text, sequence.generated, reason, token_logprobs_))
         else:
             sequence.pending_token = token
-            if check.text:
-                sequence.emit(SequenceEvent(check.text, sequence.generated))
+            # With log-probabilities every token is an event, even one whose text is still held back.
+            if check.text or token_logprobs_:
+                sequence.emit(SequenceEvent(check.text, sequence.generated, None, token_logprobs_))
 
     def _finish(
         self, sequence: SequenceState, last: SequenceEvent | None = None, error: BaseException | None = None
