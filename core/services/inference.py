@@ -11,7 +11,7 @@ import grpc
 
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.registry import ModelRegistry
-from inferno.core.services.generation import FINISH_REASONS, Generation, logprob_messages
+from inferno.core.services.generation import FINISH_REASONS, Generation, IndexedEvent, logprob_messages
 from inferno.core.structured_output import grammar_for
 from inferno.core.validation import (
     CHAT_DEFAULTS,
@@ -79,11 +79,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 index=item.index,
                 delta=delta,
             )
-            if item.event.finish_reason is not None:
-                message.finish_reason = FINISH_REASONS[item.event.finish_reason]
-            if item.usage is not None:
-                message.usage.CopyFrom(item.usage)
-            message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))
+            _add_event_outcome(message, generation, item)
             yield message
 
     async def CreateCompletion(
@@ -119,11 +115,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 index=item.index,
                 text=item.event.text,
             )
-            if item.event.finish_reason is not None:
-                message.finish_reason = FINISH_REASONS[item.event.finish_reason]
-            if item.usage is not None:
-                message.usage.CopyFrom(item.usage)
-            message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))
+            _add_event_outcome(message, generation, item)
             yield message
 
     async def CreateBatch(
@@ -135,10 +127,15 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
         try:
-            completion = await self.CreateChatCompletion(
-                pb.CreateChatCompletionRequest(params=item.params), None
+            completion = await self._chat_completion(item.params)
+        except Exception as exc:  # one item's failure is its own result, never the batch's
+            if not isinstance(exc, InfernoError):
+                log.exception("batch item %r failed", item.id)
+            error = (
+                exc
+                if isinstance(exc, InfernoError)
+                else InfernoError("internal_error", "internal server error")
             )
-        except InfernoError as error:
             failure = pb.BatchItemError(
                 code=error.code, message=error.message, details=error.details_as_metadata()
             )
@@ -218,3 +215,16 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 for j in range(n)
             )
         return Generation(engine, engine.description.id, "cmpl", sequences)
+
+
+def _add_event_outcome(
+    message: pb.StreamChatCompletionResponse | pb.StreamCompletionResponse,
+    generation: Generation,
+    item: IndexedEvent,
+) -> None:
+    """What every stream message carries besides its text: finish reason, usage and log-probabilities."""
+    if item.event.finish_reason is not None:
+        message.finish_reason = FINISH_REASONS[item.event.finish_reason]
+    if item.usage is not None:
+        message.usage.CopyFrom(item.usage)
+    message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))
