@@ -59,6 +59,8 @@ class BatchEntry:
     start_pos: int
     # True when the logits of the last token are needed to sample the sequence's next token.
     sample: bool
+    # True when the logits of every token are needed (prompt log-probabilities).
+    all_logits: bool = False
 
 
 class ContinuousBatchScheduler:
@@ -137,7 +139,11 @@ class ContinuousBatchScheduler:
                 if self._share_running_prefixes
                 else {}
             )
-            match = self._prefixes.best_match(head.request.prompt_tokens, running)
+            match = (
+                self._prefixes.best_match(head.request.prompt_tokens, running)
+                if head.request.prompt_logprobs is None
+                else None
+            )
             if match is not None and match.retained:
                 head.seq_id = self._prefixes.take_over(match)
             else:
@@ -176,7 +182,13 @@ class ContinuousBatchScheduler:
                 continue
             chunk = prompt[seq.prefilled : seq.prefilled + budget]
             entries.append(
-                BatchEntry(seq, chunk, seq.prefilled, sample=seq.prefilled + len(chunk) == len(prompt))
+                BatchEntry(
+                    seq,
+                    chunk,
+                    seq.prefilled,
+                    sample=seq.prefilled + len(chunk) == len(prompt),
+                    all_logits=seq.request.prompt_logprobs is not None,
+                )
             )
             budget -= len(chunk)
         return entries

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from google.protobuf import json_format
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from inferno.core.struct_json import struct_to_json
 from inferno.errors import invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 
@@ -26,12 +25,12 @@ def grammar_for(response_format: pb.ResponseFormat) -> str | None:
     if kind == pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
         # The schema converter's grammar allows one space between tokens, where llama.cpp's generic JSON
         # grammar allows runs of newlines a small model can get lost in.
-        return _json_strings_only(json_schema_to_gbnf(json.dumps(_ANY_OBJECT_SCHEMA)))
+        return json_strings_only(json_schema_to_gbnf(json.dumps(_ANY_OBJECT_SCHEMA)))
     if not response_format.HasField("json_schema"):
         raise invalid_param("response_format.json_schema", "'response_format.json_schema.schema' is required")
-    schema = _integral_floats_as_ints(json_format.MessageToDict(response_format.json_schema))
+    schema = struct_to_json(response_format.json_schema)
     try:
-        return _json_strings_only(json_schema_to_gbnf(json.dumps(schema)))
+        return json_strings_only(json_schema_to_gbnf(json.dumps(schema)))
     except (
         Exception
     ) as exc:  # the converter raises bare exceptions of several kinds on schemas it cannot take
@@ -40,16 +39,6 @@ def grammar_for(response_format: pb.ResponseFormat) -> str | None:
         ) from exc
 
 
-def _json_strings_only(grammar: str) -> str:
+def json_strings_only(grammar: str) -> str:
+    """The grammar with its JSON string characters limited to what JSON allows unescaped."""
     return grammar.replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
-
-
-def _integral_floats_as_ints(value: Any) -> Any:
-    """google.protobuf.Struct keeps every number as a double; schema keywords such as maxItems want ints."""
-    if isinstance(value, dict):
-        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral_floats_as_ints(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import InfernoError, invalid_param
@@ -75,6 +76,17 @@ def resolve_n(n: int | None) -> int:
     return n
 
 
+def resolve_best_of(best_of: int | None, n: int, stream: bool) -> int:
+    """Candidates per prompt: n unless asked; from n to MAX_CHOICES; streaming only when it equals n."""
+    if best_of is None:
+        return n
+    if not n <= best_of <= MAX_CHOICES:
+        raise invalid_param("best_of", f"'best_of' must be from n ({n}) to {MAX_CHOICES}, got {best_of}")
+    if stream and best_of != n:
+        raise invalid_param("best_of", "'best_of' greater than 'n' cannot be streamed")
+    return best_of
+
+
 def for_choice(config: SamplingConfig, choice: int) -> SamplingConfig:
     """Choice i of a seeded request samples with seed + i: choices differ, and each is reproducible."""
     return config if config.seed is None or choice == 0 else replace(config, seed=config.seed + choice)
@@ -90,11 +102,15 @@ def check_stop(limits: common_pb2.GenerationLimits) -> tuple[str, ...]:
     return tuple(limits.stop)
 
 
-def resolve_max_tokens(limits: common_pb2.GenerationLimits, prompt_tokens: int, context_length: int) -> int:
-    """max_tokens as asked, or the default capped to the room left; over the context length is an error."""
+def resolve_max_tokens(
+    limits: common_pb2.GenerationLimits, prompt_tokens: int, context_length: int, allow_zero: bool = False
+) -> int:
+    """max_tokens as asked, or the default capped to the room left; over the context length is an error.
+
+    allow_zero: 0 is valid (echo: score the prompt, generate nothing)."""
     room = context_length - prompt_tokens
     if limits.HasField("max_tokens"):
-        if limits.max_tokens < 1:
+        if limits.max_tokens < 1 and not (allow_zero and limits.max_tokens == 0):
             raise invalid_param("max_tokens", f"'max_tokens' must be at least 1, got {limits.max_tokens}")
         wanted = int(limits.max_tokens)
     else:
@@ -127,10 +143,12 @@ def check_model(model: str) -> str:
     return model
 
 
-def check_messages(messages: list[inference_service_pb2.ChatMessage]) -> list[dict[str, str]]:
+def check_messages(messages: list[inference_service_pb2.ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as dicts: role, content, and name, tool_calls ({id, name, arguments}) or tool_call_id when
+    set."""
     if not messages:
         raise invalid_param("messages", "'messages' must hold at least one message")
-    rendered: list[dict[str, str]] = []
+    rendered: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         if message.role not in CHAT_ROLES:
             raise invalid_param(
@@ -139,11 +157,28 @@ def check_messages(messages: list[inference_service_pb2.ChatMessage]) -> list[di
             )
         # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
         role = "system" if message.role == "developer" else message.role
-        entry = {"role": role, "content": message.content}
+        entry: dict[str, Any] = {"role": role, "content": message.content}
         if message.name:
             entry["name"] = message.name
+        if message.tool_calls:
+            if role != "assistant":
+                raise invalid_param(f"messages[{i}].tool_calls", "only assistant messages carry 'tool_calls'")
+            entry["tool_calls"] = [
+                _tool_call(call, f"messages[{i}].tool_calls[{j}]")
+                for j, call in enumerate(message.tool_calls)
+            ]
+        if message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
         rendered.append(entry)
     return rendered
+
+
+def _tool_call(call: inference_service_pb2.ToolCall, param: str) -> dict[str, str]:
+    if call.type not in ("", "function"):
+        raise invalid_param(f"{param}.type", f"'{param}.type' must be 'function', got {call.type!r}")
+    if not call.function.name:
+        raise invalid_param(f"{param}.function.name", f"'{param}.function.name' is required")
+    return {"id": call.id, "name": call.function.name, "arguments": call.function.arguments}
 
 
 MAX_CHAT_TOP_LOGPROBS = 20

@@ -141,18 +141,16 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-        (chat(tool_choice="required"), "tool_choice"),
         (
             chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
             "messages[0].content[0].type",
         ),
-        (completion(best_of=3), "best_of"),
-        (completion(echo=True), "echo"),
         (completion(suffix="end"), "suffix"),
+        (chat(functions=[{"name": "f"}]), "functions"),
+        (chat(function_call={"name": "f"}), "function_call"),
     ],
 )
-def test_features_not_supported_yet_are_refused_by_name(body: dict[str, Any], param: str) -> None:
+def test_features_not_supported_are_refused_by_name(body: dict[str, Any], param: str) -> None:
     parse = parse_chat_request if "messages" in body else parse_completion_request
     with pytest.raises(InfernoError) as caught:
         parse(body)
@@ -161,11 +159,68 @@ def test_features_not_supported_yet_are_refused_by_name(body: dict[str, Any], pa
 
 
 def test_default_values_of_unsupported_features_are_accepted() -> None:
-    parse_chat_request(
-        chat(n=1, logprobs=False, tools=[], tool_choice="none", response_format={"type": "text"})
-    )
-    parse_completion_request(completion(n=1, best_of=1, echo=False, logprobs=0, suffix=None))
+    parse_chat_request(chat(n=1, logprobs=False, functions=[], function_call="auto"))
+    parse_completion_request(completion(suffix=None))
+    parse_completion_request(completion(suffix=""))
     parse_completion_request(completion(logprobs=False))
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat(tools={"type": "function"}), "tools"),
+        (chat(tools=[{"type": "function"}]), "tools[0]"),
+        (chat(tools=[{"function": {"description": "no name"}}]), "tools[0].function.name"),
+        (chat(tools=[{"function": {"name": "f", "parameters": []}}]), "tools[0].function.parameters"),
+        (chat(tool_choice="sometimes"), "tool_choice"),
+        (chat(tool_choice={"type": "function"}), "tool_choice"),
+        (chat(tool_choice={"type": "function", "function": {}}), "tool_choice.function.name"),
+        (chat(parallel_tool_calls="yes"), "parallel_tool_calls"),
+        (chat(messages=[{"role": "assistant", "tool_calls": {}}]), "messages[0].tool_calls"),
+        (
+            chat(
+                messages=[{"role": "assistant", "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}]
+            ),
+            "messages[0].tool_calls[0].function.name",
+        ),
+        (chat(messages=[{"role": "tool", "content": "x", "tool_call_id": 3}]), "messages[0].tool_call_id"),
+        (completion(echo="yes"), "echo"),
+        (completion(best_of=1.5), "best_of"),
+    ],
+)
+def test_tool_and_completion_option_type_errors_name_the_field(body: dict[str, Any], param: str) -> None:
+    parse = parse_chat_request if "messages" in body else parse_completion_request
+    assert invalid_param_of(parse, body) == param
+
+
+def test_tools_and_history_map_to_the_proto() -> None:
+    params = parse_chat_request(
+        chat(
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": {"c": 1}}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+            tools=[{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
+            tool_choice={"type": "function", "function": {"name": "w"}},
+            parallel_tool_calls=False,
+        )
+    ).params
+    assert params.tools[0].function.name == "w"
+    assert dict(params.tools[0].function.parameters) == {"type": "object"}
+    assert params.tool_choice.function_name == "w"
+    assert params.HasField("parallel_tool_calls") and not params.parallel_tool_calls
+    assert params.messages[1].tool_calls[0].function.arguments == '{"c": 1}'
+    assert params.messages[2].tool_call_id == "call_1"
+    assert parse_chat_request(chat(tool_choice="required")).params.tool_choice.mode == (
+        inference_service_pb2.TOOL_CHOICE_MODE_REQUIRED
+    )
 
 
 @pytest.mark.parametrize(

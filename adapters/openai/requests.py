@@ -75,7 +75,12 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     params.logprobs = _optional_bool(body.get("logprobs"), "logprobs") or False
     if body.get("top_logprobs") is not None:
         params.top_logprobs = _uint(body["top_logprobs"], "top_logprobs", _UINT32_MAX)
-    _reject_unsupported_chat_options(body)
+    params.tools.extend(_tools(body.get("tools")))
+    params.tool_choice.CopyFrom(_tool_choice(body.get("tool_choice")))
+    parallel_tool_calls = _optional_bool(body.get("parallel_tool_calls"), "parallel_tool_calls")
+    if parallel_tool_calls is not None:
+        params.parallel_tool_calls = parallel_tool_calls
+    _reject_legacy_functions(body)
     return ChatRequest(params, *_stream_flags(body))
 
 
@@ -94,7 +99,11 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     if logprobs is not None and logprobs is not False:
         # An integer in the legacy API; some clients send true for "just the sampled token".
         params.logprobs = 0 if logprobs is True else _uint(logprobs, "logprobs", _UINT32_MAX)
-    _reject_unsupported_completion_options(body)
+    params.echo = _optional_bool(body.get("echo"), "echo") or False
+    if body.get("best_of") is not None:
+        params.best_of = _uint(body["best_of"], "best_of", _UINT32_MAX)
+    if _optional_str(body.get("suffix"), "suffix"):
+        raise _not_supported("suffix", "'suffix' (insertion)")
     return CompletionRequest(params, *_stream_flags(body))
 
 
@@ -142,13 +151,96 @@ def _messages(value: Any) -> list[inference_service_pb2.ChatMessage]:
 def _message(value: Any, param: str) -> inference_service_pb2.ChatMessage:
     if not isinstance(value, dict):
         raise _type_error(param, "an object")
-    if value.get("tool_calls"):
-        raise _not_supported(f"{param}.tool_calls", "tool calls")
     return inference_service_pb2.ChatMessage(
         role=_required_str(value.get("role"), f"{param}.role"),
         content=_content(value.get("content"), f"{param}.content"),
         name=_optional_str(value.get("name"), f"{param}.name") or "",
+        tool_calls=_tool_calls(value.get("tool_calls"), f"{param}.tool_calls"),
+        tool_call_id=_optional_str(value.get("tool_call_id"), f"{param}.tool_call_id") or "",
     )
+
+
+def _tool_calls(value: Any, param: str) -> list[inference_service_pb2.ToolCall]:
+    """An assistant message's tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}]."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _type_error(param, "an array of tool calls or null")
+    calls: list[inference_service_pb2.ToolCall] = []
+    for i, call in enumerate(value):
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            raise _type_error(f"{param}[{i}]", 'an object like {"id", "type": "function", "function": {...}}')
+        function = call["function"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # some clients send the object itself
+            arguments = json.dumps(arguments)
+        calls.append(
+            inference_service_pb2.ToolCall(
+                id=_optional_str(call.get("id"), f"{param}[{i}].id") or "",
+                type=_optional_str(call.get("type"), f"{param}[{i}].type") or "function",
+                function=inference_service_pb2.FunctionCall(
+                    name=_required_str(function.get("name"), f"{param}[{i}].function.name"),
+                    arguments=_optional_str(arguments, f"{param}[{i}].function.arguments") or "",
+                ),
+            )
+        )
+    return calls
+
+
+def _tools(value: Any) -> list[inference_service_pb2.Tool]:
+    """[{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}]."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _type_error("tools", "an array of tools or null")
+    tools: list[inference_service_pb2.Tool] = []
+    for i, tool in enumerate(value):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict) or not isinstance(tool.get("function"), dict):
+            raise _type_error(param, 'an object like {"type": "function", "function": {"name": ...}}')
+        function = tool["function"]
+        definition = inference_service_pb2.FunctionDefinition(
+            name=_required_str(function.get("name"), f"{param}.function.name"),
+            description=_optional_str(function.get("description"), f"{param}.function.description") or "",
+            strict=_optional_bool(function.get("strict"), f"{param}.function.strict") or False,
+        )
+        parameters = function.get("parameters")
+        if parameters is not None:
+            if not isinstance(parameters, dict):
+                raise _type_error(f"{param}.function.parameters", "a JSON schema object")
+            definition.parameters.update(parameters)
+        tools.append(
+            inference_service_pb2.Tool(
+                type=_optional_str(tool.get("type"), f"{param}.type") or "function", function=definition
+            )
+        )
+    return tools
+
+
+_TOOL_CHOICE_MODES = {
+    "none": inference_service_pb2.TOOL_CHOICE_MODE_NONE,
+    "auto": inference_service_pb2.TOOL_CHOICE_MODE_AUTO,
+    "required": inference_service_pb2.TOOL_CHOICE_MODE_REQUIRED,
+}
+
+
+def _tool_choice(value: Any) -> inference_service_pb2.ToolChoice:
+    """ "none", "auto", "required" or {"type": "function", "function": {"name": ...}}."""
+    choice = inference_service_pb2.ToolChoice()
+    if value is None:
+        return choice
+    if isinstance(value, str):
+        if value not in _TOOL_CHOICE_MODES:
+            raise invalid_param(
+                "tool_choice", "'tool_choice' must be none, auto, required or a named function"
+            )
+        choice.mode = _TOOL_CHOICE_MODES[value]
+        return choice
+    function = value.get("function") if isinstance(value, dict) else None
+    if not isinstance(function, dict):
+        raise _type_error("tool_choice", 'a string or {"type": "function", "function": {"name": ...}}')
+    choice.function_name = _required_str(function.get("name"), "tool_choice.function.name")
+    return choice
 
 
 def _content(value: Any, param: str) -> str:
@@ -300,39 +392,15 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
     return stream, include_usage
 
 
-# Options whose non-default values the core cannot honour yet: refused rather than silently ignored.
+# Options refused rather than silently ignored.
 
 
-def _reject_unsupported_chat_options(body: dict[str, Any]) -> None:
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise _type_error("tools", "an array or null")
-    if tools:
-        raise _not_supported("tools", "'tools'")
-    if body.get("tool_choice") not in (None, "none", "auto"):
-        raise _not_supported("tool_choice", "'tool_choice' other than 'none' or 'auto'")
+def _reject_legacy_functions(body: dict[str, Any]) -> None:
+    """OpenAI's deprecated functions/function_call: refused with a pointer to tools/tool_choice."""
     if body.get("functions"):
-        raise _not_supported("functions", "'functions'")
+        raise _not_supported("functions", "'functions' (deprecated by OpenAI; use 'tools')")
     if body.get("function_call") not in (None, "none", "auto"):
-        raise _not_supported("function_call", "'function_call' other than 'none' or 'auto'")
-
-
-def _reject_unsupported_completion_options(body: dict[str, Any]) -> None:
-    _require_one(body, "best_of")
-    if _optional_bool(body.get("echo"), "echo"):
-        raise _not_supported("echo", "'echo'")
-    if _optional_str(body.get("suffix"), "suffix"):
-        raise _not_supported("suffix", "'suffix'")
-
-
-def _require_one(body: dict[str, Any], name: str) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if not _is_int(value):
-        raise _type_error(name, "an integer or null")
-    if value != 1:
-        raise _not_supported(name, f"'{name}' other than 1")
+        raise _not_supported("function_call", "'function_call' (deprecated by OpenAI; use 'tool_choice')")
 
 
 # Scalars

@@ -40,7 +40,7 @@ def chat_completion_json(reply: inference_service_pb2.CreateChatCompletionRespon
         "choices": [
             {
                 "index": choice.index,
-                "message": {"role": choice.message.role or "assistant", "content": choice.message.content},
+                "message": _chat_message_json(choice.message),
                 "logprobs": chat_logprobs_json(choice.logprobs),
                 "finish_reason": finish_reason_name(choice.finish_reason),
             }
@@ -61,13 +61,29 @@ def completion_json(reply: inference_service_pb2.CreateCompletionResponse) -> Js
             {
                 "text": choice.text,
                 "index": choice.index,
-                "logprobs": completion_logprobs_json(choice.logprobs),
+                "logprobs": completion_logprobs_json(choice.logprobs, choice.prompt_logprobs),
                 "finish_reason": finish_reason_name(choice.finish_reason),
             }
             for choice in reply.choices
         ],
         "usage": usage_json(reply.usage),
     }
+
+
+def _chat_message_json(message: inference_service_pb2.ChatMessage) -> JsonObject:
+    """An assistant message; with tool calls its content is null unless the model also wrote text."""
+    body: JsonObject = {"role": message.role or "assistant", "content": message.content}
+    if message.tool_calls:
+        body["content"] = message.content or None
+        body["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": call.type or "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    return body
 
 
 def model_json(model: model_service_pb2.Model) -> JsonObject:
@@ -128,12 +144,12 @@ class ChunkStream(ABC, Generic[_Message]):
             opening = self._opening_choice(index)
             if opening is not None:
                 chunks.append(self._chunk(opening))
-        piece = self._piece(message)
-        if piece or message.logprobs:
-            chunks.append(self._chunk(self._choice(index, piece, None, message.logprobs)))
+        choice = self._choice(message)
+        if choice is not None:
+            chunks.append(self._chunk(choice))
         reason = finish_reason_name(message.finish_reason)
         if reason is not None:
-            chunks.append(self._chunk(self._choice(index, None, reason, ())))
+            chunks.append(self._chunk(self._closing_choice(index, reason)))
         return chunks
 
     def final_chunks(self) -> list[JsonObject]:
@@ -153,16 +169,11 @@ class ChunkStream(ABC, Generic[_Message]):
     def _opening_choice(self, index: int) -> JsonObject | None: ...
 
     @abstractmethod
-    def _piece(self, message: _Message) -> str: ...
+    def _choice(self, message: _Message) -> JsonObject | None:
+        """The choice for the message's new text, tool calls or log-probabilities; None when it has none."""
 
     @abstractmethod
-    def _choice(
-        self,
-        index: int,
-        piece: str | None,
-        finish_reason: str | None,
-        logprobs: Sequence[common_pb2.TokenLogprob],
-    ) -> JsonObject: ...
+    def _closing_choice(self, index: int, finish_reason: str) -> JsonObject: ...
 
 
 class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResponse]):
@@ -173,20 +184,21 @@ class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResp
     def _opening_choice(self, index: int) -> JsonObject:
         return _chat_choice(index, {"role": "assistant", "content": ""}, None)
 
-    def _piece(self, message: inference_service_pb2.StreamChatCompletionResponse) -> str:
-        return message.delta.content
-
-    def _choice(
-        self,
-        index: int,
-        piece: str | None,
-        finish_reason: str | None,
-        logprobs: Sequence[common_pb2.TokenLogprob],
-    ) -> JsonObject:
-        choice = _chat_choice(index, {} if piece is None else {"content": piece}, finish_reason)
-        if logprobs:
-            choice["logprobs"] = chat_logprobs_json(logprobs)
+    def _choice(self, message: inference_service_pb2.StreamChatCompletionResponse) -> JsonObject | None:
+        delta: JsonObject = {}
+        if message.delta.content:
+            delta["content"] = message.delta.content
+        if message.delta.tool_calls:
+            delta["tool_calls"] = [_tool_call_delta_json(d) for d in message.delta.tool_calls]
+        if not delta and not message.logprobs:
+            return None
+        choice = _chat_choice(message.index, delta, None)
+        if message.logprobs:
+            choice["logprobs"] = chat_logprobs_json(message.logprobs)
         return choice
+
+    def _closing_choice(self, index: int, finish_reason: str) -> JsonObject:
+        return _chat_choice(index, {}, finish_reason)
 
 
 class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionResponse]):
@@ -197,31 +209,40 @@ class CompletionChunkStream(ChunkStream[inference_service_pb2.StreamCompletionRe
     def _opening_choice(self, index: int) -> None:
         return None
 
-    def _piece(self, message: inference_service_pb2.StreamCompletionResponse) -> str:
-        return message.text
-
     def __init__(self, include_usage: bool) -> None:
         super().__init__(include_usage)
         self._text_offsets: dict[int, int] = {}
 
-    def _choice(
-        self,
-        index: int,
-        piece: str | None,
-        finish_reason: str | None,
-        logprobs: Sequence[common_pb2.TokenLogprob],
-    ) -> JsonObject:
-        choice: JsonObject = {
-            "text": piece or "",
-            "index": index,
-            "logprobs": None,
-            "finish_reason": finish_reason,
-        }
-        if logprobs:
-            offset = self._text_offsets.get(index, 0)
-            choice["logprobs"] = completion_logprobs_json(logprobs, offset)
-            self._text_offsets[index] = offset + sum(len(_token_text(lp.token)) for lp in logprobs)
+    def _choice(self, message: inference_service_pb2.StreamCompletionResponse) -> JsonObject | None:
+        if not (message.text or message.logprobs or message.prompt_logprobs):
+            return None
+        choice = _completion_choice(message.index, message.text, None)
+        if message.logprobs or message.prompt_logprobs:
+            offset = self._text_offsets.get(message.index, 0)
+            logprobs = completion_logprobs_json(message.logprobs, message.prompt_logprobs, offset)
+            assert logprobs is not None
+            choice["logprobs"] = logprobs
+            self._text_offsets[message.index] = offset + sum(len(t) for t in logprobs["tokens"])
         return choice
+
+    def _closing_choice(self, index: int, finish_reason: str) -> JsonObject:
+        return _completion_choice(index, "", finish_reason)
+
+
+def _completion_choice(index: int, text: str, finish_reason: str | None) -> JsonObject:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _tool_call_delta_json(delta: inference_service_pb2.ToolCallDelta) -> JsonObject:
+    """OpenAI's streamed tool call piece: id, type and name on the first piece of a call only."""
+    function: JsonObject = {"arguments": delta.arguments}
+    body: JsonObject = {"index": delta.index}
+    if delta.id:
+        body["id"] = delta.id
+        body["type"] = delta.type or "function"
+        function = {"name": delta.name, **function}
+    body["function"] = function
+    return body
 
 
 def _chat_choice(index: int, delta: JsonObject, finish_reason: str | None) -> JsonObject:
@@ -273,20 +294,31 @@ def chat_logprobs_json(logprobs: Sequence[common_pb2.TokenLogprob]) -> JsonObjec
 
 
 def completion_logprobs_json(
-    logprobs: Sequence[common_pb2.TokenLogprob], text_offset: int = 0
+    logprobs: Sequence[common_pb2.TokenLogprob],
+    prompt_logprobs: Sequence[inference_service_pb2.PromptTokenLogprob] = (),
+    text_offset: int = 0,
 ) -> JsonObject | None:
     """OpenAI's legacy completions shape: tokens, token_logprobs, top_logprobs (token -> logprob) and each
-    token's character offset in the returned text."""
-    if not logprobs:
+    token's character offset in the returned text. Under echo the prompt's tokens come first; the first of
+    them has null for its logprob and its top_logprobs."""
+    if not logprobs and not prompt_logprobs:
         return None
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top_logprobs: list[dict[str, float] | None] = []
+    for entry in (*prompt_logprobs, *logprobs):
+        tokens.append(_token_text(entry.token))
+        scored = not isinstance(entry, inference_service_pb2.PromptTokenLogprob) or entry.HasField("logprob")
+        token_logprobs.append(entry.logprob if scored else None)
+        top_logprobs.append({_token_text(t.token): t.logprob for t in entry.top_logprobs} if scored else None)
     offsets: list[int] = []
-    for lp in logprobs:
+    for token in tokens:
         offsets.append(text_offset)
-        text_offset += len(_token_text(lp.token))
+        text_offset += len(token)
     return {
-        "tokens": [_token_text(lp.token) for lp in logprobs],
-        "token_logprobs": [lp.logprob for lp in logprobs],
-        "top_logprobs": [{_token_text(t.token): t.logprob for t in lp.top_logprobs} for lp in logprobs],
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
         "text_offset": offsets,
     }
 

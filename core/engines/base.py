@@ -52,6 +52,9 @@ class SequenceRequest:
     ignore_eos: bool = False
     # None: no log-probabilities; n >= 0: each sampled token's, with its n most likely alternatives.
     top_logprobs: int | None = None
+    # None: none; n >= 0: also every prompt token's (after the first), with n alternatives. Such a prompt is
+    # computed in full, never taken from the prefix cache. max_tokens may then be 0 (score the prompt only).
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class SequenceEvent:
     finish_reason: FinishReason | None = None
     # Tokens sampled since the previous event, when the request asked for log-probabilities.
     logprobs: tuple[TokenLogprobs, ...] = ()
+    # On the first event, when prompt_logprobs was asked: prompt tokens 1 to the end (the first token has
+    # nothing before it).
+    prompt_logprobs: tuple[TokenLogprobs, ...] = ()
 
 
 @dataclass(frozen=True)

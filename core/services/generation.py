@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
-from inferno.v1 import common_pb2
+from inferno.v1 import common_pb2, inference_service_pb2
+
+# The engine serving a model id (the registry's lookup).
+EngineLookup = Callable[[str], Engine]
 
 FINISH_REASONS = {
     FinishReason.STOP: common_pb2.FINISH_REASON_STOP,
@@ -31,6 +34,13 @@ class ChoiceResult:
     text: str = ""
     finish_reason: int = common_pb2.FINISH_REASON_UNSPECIFIED
     logprobs: list[TokenLogprobs] = field(default_factory=list)
+    prompt_logprobs: tuple[TokenLogprobs, ...] = ()
+
+    def mean_logprob(self) -> float:
+        """best_of's ranking key; a choice with no scored token ranks last."""
+        if not self.logprobs:
+            return float("-inf")
+        return sum(lp.logprob for lp in self.logprobs) / len(self.logprobs)
 
 
 @dataclass
@@ -41,16 +51,14 @@ class Generation:
     model_id: str
     id_prefix: str
     sequences: list[SequenceRequest]
+    # Counted once per prompt, however many choices share it (as OpenAI counts).
+    prompt_tokens: int
     id: str = field(init=False)
     created: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.id = f"{self.id_prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(len(s.prompt_tokens) for s in self.sequences)
 
     async def stream(self) -> AsyncIterator[IndexedEvent]:
         """Events of all sequences as they come; closing this cancels every unfinished sequence."""
@@ -88,6 +96,8 @@ class Generation:
             choice = choices[item.index]
             choice.text += item.event.text
             choice.logprobs.extend(item.event.logprobs)
+            if item.event.prompt_logprobs:
+                choice.prompt_logprobs = item.event.prompt_logprobs
             if item.event.finish_reason is not None:
                 choice.finish_reason = FINISH_REASONS[item.event.finish_reason]
             if item.usage is not None:
@@ -112,6 +122,26 @@ class Generation:
             out.put_nowait(exc)
 
 
+def prompt_logprob_messages(
+    engine: Engine, prompt: Sequence[int], scores: Sequence[TokenLogprobs]
+) -> list[inference_service_pb2.PromptTokenLogprob]:
+    """The prompt's tokens with their log-probabilities; the first token has none."""
+    first = inference_service_pb2.PromptTokenLogprob(token_id=prompt[0], token=engine.token_bytes(prompt[0]))
+    return [first] + [
+        inference_service_pb2.PromptTokenLogprob(
+            token_id=lp.token,
+            token=engine.token_bytes(lp.token),
+            logprob=lp.logprob,
+            top_logprobs=_top_messages(engine, lp),
+        )
+        for lp in scores
+    ]
+
+
+def _top_messages(engine: Engine, lp: TokenLogprobs) -> list[common_pb2.TopLogprob]:
+    return [common_pb2.TopLogprob(token_id=t, token=engine.token_bytes(t), logprob=v) for t, v in lp.top]
+
+
 def logprob_messages(engine: Engine, logprobs: Sequence[TokenLogprobs]) -> list[common_pb2.TokenLogprob]:
     """Engine log-probabilities as proto messages, each token with its bytes."""
     return [
@@ -119,9 +149,21 @@ def logprob_messages(engine: Engine, logprobs: Sequence[TokenLogprobs]) -> list[
             token_id=lp.token,
             token=engine.token_bytes(lp.token),
             logprob=lp.logprob,
-            top_logprobs=[
-                common_pb2.TopLogprob(token_id=t, token=engine.token_bytes(t), logprob=v) for t, v in lp.top
-            ],
+            top_logprobs=_top_messages(engine, lp),
         )
         for lp in logprobs
     ]
+
+
+def add_event_outcome(
+    message: inference_service_pb2.StreamChatCompletionResponse
+    | inference_service_pb2.StreamCompletionResponse,
+    generation: Generation,
+    item: IndexedEvent,
+) -> None:
+    """What every stream message carries besides its text: finish reason, usage and log-probabilities."""
+    if item.event.finish_reason is not None:
+        message.finish_reason = FINISH_REASONS[item.event.finish_reason]
+    if item.usage is not None:
+        message.usage.CopyFrom(item.usage)
+    message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))

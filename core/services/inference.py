@@ -1,32 +1,18 @@
-"""InferenceService: chat and text completions, unary and streamed, over the model registry."""
+"""InferenceService: chat and text completions, unary and streamed, batches and the tokenizer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import grpc
 
-from inferno.core.engines.base import SequenceRequest
 from inferno.core.registry import ModelRegistry
-from inferno.core.services.generation import FINISH_REASONS, Generation, IndexedEvent, logprob_messages
-from inferno.core.structured_output import grammar_for
-from inferno.core.validation import (
-    CHAT_DEFAULTS,
-    COMPLETION_DEFAULTS,
-    check_messages,
-    check_model,
-    check_stop,
-    check_token_ids,
-    for_choice,
-    resolve_chat_logprobs,
-    resolve_completion_logprobs,
-    resolve_max_tokens,
-    resolve_n,
-    resolve_sampling,
-)
+from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
+from inferno.core.services.completions import complete, plan_completion, stream_completion
+from inferno.core.tools.prompt import messages_for_template
+from inferno.core.validation import check_messages, check_token_ids
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
@@ -41,81 +27,25 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateChatCompletionResponse:
-        return await self._chat_completion(request.params)
-
-    async def _chat_completion(self, params: pb.ChatCompletionParams) -> pb.CreateChatCompletionResponse:
-        generation = self._chat_generation(params)
-        choices, usage = await generation.collect()
-        return pb.CreateChatCompletionResponse(
-            id=generation.id,
-            created=generation.created,
-            model=generation.model_id,
-            choices=[
-                pb.ChatCompletionChoice(
-                    index=i,
-                    message=pb.ChatMessage(role="assistant", content=c.text),
-                    finish_reason=c.finish_reason,
-                    logprobs=logprob_messages(generation.engine, c.logprobs),
-                )
-                for i, c in enumerate(choices)
-            ],
-            usage=usage,
-        )
+        return await complete_chat(plan_chat(self._registry.get, request.params))
 
     async def StreamChatCompletion(
         self, request: pb.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamChatCompletionResponse]:
-        generation = self._chat_generation(request.params)
-        started: set[int] = set()
-        async for item in generation.stream():
-            delta = pb.ChatCompletionDelta(content=item.event.text)
-            if item.index not in started:
-                started.add(item.index)
-                delta.role = "assistant"
-            message = pb.StreamChatCompletionResponse(
-                id=generation.id,
-                created=generation.created,
-                model=generation.model_id,
-                index=item.index,
-                delta=delta,
-            )
-            _add_event_outcome(message, generation, item)
+        async for message in stream_chat(plan_chat(self._registry.get, request.params)):
             yield message
 
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCompletionResponse:
-        generation = self._completion_generation(request.params)
-        choices, usage = await generation.collect()
-        return pb.CreateCompletionResponse(
-            id=generation.id,
-            created=generation.created,
-            model=generation.model_id,
-            choices=[
-                pb.CompletionChoice(
-                    index=i,
-                    text=c.text,
-                    finish_reason=c.finish_reason,
-                    logprobs=logprob_messages(generation.engine, c.logprobs),
-                )
-                for i, c in enumerate(choices)
-            ],
-            usage=usage,
-        )
+        return await complete(plan_completion(self._registry.get, request.params, stream=False))
 
     async def StreamCompletion(
         self, request: pb.StreamCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamCompletionResponse]:
-        generation = self._completion_generation(request.params)
-        async for item in generation.stream():
-            message = pb.StreamCompletionResponse(
-                id=generation.id,
-                created=generation.created,
-                model=generation.model_id,
-                index=item.index,
-                text=item.event.text,
-            )
-            _add_event_outcome(message, generation, item)
+        async for message in stream_completion(
+            plan_completion(self._registry.get, request.params, stream=True)
+        ):
             yield message
 
     async def CreateBatch(
@@ -127,7 +57,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
         try:
-            completion = await self._chat_completion(item.params)
+            completion = await complete_chat(plan_chat(self._registry.get, item.params))
         except Exception as exc:  # one item's failure is its own result, never the batch's
             if not isinstance(exc, InfernoError):
                 log.exception("batch item %r failed", item.id)
@@ -150,7 +80,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             raise invalid_param("text", "give exactly one of 'text' and 'messages'")
         add_special = request.add_special if request.HasField("add_special") else True
         text = (
-            engine.render_chat(check_messages(list(request.messages))) if request.messages else request.text
+            engine.render_chat(messages_for_template(check_messages(list(request.messages)), None))
+            if request.messages
+            else request.text
         )
         tokens = engine.tokenize(text, add_special=add_special)
         reply = pb.TokenizeResponse(
@@ -167,64 +99,3 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         tokens = list(request.tokens)
         check_token_ids(tokens, engine.description.vocab_size, "tokens")
         return pb.DetokenizeResponse(text=engine.detokenize(tokens))
-
-    def _chat_generation(self, params: pb.ChatCompletionParams) -> Generation:
-        engine = self._registry.get(check_model(params.model))
-        messages = check_messages(list(params.messages))
-        sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
-        sampling = replace(sampling, grammar=grammar_for(params.response_format))
-        n = resolve_n(params.n if params.HasField("n") else None)
-        top_logprobs = resolve_chat_logprobs(
-            params.logprobs, params.top_logprobs if params.HasField("top_logprobs") else None
-        )
-        stop = check_stop(params.limits)
-        # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
-        prompt = tuple(engine.tokenize(engine.render_chat(messages)))
-        max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
-        sequences = [
-            SequenceRequest(
-                prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs
-            )
-            for j in range(n)
-        ]
-        return Generation(engine, engine.description.id, "chatcmpl", sequences)
-
-    def _completion_generation(self, params: pb.CompletionParams) -> Generation:
-        engine = self._registry.get(check_model(params.model))
-        if not params.prompts:
-            raise invalid_param("prompt", "'prompt' is required")
-        vocab_size = engine.description.vocab_size
-        sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS, vocab_size)
-        n = resolve_n(params.n if params.HasField("n") else None)
-        top_logprobs = resolve_completion_logprobs(params.logprobs if params.HasField("logprobs") else None)
-        stop = check_stop(params.limits)
-        sequences: list[SequenceRequest] = []
-        for i, prompt in enumerate(params.prompts):
-            if prompt.WhichOneof("kind") == "tokens":
-                tokens = tuple(prompt.tokens.ids)
-                check_token_ids(tokens, vocab_size, f"prompt[{i}]")
-            else:
-                tokens = tuple(engine.tokenize(prompt.text))
-            if not tokens:
-                raise invalid_param(f"prompt[{i}]", f"'prompt[{i}]' is empty")
-            max_tokens = resolve_max_tokens(params.limits, len(tokens), engine.description.context_length)
-            sequences.extend(
-                SequenceRequest(
-                    tokens, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs
-                )
-                for j in range(n)
-            )
-        return Generation(engine, engine.description.id, "cmpl", sequences)
-
-
-def _add_event_outcome(
-    message: pb.StreamChatCompletionResponse | pb.StreamCompletionResponse,
-    generation: Generation,
-    item: IndexedEvent,
-) -> None:
-    """What every stream message carries besides its text: finish reason, usage and log-probabilities."""
-    if item.event.finish_reason is not None:
-        message.finish_reason = FINISH_REASONS[item.event.finish_reason]
-    if item.usage is not None:
-        message.usage.CopyFrom(item.usage)
-    message.logprobs.extend(logprob_messages(generation.engine, item.event.logprobs))

@@ -108,6 +108,8 @@ class _SequenceRuntime:
     sampler: Any
     detokenizer: IncrementalDetokenizer
     stop: StopMatcher
+    # Prompt log-probabilities computed so far; None once sent with the first event.
+    prompt_logprobs: list[TokenLogprobs] | None = None
 
 
 @dataclass(frozen=True)
@@ -304,20 +306,24 @@ class LlamaCppEngine(Engine):
             sampler=sampler,
             detokenizer=IncrementalDetokenizer(self._model.token_bytes),
             stop=StopMatcher(request.stop),
+            prompt_logprobs=[] if request.prompt_logprobs is not None else None,
         )
 
     def _step(self, entries: list[BatchEntry]) -> None:
         batch = self._batch
         n = 0
         sample_at: list[tuple[SequenceState, int]] = []
+        scored: list[tuple[BatchEntry, int]] = []
         for entry in entries:
             seq_id = entry.sequence.seq_id
+            if entry.all_logits:
+                scored.append((entry, n))
             for offset, token in enumerate(entry.tokens):
                 batch.token[n] = token
                 batch.pos[n] = entry.start_pos + offset
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = seq_id
-                batch.logits[n] = 0
+                batch.logits[n] = int(entry.all_logits)
                 n += 1
             if entry.sample:
                 batch.logits[n - 1] = 1
@@ -335,7 +341,12 @@ class LlamaCppEngine(Engine):
             if entry.sequence.pending_token is None:
                 entry.sequence.prefilled += len(entry.tokens)
                 prompt_tokens += len(entry.tokens)
+        for entry, first_index in scored:
+            self._score_prompt_chunk(entry, first_index)
         for sequence, index in sample_at:
+            if sequence.request.max_tokens == 0:  # scoring the prompt was all that was asked
+                self._finish(sequence, self._event(sequence, "", FinishReason.LENGTH, ()))
+                continue
             token = llama.llama_sampler_sample(sequence.runtime.sampler, self._ctx, index)
             top_n = sequence.request.top_logprobs
             logprobs = (
@@ -345,6 +356,34 @@ class LlamaCppEngine(Engine):
         elapsed = time.monotonic() - started
         self._stats.record_step(len(entries), len(sample_at), prompt_tokens, elapsed)
         self._metrics.record_step(len(entries), n, len(sample_at), prompt_tokens)
+
+    def _score_prompt_chunk(self, entry: BatchEntry, first_index: int) -> None:
+        """Log-probabilities of the prompt tokens that follow this chunk's positions."""
+        sequence = entry.sequence
+        prompt = sequence.request.prompt_tokens
+        top_n = sequence.request.prompt_logprobs or 0
+        scores = sequence.runtime.prompt_logprobs
+        for offset in range(len(entry.tokens)):
+            position = entry.start_pos + offset
+            if position + 1 < len(prompt):
+                scores.append(
+                    token_logprobs(
+                        self._ctx, first_index + offset, self._model.n_vocab, prompt[position + 1], top_n
+                    )
+                )
+
+    @staticmethod
+    def _event(
+        sequence: SequenceState,
+        text: str,
+        reason: FinishReason | None,
+        logprobs: tuple[TokenLogprobs, ...],
+    ) -> SequenceEvent:
+        """An event of the sequence; the first one also carries the prompt's log-probabilities."""
+        runtime: _SequenceRuntime = sequence.runtime
+        prompt_logprobs = tuple(runtime.prompt_logprobs or ())
+        runtime.prompt_logprobs = None
+        return SequenceEvent(text, sequence.generated, reason, logprobs, prompt_logprobs)
 
     def _on_token(self, sequence: SequenceState, token: int, logprobs: TokenLogprobs | None = None) -> None:
         runtime: _SequenceRuntime = sequence.runtime
@@ -356,24 +395,22 @@ class LlamaCppEngine(Engine):
             self._metrics.time_to_first_token.observe(sequence.first_token_at - sequence.submitted_at)
         if not request.ignore_eos and self._model.is_end_of_generation(token):
             text = runtime.stop.push(runtime.detokenizer.flush()).text + runtime.stop.flush()
-            self._finish(sequence, SequenceEvent(text, sequence.generated, FinishReason.STOP))
+            self._finish(sequence, self._event(sequence, text, FinishReason.STOP, ()))
             return
         token_logprobs_ = (logprobs,) if logprobs is not None else ()
         check = runtime.stop.push(runtime.detokenizer.push(token))
         if check.stopped:
-            self._finish(
-                sequence, SequenceEvent(check.text, sequence.generated, FinishReason.STOP, token_logprobs_)
-            )
+            self._finish(sequence, self._event(sequence, check.text, FinishReason.STOP, token_logprobs_))
         elif sequence.generated >= request.max_tokens:
             tail = runtime.stop.push(runtime.detokenizer.flush())
             text = check.text + tail.text + ("" if tail.stopped else runtime.stop.flush())
             reason = FinishReason.STOP if tail.stopped else FinishReason.LENGTH
-            self._finish(sequence, SequenceEvent(text, sequence.generated, reason, token_logprobs_))
+            self._finish(sequence, self._event(sequence, text, reason, token_logprobs_))
         else:
             sequence.pending_token = token
             # With log-probabilities every token is an event, even one whose text is still held back.
-            if check.text or token_logprobs_:
-                sequence.emit(SequenceEvent(check.text, sequence.generated, None, token_logprobs_))
+            if check.text or token_logprobs_ or runtime.prompt_logprobs is not None:
+                sequence.emit(self._event(sequence, check.text, None, token_logprobs_))
 
     def _finish(
         self, sequence: SequenceState, last: SequenceEvent | None = None, error: BaseException | None = None
