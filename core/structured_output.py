@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from inferno.core.struct_json import struct_to_json
+from inferno.core.struct_json import schema_from
 from inferno.errors import invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 
@@ -26,17 +28,53 @@ def grammar_for(response_format: pb.ResponseFormat) -> str | None:
         # The schema converter's grammar allows one space between tokens, where llama.cpp's generic JSON
         # grammar allows runs of newlines a small model can get lost in.
         return json_strings_only(json_schema_to_gbnf(json.dumps(_ANY_OBJECT_SCHEMA)))
-    if not response_format.HasField("json_schema"):
+    if not response_format.HasField("json_schema") and not response_format.json_schema_text:
         raise invalid_param("response_format.json_schema", "'response_format.json_schema.schema' is required")
-    schema = struct_to_json(response_format.json_schema)
+    schema = schema_from(
+        response_format.json_schema, response_format.json_schema_text, "response_format.json_schema"
+    )
     try:
-        return json_strings_only(json_schema_to_gbnf(json.dumps(schema)))
+        return json_strings_only(json_schema_to_gbnf(json.dumps(enforceable(schema))))
     except (
         Exception
     ) as exc:  # the converter raises bare exceptions of several kinds on schemas it cannot take
         raise invalid_param(
             "response_format.json_schema", f"cannot turn this JSON schema into a grammar: {exc}"
         ) from exc
+
+
+# Integer ranges up to this many values become an enum so the grammar enforces them.
+MAX_ENUMERATED_INTEGER_RANGE = 1000
+
+
+def enforceable(schema: Any) -> Any:
+    """The schema with bounded integer ranges spelled out as enums: llama-cpp-python's converter ignores
+    minimum and maximum, but enums it turns into alternatives. Wider or one-sided ranges stay unenforced."""
+    if isinstance(schema, list):
+        return [enforceable(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: enforceable(value) for key, value in schema.items()}
+    if result.get("type") == "integer" and "enum" not in result and "const" not in result:
+        low = _bound(result, "minimum", "exclusiveMinimum", 1)
+        high = _bound(result, "maximum", "exclusiveMaximum", -1)
+        if low is not None and high is not None and 0 <= high - low <= MAX_ENUMERATED_INTEGER_RANGE:
+            result["enum"] = list(range(low, high + 1))
+    return result
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> int | None:
+    """The smallest (step 1) or largest (step -1) allowed integer, from either keyword."""
+    candidates: list[int] = []
+    if isinstance(schema.get(inclusive), int | float) and not isinstance(schema.get(inclusive), bool):
+        value = schema[inclusive]
+        candidates.append(math.ceil(value) if step > 0 else math.floor(value))
+    if isinstance(schema.get(exclusive), int | float) and not isinstance(schema.get(exclusive), bool):
+        value = schema[exclusive]
+        candidates.append(math.floor(value) + 1 if step > 0 else math.ceil(value) - 1)
+    if not candidates:
+        return None
+    return max(candidates) if step > 0 else min(candidates)
 
 
 def json_strings_only(grammar: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -213,7 +214,7 @@ def test_tools_and_history_map_to_the_proto() -> None:
         )
     ).params
     assert params.tools[0].function.name == "w"
-    assert dict(params.tools[0].function.parameters) == {"type": "object"}
+    assert json.loads(params.tools[0].function.parameters_json) == {"type": "object"}
     assert params.tool_choice.function_name == "w"
     assert params.HasField("parallel_tool_calls") and not params.parallel_tool_calls
     assert params.messages[1].tool_calls[0].function.arguments == '{"c": 1}'
@@ -286,7 +287,8 @@ def test_response_format_reaches_the_proto() -> None:
     fmt = parse_chat_request(body).params.response_format
     assert fmt.type == inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
     assert fmt.schema_name == "person"
-    assert fmt.json_schema["required"] == ["name"]
+    # As text, so property order (the order the model writes them in) survives.
+    assert fmt.json_schema_text == json.dumps(schema)
     plain = parse_chat_request(chat(response_format={"type": "json_object"})).params.response_format
     assert plain.type == inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
 

@@ -208,7 +208,7 @@ def _tools(value: Any) -> list[inference_service_pb2.Tool]:
         if parameters is not None:
             if not isinstance(parameters, dict):
                 raise _type_error(f"{param}.function.parameters", "a JSON schema object")
-            definition.parameters.update(parameters)
+            definition.parameters_json = json.dumps(parameters)
         tools.append(
             inference_service_pb2.Tool(
                 type=_optional_str(tool.get("type"), f"{param}.type") or "function", function=definition
@@ -332,7 +332,7 @@ def _response_format(value: Any) -> inference_service_pb2.ResponseFormat:
         schema = spec.get("schema")
         if not isinstance(schema, dict):
             raise _type_error("response_format.json_schema.schema", "a JSON schema object")
-        response_format.json_schema.update(schema)
+        response_format.json_schema_text = json.dumps(schema)
         response_format.schema_name = (
             _optional_str(spec.get("name"), "response_format.json_schema.name") or ""
         )

@@ -12,7 +12,7 @@ import json
 
 from llama_cpp.llama_grammar import SchemaConverter
 
-from inferno.core.structured_output import json_strings_only
+from inferno.core.structured_output import enforceable, json_strings_only
 from inferno.core.tools.policy import ToolMode, ToolPolicy
 
 CALLS_PREFIX = '{"tool_calls": ['
@@ -35,7 +35,7 @@ def tool_call_grammar(policy: ToolPolicy) -> str:
     rules: dict[str, str] = {}
     call_rules: list[str] = []
     for i, tool in enumerate(policy.callable):
-        schema = converter.resolve_refs(tool.parameters, f"tool:{tool.name}")
+        schema = converter.resolve_refs(enforceable(tool.parameters), f"tool:{tool.name}")
         arguments = converter.visit(schema, f"tool-{i}-arguments")
         rule = f"tool-call-{i}"
         rules[rule] = " ".join(

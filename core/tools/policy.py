@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from inferno.core.struct_json import struct_to_json
+from inferno.core.struct_json import schema_from
 from inferno.errors import invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 
@@ -84,8 +84,10 @@ def _tool_specs(tools: Any) -> tuple[ToolSpec, ...]:
         if any(s.name == name for s in specs):
             raise invalid_param(f"tools[{i}].function.name", f"two tools are named {name!r}")
         parameters = (
-            struct_to_json(tool.function.parameters)
-            if tool.function.HasField("parameters")
+            schema_from(
+                tool.function.parameters, tool.function.parameters_json, f"tools[{i}].function.parameters"
+            )
+            if tool.function.HasField("parameters") or tool.function.parameters_json
             else _NO_ARGUMENTS
         )
         if parameters.get("type", "object") != "object":

@@ -197,14 +197,19 @@ class FunctionDefinition(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Letters, digits, underscores and dashes, at most 64."""
     description: _builtins.str
     strict: _builtins.bool
     """Accepted for compatibility; arguments are always grammar-constrained to the schema."""
+    parameters_json: _builtins.str
+    """The same schema as JSON text; wins over parameters. The model writes properties in the schema's order."""
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct:
-        """JSON schema of the arguments object. Unset: the function takes no arguments."""
+        """JSON schema of the arguments object. Unset (and no parameters_json): the function takes no arguments.
+        A Struct does not keep the order of properties; parameters_json does.
+        """
 
     def __init__(
         self,
@@ -213,10 +218,11 @@ class FunctionDefinition(_message.Message):
         description: _builtins.str = ...,
         parameters: _struct_pb2.Struct | None = ...,
         strict: _builtins.bool = ...,
+        parameters_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters", "strict", b"strict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -338,9 +344,14 @@ class ResponseFormat(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     JSON_SCHEMA_FIELD_NUMBER: _builtins.int
     SCHEMA_NAME_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_TEXT_FIELD_NUMBER: _builtins.int
     type: Global___ResponseFormatType.ValueType
     schema_name: _builtins.str
     """For RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the schema's name, as OpenAI's json_schema.name."""
+    json_schema_text: _builtins.str
+    """The schema as JSON text; wins over json_schema. A Struct does not keep the order of properties, and the
+    model writes properties in the schema's order.
+    """
     @_builtins.property
     def json_schema(self) -> _struct_pb2.Struct:
         """For RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON schema the reply must satisfy."""
@@ -351,10 +362,11 @@ class ResponseFormat(_message.Message):
         type: Global___ResponseFormatType.ValueType = ...,
         json_schema: _struct_pb2.Struct | None = ...,
         schema_name: _builtins.str = ...,
+        json_schema_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "schema_name", b"schema_name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "json_schema_text", b"json_schema_text", "schema_name", b"schema_name", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
