@@ -13,6 +13,7 @@ from .core_client import CORE, CoreClient, copy_core_headers
 from .errors import error_middleware
 from .health import health
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
+from .model_management import load_model, unload_model
 from .model_status import model_status
 from .openai import routes as openai
 from .openai.batch import batch
@@ -48,6 +49,8 @@ def build_app(core_address: str) -> web.Application:
     router.add_post("/v1/detokenize", openai.detokenize, name="detokenize")
     router.add_get("/v1/models", openai.list_models, name="models")
     router.add_get("/v1/models/{model_id:.+}/status", model_status, name="model_status")
+    router.add_post("/v1/models/{model_id:.+}/load", load_model, name="model_load")
+    router.add_post("/v1/models/{model_id:.+}/unload", unload_model, name="model_unload")
     router.add_get("/v1/models/{model_id:.+}", openai.get_model, name="model")
     router.add_get("/health", health, name="health")
     router.add_get("/metrics", metrics_endpoint, name="metrics")

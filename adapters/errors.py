@@ -13,8 +13,13 @@ logger = logging.getLogger(__name__)
 
 
 def error_response(error: InfernoError) -> web.Response:
-    """{"error": {"type", "code", "message", "details"}} with the code's HTTP status."""
-    return web.json_response(error.to_body(), status=error.kind.http_status)
+    """{"error": {"type", "code", "message", "details"}} with the code's HTTP status; a model still loading
+    also says when to retry (Retry-After, from the load's progress)."""
+    response = web.json_response(error.to_body(), status=error.kind.http_status)
+    retry_after = error.details.get("retry_after_s") if isinstance(error.details, dict) else None
+    if error.code == "model_not_ready":
+        response.headers["Retry-After"] = str(retry_after or 5)
+    return response
 
 
 @web.middleware

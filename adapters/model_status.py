@@ -49,7 +49,16 @@ def model_status_json(
             "avg_latency_ms": _from_float32(stats.avg_latency_ms),
             "tokens_per_second": _from_float32(stats.tokens_per_second),
             "last_used": iso_utc(stats.last_used),
+            "memory_usage": human_bytes(status.memory_bytes),
+            "queue_depth": stats.waiting_sequences,
+            "running_sequences": stats.running_sequences,
         },
+        "progress": _from_float32(status.load_progress)
+        if status.state == model_service_pb2.MODEL_STATE_LOADING
+        else None,
+        "error": status.error or None,
+        "estimated_memory": human_bytes(model.estimated_memory_bytes),
+        "load_seconds": _from_float32(status.load_seconds),
         "engine": {
             "running_sequences": stats.running_sequences,
             "waiting_sequences": stats.waiting_sequences,

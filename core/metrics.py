@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _BATCH_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048)
+_LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+MODEL_STATES = ("unloaded", "loading", "loaded", "failed")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,27 @@ class EngineMetrics:
             labels,
             registry=registry,
         )
+
+        self._load_seconds = Histogram(
+            "inferno_model_load_seconds",
+            "Time to load a model and create its engine",
+            labels,
+            buckets=_LOAD_BUCKETS,
+            registry=registry,
+        )
+        self._model_state = Gauge(
+            "inferno_model_state",
+            "1 for the state each model is in (unloaded, loading, loaded, failed), 0 for the others",
+            ["model", "state"],
+            registry=registry,
+        )
+
+    def observe_load(self, model_id: str, seconds: float) -> None:
+        self._load_seconds.labels(model_id).observe(seconds)
+
+    def set_model_state(self, model_id: str, state: str) -> None:
+        for name in MODEL_STATES:
+            self._model_state.labels(model_id, name).set(1 if name == state else 0)
 
     def for_model(self, model_id: str) -> ModelEngineMetrics:
         return ModelEngineMetrics(

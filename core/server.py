@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,10 +13,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from inferno.config import CoreOptions
+from inferno.config_file import ManagementConfig, load_management_config, parse_duration, parse_size
+from inferno.core.catalog import build_catalog
 from inferno.core.engines.llamacpp.engine import LlamaCppSettings
 from inferno.core.interceptors import ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
-from inferno.core.registry import ModelRegistry, model_sources
+from inferno.core.model_manager import ManagerOptions, ModelManager
 from inferno.core.services.admin import AdminServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
@@ -48,14 +51,23 @@ async def serve_core(options: CoreOptions) -> None:
         prompt_tokens_per_step=options.prompt_tokens_per_step,
         threads=options.threads,
     )
-    registry = await asyncio.to_thread(
-        ModelRegistry, model_sources(list(options.model_paths)), settings, EngineMetrics(metrics_registry)
+    config = management_config(options)
+    catalog = build_catalog(config, options.model_paths, settings)
+    manager = ModelManager(
+        catalog,
+        ManagerOptions(
+            auto_load=config.auto_load,
+            memory_budget_bytes=config.memory_budget_bytes,
+            evict_idle=config.evict_idle,
+        ),
+        EngineMetrics(metrics_registry),
     )
+    await manager.start()
     server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
-    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
+    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(registry, metrics_registry), server
+        AdminServicer(manager, metrics_registry), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -64,12 +76,12 @@ async def serve_core(options: CoreOptions) -> None:
     )
     address = f"{options.host}:{options.grpc_port}"
     if server.add_insecure_port(address) == 0:
-        registry.close()
+        await manager.close()
         raise SystemExit(f"inferno core: cannot listen on {address}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("inferno core serving %s on %s", ", ".join(registry.ids()), address)
+    log.info("inferno core serving %s on %s", ", ".join(manager.ids()), address)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,4 +91,20 @@ async def serve_core(options: CoreOptions) -> None:
     log.info("inferno core shutting down")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(_SHUTDOWN_GRACE_S)
-    registry.close()
+    await manager.close()
+
+
+def management_config(options: CoreOptions) -> ManagementConfig:
+    """inferno.toml (when given) with the command line's flags on top."""
+    config = load_management_config(options.config_path) if options.config_path else ManagementConfig()
+    if options.models_dirs:
+        config = replace(config, models_dirs=tuple(d.resolve() for d in options.models_dirs))
+    if options.auto_load is not None:
+        config = replace(config, auto_load=options.auto_load)
+    if options.memory_budget is not None:
+        config = replace(config, memory_budget_bytes=parse_size(options.memory_budget, "--memory-budget"))
+    if options.evict_idle is not None:
+        config = replace(config, evict_idle=options.evict_idle)
+    if options.keep_alive is not None:
+        config = replace(config, keep_alive_s=parse_duration(options.keep_alive, "--keep-alive"))
+    return config

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inferno import __version__
 from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT, CoreOptions, GatewayOptions
+from inferno.config_file import ConfigError
 
 
 def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,24 @@ def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH.gguf",
         help="serve this GGUF file (repeatable); default: the embedded SmolLM2-135M-Instruct",
     )
+    parser.add_argument("--config", type=Path, help="inferno.toml: models, models dirs, memory budget")
+    parser.add_argument(
+        "--models-dir", action="append", type=Path, default=[], help="serve the GGUF files in this directory"
+    )
+    parser.add_argument(
+        "--auto-load",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load a model on its first request (default: on)",
+    )
+    parser.add_argument("--memory-budget", help="estimated memory all loaded models may take, e.g. 8GiB")
+    parser.add_argument(
+        "--evict-idle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="over the budget, unload the least recently used idle model instead of refusing",
+    )
+    parser.add_argument("--keep-alive", help="unload models idle this long, e.g. 10m (0: never)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp (0: all cores)")
     parser.add_argument(
         "--parallel",
@@ -51,6 +70,12 @@ def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
         context_length=args.ctx_size,
         batch_tokens=args.batch_tokens,
         prompt_tokens_per_step=args.prompt_tokens_per_step,
+        config_path=args.config,
+        models_dirs=tuple(args.models_dir),
+        auto_load=args.auto_load,
+        memory_budget=args.memory_budget,
+        evict_idle=args.evict_idle,
+        keep_alive=args.keep_alive,
     )
 
 
@@ -77,7 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _run(build_parser().parse_args(argv))
+    except ConfigError as error:
+        print(f"inferno: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         from inferno.supervisor import serve

@@ -21,6 +21,14 @@ class CoreOptions:
     context_length: int = 0
     batch_tokens: int = 512
     prompt_tokens_per_step: int = 32
+    # inferno.toml; None: none (the flags below and the defaults only).
+    config_path: Path | None = None
+    models_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    # None: as the config file says (default true).
+    auto_load: bool | None = None
+    memory_budget: str | None = None
+    evict_idle: bool | None = None
+    keep_alive: str | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "model_not_ready": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
     "server_overloaded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "service_unavailable"),
     "core_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
+    # The model file is missing, corrupt or not a model llama.cpp can run.
+    "model_load_failed": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 500, "server_error"),
     "internal_error": ErrorKind(grpc.StatusCode.INTERNAL, 500, "internal_error"),
 }
 

@@ -64,6 +64,18 @@ def core_command(core: CoreOptions) -> list[str]:
         "--prompt-tokens-per-step",
         str(core.prompt_tokens_per_step),
     ]
+    if core.config_path is not None:
+        command += ["--config", str(core.config_path.resolve())]
+    for directory in core.models_dirs:
+        command += ["--models-dir", str(directory.resolve())]
+    if core.auto_load is not None:
+        command.append("--auto-load" if core.auto_load else "--no-auto-load")
+    if core.evict_idle is not None:
+        command.append("--evict-idle" if core.evict_idle else "--no-evict-idle")
+    if core.memory_budget is not None:
+        command += ["--memory-budget", core.memory_budget]
+    if core.keep_alive is not None:
+        command += ["--keep-alive", core.keep_alive]
     return command
 
 

@@ -88,7 +88,11 @@ def test_model_status_has_the_seed_shape_plus_engine_figures() -> None:
         "avg_latency_ms": 125.3,
         "tokens_per_second": 45.2,
         "last_used": "2024-01-15T10:30:00Z",
+        "memory_usage": "120.5MB",
+        "queue_depth": 0,
+        "running_sequences": 2,
     }
+    assert rendered["progress"] is None and rendered["error"] is None
     assert rendered["engine"]["running_sequences"] == 2
     assert rendered["engine"]["kv_cache_usage"] == 0.25
     assert set(rendered["engine"]) == {

@@ -8,10 +8,13 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from inferno.config_file import ManagementConfig
+from inferno.core.catalog import build_catalog
+from inferno.core.embedded import EMBEDDED_MODEL_ID
 from inferno.core.engines.base import SamplingConfig, SequenceRequest
 from inferno.core.engines.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 from inferno.core.metrics import EngineMetrics
-from inferno.core.registry import ModelRegistry, model_sources
+from inferno.core.model_manager import ManagerOptions, ModelManager
 from inferno.errors import InfernoError
 
 GREEDY = SamplingConfig(0.0, 1.0, 0.0, 0.0, None)
@@ -20,11 +23,12 @@ GREEDY = SamplingConfig(0.0, 1.0, 0.0, 0.0, None)
 @pytest.fixture(scope="module")
 def engine() -> Iterator[LlamaCppEngine]:
     settings = LlamaCppSettings(parallel_sequences=2, context_length=512, threads=2)
-    registry = ModelRegistry(model_sources([]), settings, EngineMetrics(CollectorRegistry()))
-    engine = registry.get(registry.default_model_id)
+    catalog = build_catalog(ManagementConfig(), (), settings)
+    manager = ModelManager(catalog, ManagerOptions(), EngineMetrics(CollectorRegistry()))
+    engine = asyncio.run(manager.load(EMBEDDED_MODEL_ID))
     assert isinstance(engine, LlamaCppEngine)
     yield engine
-    registry.close()
+    engine.close()
 
 
 def _generate(engine: LlamaCppEngine, text: str) -> str:

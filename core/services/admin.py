@@ -10,14 +10,14 @@ import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inferno import __version__
-from inferno.core.registry import ModelRegistry
+from inferno.core.model_manager import ModelManager
 from inferno.v1 import admin_service_pb2 as pb
 from inferno.v1 import admin_service_pb2_grpc
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, registry: ModelRegistry, metrics_registry: CollectorRegistry) -> None:
-        self._registry = registry
+    def __init__(self, manager: ModelManager, metrics_registry: CollectorRegistry) -> None:
+        self._manager = manager
         self._metrics_registry = metrics_registry
         self._started = time.monotonic()
         self._process = psutil.Process()
@@ -40,8 +40,8 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.GetServerStatusResponse(
             version=__version__,
             uptime_seconds=time.monotonic() - self._started,
-            models_loaded=self._registry.ids(),
-            default_model=self._registry.default_model_id,
+            models_loaded=[e.description.id for e in self._manager.loaded_engines()],
+            default_model=self._manager.default_model_id,
             system=system,
         )
 

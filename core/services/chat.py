@@ -38,8 +38,8 @@ class ChatJob:
     tools: ToolPolicy | None
 
 
-def plan_chat(engine_for: EngineLookup, params: pb.ChatCompletionParams) -> ChatJob:
-    engine = engine_for(check_model(params.model))
+async def plan_chat(engine_for: EngineLookup, params: pb.ChatCompletionParams) -> ChatJob:
+    engine = await engine_for(check_model(params.model))
     tools = resolve_tool_policy(params)
     messages = messages_for_template(check_messages(list(params.messages)), tools)
     sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)

@@ -56,8 +56,10 @@ class CompletionJob:
         return self.generation.engine
 
 
-def plan_completion(engine_for: EngineLookup, params: pb.CompletionParams, stream: bool) -> CompletionJob:
-    engine = engine_for(check_model(params.model))
+async def plan_completion(
+    engine_for: EngineLookup, params: pb.CompletionParams, stream: bool
+) -> CompletionJob:
+    engine = await engine_for(check_model(params.model))
     if not params.prompts:
         raise invalid_param("prompt", "'prompt' is required")
     vocab_size = engine.description.vocab_size

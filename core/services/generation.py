@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
 from inferno.v1 import common_pb2, inference_service_pb2
 
-# The engine serving a model id (the registry's lookup).
-EngineLookup = Callable[[str], Engine]
+# The engine serving a model id (the model manager's lookup, which may load the model first).
+EngineLookup = Callable[[str], Awaitable[Engine]]
 
 FINISH_REASONS = {
     FinishReason.STOP: common_pb2.FINISH_REASON_STOP,

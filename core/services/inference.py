@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from inferno.core.registry import ModelRegistry
+from inferno.core.model_manager import ModelManager
 from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
 from inferno.core.services.completions import complete, plan_completion, stream_completion
 from inferno.core.tools.prompt import messages_for_template
@@ -21,30 +21,30 @@ log = logging.getLogger(__name__)
 
 
 class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._registry = registry
+    def __init__(self, manager: ModelManager) -> None:
+        self._manager = manager
 
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateChatCompletionResponse:
-        return await complete_chat(plan_chat(self._registry.get, request.params))
+        return await complete_chat(await plan_chat(self._manager.engine_for, request.params))
 
     async def StreamChatCompletion(
         self, request: pb.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamChatCompletionResponse]:
-        async for message in stream_chat(plan_chat(self._registry.get, request.params)):
+        async for message in stream_chat(await plan_chat(self._manager.engine_for, request.params)):
             yield message
 
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCompletionResponse:
-        return await complete(plan_completion(self._registry.get, request.params, stream=False))
+        return await complete(await plan_completion(self._manager.engine_for, request.params, stream=False))
 
     async def StreamCompletion(
         self, request: pb.StreamCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamCompletionResponse]:
         async for message in stream_completion(
-            plan_completion(self._registry.get, request.params, stream=True)
+            await plan_completion(self._manager.engine_for, request.params, stream=True)
         ):
             yield message
 
@@ -57,7 +57,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
         try:
-            completion = await complete_chat(plan_chat(self._registry.get, item.params))
+            completion = await complete_chat(await plan_chat(self._manager.engine_for, item.params))
         except Exception as exc:  # one item's failure is its own result, never the batch's
             if not isinstance(exc, InfernoError):
                 log.exception("batch item %r failed", item.id)
@@ -75,7 +75,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def Tokenize(
         self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenizeResponse:
-        engine = self._registry.get(request.model or self._registry.default_model_id)
+        engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
         if bool(request.text) == bool(request.messages):
             raise invalid_param("text", "give exactly one of 'text' and 'messages'")
         add_special = request.add_special if request.HasField("add_special") else True
@@ -95,7 +95,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def Detokenize(
         self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext
     ) -> pb.DetokenizeResponse:
-        engine = self._registry.get(request.model or self._registry.default_model_id)
+        engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
         tokens = list(request.tokens)
         check_token_ids(tokens, engine.description.vocab_size, "tokens")
         return pb.DetokenizeResponse(text=engine.detokenize(tokens))

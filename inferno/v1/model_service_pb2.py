@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einferno/v1/model_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\"\xdc\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x0c\n\x04root\x18\x04 \x01(\t\x12\x13\n\x06parent\x18\x05 \x01(\tH\x00\x88\x01\x01\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.inferno.v1.ModelState\x12\x0e\n\x06\x66ormat\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\t \x01(\r\x12\x17\n\x0f\x66ile_size_bytes\x18\n \x01(\x04\x42\t\n\x07_parent\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.inferno.v1.Model\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"4\n\x10GetModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.inferno.v1.Model\")\n\x15GetModelStatusRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\x8d\x03\n\x0b\x45ngineStats\x12\x19\n\x11running_sequences\x18\x01 \x01(\r\x12\x19\n\x11waiting_sequences\x18\x02 \x01(\r\x12\x14\n\x0c\x64\x65\x63ode_steps\x18\x03 \x01(\x04\x12\x1e\n\x16max_sequences_per_step\x18\x04 \x01(\r\x12\x1b\n\x13last_step_sequences\x18\x05 \x01(\r\x12\x16\n\x0erequests_total\x18\x06 \x01(\x04\x12\x1b\n\x13prompt_tokens_total\x18\x07 \x01(\x04\x12\x1e\n\x16generated_tokens_total\x18\x08 \x01(\x04\x12\x16\n\x0ekv_cache_usage\x18\t \x01(\x02\x12\x1e\n\x16max_parallel_sequences\x18\n \x01(\r\x12\x19\n\x11tokens_per_second\x18\x0b \x01(\x02\x12\x16\n\x0e\x61vg_latency_ms\x18\x0c \x01(\x02\x12\x11\n\tlast_used\x18\r \x01(\x03\x12\"\n\x1areused_prompt_tokens_total\x18\x0e \x01(\x04\"\x8f\x01\n\x16GetModelStatusResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.inferno.v1.ModelState\x12&\n\x05stats\x18\x03 \x01(\x0b\x32\x17.inferno.v1.EngineStats\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_STATE_UNLOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x16\n\x12MODEL_STATE_LOADED\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04\x32\xe1\x02\n\x0cModelService\x12\x63\n\nListModels\x12\x1d.inferno.v1.ListModelsRequest\x1a\x1e.inferno.v1.ListModelsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/models\x12h\n\x08GetModel\x12\x1b.inferno.v1.GetModelRequest\x1a\x1c.inferno.v1.GetModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/models/{model_id}\x12\x81\x01\n\x0eGetModelStatus\x12!.inferno.v1.GetModelStatusRequest\x1a\".inferno.v1.GetModelStatusResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/models/{model_id}/statusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einferno/v1/model_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\"\xfc\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x0c\n\x04root\x18\x04 \x01(\t\x12\x13\n\x06parent\x18\x05 \x01(\tH\x00\x88\x01\x01\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.inferno.v1.ModelState\x12\x0e\n\x06\x66ormat\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\t \x01(\r\x12\x17\n\x0f\x66ile_size_bytes\x18\n \x01(\x04\x12\x1e\n\x16\x65stimated_memory_bytes\x18\x0b \x01(\x04\x42\t\n\x07_parent\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.inferno.v1.Model\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"4\n\x10GetModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.inferno.v1.Model\")\n\x15GetModelStatusRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\x8d\x03\n\x0b\x45ngineStats\x12\x19\n\x11running_sequences\x18\x01 \x01(\r\x12\x19\n\x11waiting_sequences\x18\x02 \x01(\r\x12\x14\n\x0c\x64\x65\x63ode_steps\x18\x03 \x01(\x04\x12\x1e\n\x16max_sequences_per_step\x18\x04 \x01(\r\x12\x1b\n\x13last_step_sequences\x18\x05 \x01(\r\x12\x16\n\x0erequests_total\x18\x06 \x01(\x04\x12\x1b\n\x13prompt_tokens_total\x18\x07 \x01(\x04\x12\x1e\n\x16generated_tokens_total\x18\x08 \x01(\x04\x12\x16\n\x0ekv_cache_usage\x18\t \x01(\x02\x12\x1e\n\x16max_parallel_sequences\x18\n \x01(\r\x12\x19\n\x11tokens_per_second\x18\x0b \x01(\x02\x12\x16\n\x0e\x61vg_latency_ms\x18\x0c \x01(\x02\x12\x11\n\tlast_used\x18\r \x01(\x03\x12\"\n\x1areused_prompt_tokens_total\x18\x0e \x01(\x04\"\xcb\x01\n\x16GetModelStatusResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.inferno.v1.ModelState\x12&\n\x05stats\x18\x03 \x01(\x0b\x32\x17.inferno.v1.EngineStats\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\x12\x15\n\rload_progress\x18\x05 \x01(\x02\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x0cload_seconds\x18\x07 \x01(\x02\"$\n\x10LoadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\xac\x01\n\x11LoadModelResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12$\n\x05phase\x18\x02 \x01(\x0e\x32\x15.inferno.v1.LoadPhase\x12\x0f\n\x07percent\x18\x03 \x01(\x02\x12\x18\n\x0b\x65ta_seconds\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\tB\x0e\n\x0c_eta_seconds\"5\n\x12UnloadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"C\n\x13UnloadModelResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61ncelled_requests\x18\x02 \x01(\r*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_STATE_UNLOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x16\n\x12MODEL_STATE_LOADED\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04*\x95\x01\n\tLoadPhase\x12\x1a\n\x16LOAD_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11LOAD_PHASE_QUEUED\x10\x01\x12\x1e\n\x1aLOAD_PHASE_READING_WEIGHTS\x10\x02\x12\x1f\n\x1bLOAD_PHASE_CREATING_CONTEXT\x10\x03\x12\x14\n\x10LOAD_PHASE_READY\x10\x04\x32\xd5\x04\n\x0cModelService\x12\x63\n\nListModels\x12\x1d.inferno.v1.ListModelsRequest\x1a\x1e.inferno.v1.ListModelsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/models\x12h\n\x08GetModel\x12\x1b.inferno.v1.GetModelRequest\x1a\x1c.inferno.v1.GetModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/models/{model_id}\x12\x81\x01\n\x0eGetModelStatus\x12!.inferno.v1.GetModelStatusRequest\x1a\".inferno.v1.GetModelStatusResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/models/{model_id}/status\x12u\n\tLoadModel\x12\x1c.inferno.v1.LoadModelRequest\x1a\x1d.inferno.v1.LoadModelResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/models/{model_id}/load:\x01*0\x01\x12{\n\x0bUnloadModel\x12\x1e.inferno.v1.UnloadModelRequest\x1a\x1f.inferno.v1.UnloadModelResponse\"+\x82\xd3\xe4\x93\x02%\" /api/v1/models/{model_id}/unload:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,24 +38,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\033\022\031/api/v1/models/{model_id}'
   _globals['_MODELSERVICE'].methods_by_name['GetModelStatus']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['GetModelStatus']._serialized_options = b'\202\323\344\223\002\"\022 /api/v1/models/{model_id}/status'
-  _globals['_MODELSTATE']._serialized_start=1058
-  _globals['_MODELSTATE']._serialized_end=1198
+  _globals['_MODELSERVICE'].methods_by_name['LoadModel']._loaded_options = None
+  _globals['_MODELSERVICE'].methods_by_name['LoadModel']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/models/{model_id}/load:\001*'
+  _globals['_MODELSERVICE'].methods_by_name['UnloadModel']._loaded_options = None
+  _globals['_MODELSERVICE'].methods_by_name['UnloadModel']._serialized_options = b'\202\323\344\223\002%\" /api/v1/models/{model_id}/unload:\001*'
+  _globals['_MODELSTATE']._serialized_start=1487
+  _globals['_MODELSTATE']._serialized_end=1627
+  _globals['_LOADPHASE']._serialized_start=1630
+  _globals['_LOADPHASE']._serialized_end=1779
   _globals['_MODEL']._serialized_start=77
-  _globals['_MODEL']._serialized_end=297
-  _globals['_LISTMODELSREQUEST']._serialized_start=299
-  _globals['_LISTMODELSREQUEST']._serialized_end=318
-  _globals['_LISTMODELSRESPONSE']._serialized_start=320
-  _globals['_LISTMODELSRESPONSE']._serialized_end=375
-  _globals['_GETMODELREQUEST']._serialized_start=377
-  _globals['_GETMODELREQUEST']._serialized_end=412
-  _globals['_GETMODELRESPONSE']._serialized_start=414
-  _globals['_GETMODELRESPONSE']._serialized_end=466
-  _globals['_GETMODELSTATUSREQUEST']._serialized_start=468
-  _globals['_GETMODELSTATUSREQUEST']._serialized_end=509
-  _globals['_ENGINESTATS']._serialized_start=512
-  _globals['_ENGINESTATS']._serialized_end=909
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=912
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1055
-  _globals['_MODELSERVICE']._serialized_start=1201
-  _globals['_MODELSERVICE']._serialized_end=1554
+  _globals['_MODEL']._serialized_end=329
+  _globals['_LISTMODELSREQUEST']._serialized_start=331
+  _globals['_LISTMODELSREQUEST']._serialized_end=350
+  _globals['_LISTMODELSRESPONSE']._serialized_start=352
+  _globals['_LISTMODELSRESPONSE']._serialized_end=407
+  _globals['_GETMODELREQUEST']._serialized_start=409
+  _globals['_GETMODELREQUEST']._serialized_end=444
+  _globals['_GETMODELRESPONSE']._serialized_start=446
+  _globals['_GETMODELRESPONSE']._serialized_end=498
+  _globals['_GETMODELSTATUSREQUEST']._serialized_start=500
+  _globals['_GETMODELSTATUSREQUEST']._serialized_end=541
+  _globals['_ENGINESTATS']._serialized_start=544
+  _globals['_ENGINESTATS']._serialized_end=941
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=944
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1147
+  _globals['_LOADMODELREQUEST']._serialized_start=1149
+  _globals['_LOADMODELREQUEST']._serialized_end=1185
+  _globals['_LOADMODELRESPONSE']._serialized_start=1188
+  _globals['_LOADMODELRESPONSE']._serialized_end=1360
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1362
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1415
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1417
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1484
+  _globals['_MODELSERVICE']._serialized_start=1782
+  _globals['_MODELSERVICE']._serialized_end=2379
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,27 @@ MODEL_STATE_LOADED: ModelState.ValueType  # 3
 MODEL_STATE_FAILED: ModelState.ValueType  # 4
 Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
 
+class _LoadPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LoadPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOAD_PHASE_UNSPECIFIED: _LoadPhase.ValueType  # 0
+    LOAD_PHASE_QUEUED: _LoadPhase.ValueType  # 1
+    LOAD_PHASE_READING_WEIGHTS: _LoadPhase.ValueType  # 2
+    LOAD_PHASE_CREATING_CONTEXT: _LoadPhase.ValueType  # 3
+    LOAD_PHASE_READY: _LoadPhase.ValueType  # 4
+
+class LoadPhase(_LoadPhase, metaclass=_LoadPhaseEnumTypeWrapper): ...
+
+LOAD_PHASE_UNSPECIFIED: LoadPhase.ValueType  # 0
+LOAD_PHASE_QUEUED: LoadPhase.ValueType  # 1
+LOAD_PHASE_READING_WEIGHTS: LoadPhase.ValueType  # 2
+LOAD_PHASE_CREATING_CONTEXT: LoadPhase.ValueType  # 3
+LOAD_PHASE_READY: LoadPhase.ValueType  # 4
+Global___LoadPhase: _TypeAlias = LoadPhase  # noqa: Y015
+
 @_typing.final
 class Model(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -54,6 +75,7 @@ class Model(_message.Message):
     ENGINE_FIELD_NUMBER: _builtins.int
     CONTEXT_LENGTH_FIELD_NUMBER: _builtins.int
     FILE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    ESTIMATED_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created: _builtins.int
     """Unix seconds: when the model file was made."""
@@ -69,6 +91,8 @@ class Model(_message.Message):
     context_length: _builtins.int
     """Tokens one sequence may hold, prompt and completion together."""
     file_size_bytes: _builtins.int
+    estimated_memory_bytes: _builtins.int
+    """Weights + KV cache for its context and parallel sequences + overhead: what loading it commits."""
     def __init__(
         self,
         *,
@@ -82,10 +106,11 @@ class Model(_message.Message):
         engine: _builtins.str = ...,
         context_length: _builtins.int = ...,
         file_size_bytes: _builtins.int = ...,
+        estimated_memory_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parent", b"_parent", "parent", b"parent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent", b"_parent", "context_length", b"context_length", "created", b"created", "engine", b"engine", "file_size_bytes", b"file_size_bytes", "format", b"format", "id", b"id", "owned_by", b"owned_by", "parent", b"parent", "root", b"root", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent", b"_parent", "context_length", b"context_length", "created", b"created", "engine", b"engine", "estimated_memory_bytes", b"estimated_memory_bytes", "file_size_bytes", b"file_size_bytes", "format", b"format", "id", b"id", "owned_by", b"owned_by", "parent", b"parent", "root", b"root", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parent: _TypeAlias = _typing.Literal["parent"]  # noqa: Y015
     _WhichOneofArgType__parent: _TypeAlias = _typing.Literal["_parent", b"_parent"]  # noqa: Y015
@@ -263,11 +288,23 @@ class GetModelStatusResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    LOAD_PROGRESS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    LOAD_SECONDS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     state: Global___ModelState.ValueType
     memory_bytes: _builtins.int
+    """Measured while loaded; the estimate otherwise."""
+    load_progress: _builtins.float
+    """While loading: 0 to 100."""
+    error: _builtins.str
+    """When state is FAILED: why."""
+    load_seconds: _builtins.float
+    """Seconds the last load took."""
     @_builtins.property
-    def stats(self) -> Global___EngineStats: ...
+    def stats(self) -> Global___EngineStats:
+        """Set while loaded."""
+
     def __init__(
         self,
         *,
@@ -275,11 +312,118 @@ class GetModelStatusResponse(_message.Message):
         state: Global___ModelState.ValueType = ...,
         stats: Global___EngineStats | None = ...,
         memory_bytes: _builtins.int = ...,
+        load_progress: _builtins.float = ...,
+        error: _builtins.str = ...,
+        load_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory_bytes", b"memory_bytes", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "load_progress", b"load_progress", "load_seconds", b"load_seconds", "memory_bytes", b"memory_bytes", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModelStatusResponse: _TypeAlias = GetModelStatusResponse  # noqa: Y015
+
+@_typing.final
+class LoadModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadModelRequest: _TypeAlias = LoadModelRequest  # noqa: Y015
+
+@_typing.final
+class LoadModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    phase: Global___LoadPhase.ValueType
+    percent: _builtins.float
+    """0 to 100, from the weights read so far."""
+    eta_seconds: _builtins.float
+    """Seconds left at the rate so far; unset before there is a rate."""
+    memory_bytes: _builtins.int
+    """On the READY message."""
+    format: _builtins.str
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        phase: Global___LoadPhase.ValueType = ...,
+        percent: _builtins.float = ...,
+        eta_seconds: _builtins.float | None = ...,
+        memory_bytes: _builtins.int = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "eta_seconds", b"eta_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "eta_seconds", b"eta_seconds", "format", b"format", "memory_bytes", b"memory_bytes", "model_id", b"model_id", "percent", b"percent", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
+    _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__eta_seconds) -> _WhichOneofReturnType__eta_seconds | None: ...
+
+Global___LoadModelResponse: _TypeAlias = LoadModelResponse  # noqa: Y015
+
+@_typing.final
+class UnloadModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    force: _builtins.bool
+    """Cancel requests in flight at once instead of letting them finish."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnloadModelRequest: _TypeAlias = UnloadModelRequest  # noqa: Y015
+
+@_typing.final
+class UnloadModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    CANCELLED_REQUESTS_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    cancelled_requests: _builtins.int
+    """Requests that were still running and were cancelled."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        cancelled_requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_requests", b"cancelled_requests", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnloadModelResponse: _TypeAlias = UnloadModelResponse  # noqa: Y015

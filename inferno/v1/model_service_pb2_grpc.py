@@ -50,6 +50,16 @@ class ModelServiceStub:
                 request_serializer=inferno_dot_v1_dot_model__service__pb2.GetModelStatusRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_model__service__pb2.GetModelStatusResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_stream(
+                '/inferno.v1.ModelService/LoadModel',
+                request_serializer=inferno_dot_v1_dot_model__service__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_model__service__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/inferno.v1.ModelService/UnloadModel',
+                request_serializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -77,6 +87,22 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """Loads a model (or joins the load under way) and streams its progress; the last message has phase READY.
+        Fails with insufficient_memory over the memory budget and model_load_failed for a bad file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
+        (none with force), then the rest are cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +120,16 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.GetModelStatus,
                     request_deserializer=inferno_dot_v1_dot_model__service__pb2.GetModelStatusRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_model__service__pb2.GetModelStatusResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=inferno_dot_v1_dot_model__service__pb2.LoadModelRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_model__service__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +214,60 @@ class ModelService:
             '/inferno.v1.ModelService/GetModelStatus',
             inferno_dot_v1_dot_model__service__pb2.GetModelStatusRequest.SerializeToString,
             inferno_dot_v1_dot_model__service__pb2.GetModelStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/inferno.v1.ModelService/LoadModel',
+            inferno_dot_v1_dot_model__service__pb2.LoadModelRequest.SerializeToString,
+            inferno_dot_v1_dot_model__service__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.ModelService/UnloadModel',
+            inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
+            inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,14 @@ class ModelServiceStub:
     """Describes one model."""
     GetModelStatus: _grpc.UnaryUnaryMultiCallable[_model_service_pb2.GetModelStatusRequest, _model_service_pb2.GetModelStatusResponse]
     """Live engine figures for one model: queue, running sequences, batch sizes."""
+    LoadModel: _grpc.UnaryStreamMultiCallable[_model_service_pb2.LoadModelRequest, _model_service_pb2.LoadModelResponse]
+    """Loads a model (or joins the load under way) and streams its progress; the last message has phase READY.
+    Fails with insufficient_memory over the memory budget and model_load_failed for a bad file.
+    """
+    UnloadModel: _grpc.UnaryUnaryMultiCallable[_model_service_pb2.UnloadModelRequest, _model_service_pb2.UnloadModelResponse]
+    """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
+    (none with force), then the rest are cancelled.
+    """
 
 @_typing.type_check_only
 class ModelServiceAsyncStub(ModelServiceStub):
@@ -51,6 +59,14 @@ class ModelServiceAsyncStub(ModelServiceStub):
     """Describes one model."""
     GetModelStatus: _aio.UnaryUnaryMultiCallable[_model_service_pb2.GetModelStatusRequest, _model_service_pb2.GetModelStatusResponse]  # type: ignore[assignment]
     """Live engine figures for one model: queue, running sequences, batch sizes."""
+    LoadModel: _aio.UnaryStreamMultiCallable[_model_service_pb2.LoadModelRequest, _model_service_pb2.LoadModelResponse]  # type: ignore[assignment]
+    """Loads a model (or joins the load under way) and streams its progress; the last message has phase READY.
+    Fails with insufficient_memory over the memory budget and model_load_failed for a bad file.
+    """
+    UnloadModel: _aio.UnaryUnaryMultiCallable[_model_service_pb2.UnloadModelRequest, _model_service_pb2.UnloadModelResponse]  # type: ignore[assignment]
+    """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
+    (none with force), then the rest are cancelled.
+    """
 
 class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
     """The models this core serves."""
@@ -78,5 +94,25 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_model_service_pb2.GetModelStatusResponse, _abc.Awaitable[_model_service_pb2.GetModelStatusResponse]]:
         """Live engine figures for one model: queue, running sequences, batch sizes."""
+
+    @_abc_1.abstractmethod
+    def LoadModel(
+        self,
+        request: _model_service_pb2.LoadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_model_service_pb2.LoadModelResponse], _abc.AsyncIterator[_model_service_pb2.LoadModelResponse]]:
+        """Loads a model (or joins the load under way) and streams its progress; the last message has phase READY.
+        Fails with insufficient_memory over the memory budget and model_load_failed for a bad file.
+        """
+
+    @_abc_1.abstractmethod
+    def UnloadModel(
+        self,
+        request: _model_service_pb2.UnloadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_service_pb2.UnloadModelResponse, _abc.Awaitable[_model_service_pb2.UnloadModelResponse]]:
+        """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
+        (none with force), then the rest are cancelled.
+        """
 
 def add_ModelServiceServicer_to_server(servicer: ModelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

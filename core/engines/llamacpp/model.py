@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
@@ -32,15 +33,29 @@ def init_llama_backend() -> None:
 class GgufModel:
     """Owns a llama_model. Tokenization is thread-safe in llama.cpp, so any thread may call it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_progress: Callable[[float], None] | None = None) -> None:
+        """on_progress gets the fraction of the weights read, 0 to 1, on the loading thread."""
         if not path.is_file():
-            raise InfernoError("model_not_found", f"model file {path} does not exist")
+            raise InfernoError(
+                "model_load_failed", f"model file {path.name} does not exist", {"path": path.name}
+            )
         self.path = path
         params = llama.llama_model_default_params()
+        if on_progress is not None:
+
+            def report(progress: float, _user_data: ctypes.c_void_p) -> bool:
+                on_progress(float(progress))
+                return True
+
+            # Kept on params for the duration of the call: ctypes must not free it while llama.cpp calls it.
+            callback = llama.llama_progress_callback(report)
+            params.progress_callback = callback
         self.handle = llama.llama_model_load_from_file(str(path).encode(), params)
         if not self.handle:
             raise InfernoError(
-                "internal_error", f"llama.cpp could not load {path.name}: not a valid GGUF model"
+                "model_load_failed",
+                f"llama.cpp could not load {path.name}: not a valid GGUF model",
+                {"path": path.name},
             )
         self.vocab = llama.llama_model_get_vocab(self.handle)
         self.n_vocab = int(llama.llama_vocab_n_tokens(self.vocab))

@@ -1,0 +1,156 @@
+"""Every model the core can serve: from inferno.toml, --model flags, the models directories and the embedded
+default, each with a stable id and an estimated memory need. Paths from the config stay inside its models
+directories."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferno.config_file import ConfigError, ManagementConfig, ModelConfig
+from inferno.core.embedded import EMBEDDED_MODEL_ID, EMBEDDED_MODEL_OWNER, embedded_model_path
+from inferno.core.engines.llamacpp.engine import DEFAULT_CONTEXT_CAP, LlamaCppSettings
+from inferno.core.gguf_header import kv_cache_bytes, read_gguf_metadata
+from inferno.errors import InfernoError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_ENGINES = ("llama.cpp",)
+# Compute buffers, sampler state and the Python side of an engine, on top of weights and KV cache.
+ENGINE_OVERHEAD_BYTES = 96 << 20
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    path: Path
+    engine: str
+    owned_by: str
+    settings: LlamaCppSettings
+    load_at_start: bool
+    # None: stays loaded until unloaded.
+    keep_alive_s: float | None
+    created: int
+    file_size_bytes: int
+    format: str = "gguf"
+
+    def estimated_memory_bytes(self) -> int:
+        """Weights (the file) + KV cache for every parallel sequence + a fixed overhead. A file whose header
+        cannot be read counts as its size plus the overhead; loading it will fail with the reason."""
+        try:
+            metadata = read_gguf_metadata(self.path)
+        except (InfernoError, OSError):
+            return self.file_size_bytes + ENGINE_OVERHEAD_BYTES
+        arch = metadata.get("general.architecture")
+        trained = metadata.get(f"{arch}.context_length")
+        context = self.settings.context_length or DEFAULT_CONTEXT_CAP
+        if isinstance(trained, int) and trained > 0:
+            context = min(context, trained)
+        kv = kv_cache_bytes(metadata, context * self.settings.parallel_sequences) or 0
+        return self.file_size_bytes + kv + ENGINE_OVERHEAD_BYTES
+
+
+def model_id_for(path: Path) -> str:
+    """A stable id from a file name: lower case, [a-z0-9._-] only, no .gguf suffix."""
+    stem = path.name.removesuffix(".gguf")
+    return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-") or "model"
+
+
+def build_catalog(
+    config: ManagementConfig, model_paths: tuple[Path, ...], defaults: LlamaCppSettings
+) -> list[ModelEntry]:
+    """Config entries first, then --model files (all loaded at start), then other GGUF files in the models
+    dirs, then the embedded model unless --model files were given. When nothing is marked to load at start,
+    the embedded model (or else the first entry) is."""
+    entries: list[ModelEntry] = []
+    seen_paths: set[Path] = set()
+
+    def add(entry: ModelEntry) -> None:
+        if any(e.id == entry.id for e in entries):
+            raise ConfigError(f"two models have the id {entry.id!r}")
+        entries.append(entry)
+        seen_paths.add(entry.path)
+
+    for i, model in enumerate(config.models):
+        add(_configured_entry(model, config, defaults, f"[[models]] #{i + 1}"))
+    for path in model_paths:
+        resolved = path.resolve()
+        if not resolved.is_file():
+            raise ConfigError(f"--model {path}: no such file")
+        add(_entry(model_id_for(path), resolved, "local", defaults, True, config.keep_alive_s))
+    for directory in config.models_dirs:
+        for found in sorted(directory.glob("*.gguf")) if directory.is_dir() else []:
+            resolved = found.resolve()
+            if resolved not in seen_paths and _inside(resolved, config.models_dirs):
+                add(_entry(model_id_for(resolved), resolved, "local", defaults, False, config.keep_alive_s))
+    # --model flags mean "serve these": the embedded model joins everything else.
+    if not model_paths and not any(e.id == EMBEDDED_MODEL_ID for e in entries):
+        path = embedded_model_path()
+        add(_entry(EMBEDDED_MODEL_ID, path, EMBEDDED_MODEL_OWNER, defaults, False, None))
+    if not any(e.load_at_start for e in entries):
+        first = next((e for e in entries if e.id == EMBEDDED_MODEL_ID), entries[0])
+        entries[entries.index(first)] = _with_load_at_start(first)
+    return entries
+
+
+def _configured_entry(
+    model: ModelConfig, config: ManagementConfig, defaults: LlamaCppSettings, where: str
+) -> ModelEntry:
+    if model.engine not in SUPPORTED_ENGINES:
+        raise ConfigError(f"{where}: engine {model.engine!r} is not one of {', '.join(SUPPORTED_ENGINES)}")
+    path = confine(model.path, config.models_dirs, where)
+    settings = LlamaCppSettings(
+        parallel_sequences=model.parallel or defaults.parallel_sequences,
+        context_length=model.context_length or defaults.context_length,
+        batch_tokens=defaults.batch_tokens,
+        prompt_tokens_per_step=defaults.prompt_tokens_per_step,
+        threads=defaults.threads,
+    )
+    keep_alive = config.keep_alive_s if model.keep_alive_s is None else (model.keep_alive_s or None)
+    return _entry(model.id or model_id_for(path), path, model.owned_by, settings, model.load, keep_alive)
+
+
+def confine(path_text: str, roots: tuple[Path, ...], where: str) -> Path:
+    """The path, relative to the first models dir, resolved through symlinks; it must stay inside a models
+    dir."""
+    if not roots:
+        raise ConfigError(f"{where}: no models_dirs are configured, so no model path is allowed")
+    raw = Path(path_text)
+    if ".." in raw.parts:
+        raise ConfigError(f"{where}: path {path_text!r} may not contain '..'")
+    resolved = (raw if raw.is_absolute() else roots[0] / raw).resolve()
+    if not _inside(resolved, roots):
+        raise ConfigError(f"{where}: path {path_text!r} is outside the models directories")
+    return resolved
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path.is_relative_to(root.resolve()) for root in roots)
+
+
+def _entry(
+    model_id: str,
+    path: Path,
+    owned_by: str,
+    settings: LlamaCppSettings,
+    load_at_start: bool,
+    keep_alive_s: float | None,
+) -> ModelEntry:
+    stat = path.stat() if path.exists() else None
+    return ModelEntry(
+        id=model_id,
+        path=path,
+        engine="llama.cpp",
+        owned_by=owned_by,
+        settings=settings,
+        load_at_start=load_at_start,
+        keep_alive_s=keep_alive_s,
+        created=int(stat.st_mtime) if stat else 0,
+        file_size_bytes=stat.st_size if stat else 0,
+    )
+
+
+def _with_load_at_start(entry: ModelEntry) -> ModelEntry:
+    return ModelEntry(**{**entry.__dict__, "load_at_start": True})

@@ -1,0 +1,345 @@
+"""Loads and unloads models on demand under a memory budget, and hands requests the engine of a model.
+
+Each loaded model has its own engine (and engine thread). Loading runs in a worker thread and reports
+progress; several callers asking for the same model share one load. Unload rule: the model stops taking new
+requests at once, requests in flight get drain_timeout_s to finish, then the rest are cancelled (they end
+with model_not_ready). Idle models unload after their keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from inferno.core.catalog import ModelEntry
+from inferno.core.engines.base import Engine, ModelDescription
+from inferno.core.engines.llamacpp.engine import LlamaCppEngine
+from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
+from inferno.core.gguf_header import read_gguf_metadata
+from inferno.core.metrics import EngineMetrics
+from inferno.errors import InfernoError
+
+log = logging.getLogger(__name__)
+
+_REAP_INTERVAL_S = 0.5
+# Share of a load's progress bar given to reading weights; creating the context is the rest.
+_WEIGHTS_SHARE = 0.9
+
+
+class ModelState(Enum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED = "failed"
+
+
+class LoadPhase(Enum):
+    QUEUED = "queued"
+    READING_WEIGHTS = "reading_weights"
+    CREATING_CONTEXT = "creating_context"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    model_id: str
+    phase: LoadPhase
+    # 0 to 100.
+    percent: float
+    # Seconds left, from the rate so far; None before there is a rate.
+    eta_s: float | None
+    state: ModelState
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    auto_load: bool = True
+    memory_budget_bytes: int | None = None
+    evict_idle: bool = False
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(eq=False)
+class ManagedModel:
+    entry: ModelEntry
+    estimated_memory_bytes: int
+    state: ModelState = ModelState.UNLOADED
+    engine: Engine | None = None
+    phase: LoadPhase = LoadPhase.QUEUED
+    percent: float = 0.0
+    load_started: float = 0.0
+    loaded_at: float = 0.0
+    load_seconds: float = 0.0
+    error: InfernoError | None = None
+    load_task: asyncio.Task[Engine] | None = None
+    watchers: list[asyncio.Queue[LoadProgress]] = field(default_factory=list)
+
+    def progress(self) -> LoadProgress:
+        elapsed = time.monotonic() - self.load_started
+        eta = elapsed * (100 - self.percent) / self.percent if 0 < self.percent < 100 else None
+        return LoadProgress(self.entry.id, self.phase, self.percent, eta, self.state)
+
+    def last_used(self) -> float:
+        """Monotonic-free wall seconds of the last request, or of the load when there was none."""
+        used = self.engine.stats().last_used if self.engine is not None else 0.0
+        return max(used, self.loaded_at)
+
+    def busy(self) -> bool:
+        if self.engine is None:
+            return False
+        stats = self.engine.stats()
+        return stats.running_sequences + stats.waiting_sequences > 0
+
+
+class ModelManager:
+    def __init__(self, entries: list[ModelEntry], options: ManagerOptions, metrics: EngineMetrics) -> None:
+        init_llama_backend()
+        self._models = {e.id: ManagedModel(e, e.estimated_memory_bytes()) for e in entries}
+        self._options = options
+        self._metrics = metrics
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def default_model_id(self) -> str:
+        loaded = [m.entry.id for m in self._models.values() if m.state is ModelState.LOADED]
+        return loaded[0] if loaded else next(iter(self._models))
+
+    def ids(self) -> list[str]:
+        return list(self._models)
+
+    def models(self) -> list[ManagedModel]:
+        return list(self._models.values())
+
+    def loaded_engines(self) -> list[Engine]:
+        return [
+            m.engine for m in self._models.values() if m.engine is not None and m.state is ModelState.LOADED
+        ]
+
+    def model(self, model_id: str) -> ManagedModel:
+        managed = self._models.get(model_id)
+        if managed is None:
+            raise InfernoError(
+                "model_not_found",
+                f"The requested model '{model_id}' was not found",
+                {
+                    "available_models": self.ids(),
+                    "suggestion": "Use 'GET /v1/models' to see available models",
+                },
+            )
+        return managed
+
+    async def start(self) -> None:
+        """Loads the models marked load-at-start (one after another) and starts the keep-alive reaper."""
+        for managed in self._models.values():
+            if managed.entry.load_at_start:
+                await self.load(managed.entry.id)
+        self._reaper = asyncio.create_task(self._reap_idle_models())
+
+    async def engine_for(self, model_id: str) -> Engine:
+        """The engine serving model_id, loading it first when auto_load is on."""
+        managed = self.model(model_id)
+        if managed.state is ModelState.LOADED and managed.engine is not None:
+            return managed.engine
+        if managed.state is ModelState.LOADING and not self._options.auto_load:
+            eta = managed.progress().eta_s
+            raise InfernoError(
+                "model_not_ready",
+                "Model not ready",
+                {"model_id": model_id, "retry_after_s": str(max(1, round(eta or 5)))},
+            )
+        if not self._options.auto_load:
+            raise InfernoError(
+                "model_not_loaded",
+                f"The model '{model_id}' exists but is not loaded",
+                {"model_id": model_id, "suggestion": f"Load it with 'POST /v1/models/{model_id}/load'"},
+            )
+        return await self.load(model_id)
+
+    async def load(self, model_id: str, watcher: asyncio.Queue[LoadProgress] | None = None) -> Engine:
+        """Loads the model (or joins the load under way); watcher gets every progress update."""
+        managed = self.model(model_id)
+        if watcher is not None:
+            managed.watchers.append(watcher)
+        try:
+            if managed.state is ModelState.LOADED and managed.engine is not None:
+                if watcher is not None:
+                    watcher.put_nowait(managed.progress())
+                return managed.engine
+            if managed.load_task is None:
+                self._make_room_for(managed)
+                managed.load_task = asyncio.create_task(self._load(managed))
+            return await asyncio.shield(managed.load_task)
+        finally:
+            if watcher is not None:
+                managed.watchers.remove(watcher)
+
+    async def unload(self, model_id: str, force: bool = False) -> int:
+        """Unloads by the rule above; returns how many requests were cancelled."""
+        managed = self.model(model_id)
+        if managed.state is ModelState.LOADING:
+            raise InfernoError(
+                "model_not_ready", f"The model '{model_id}' is still loading", {"model_id": model_id}
+            )
+        engine = managed.engine
+        if engine is None:
+            managed.state = ModelState.UNLOADED
+            managed.error = None
+            return 0
+        managed.state, managed.engine = ModelState.UNLOADED, None
+        self._metrics.set_model_state(model_id, ModelState.UNLOADED.value)
+        deadline = time.monotonic() + (0 if force else self._options.drain_timeout_s)
+        while time.monotonic() < deadline and _in_flight(engine):
+            await asyncio.sleep(0.05)
+        cancelled = _in_flight(engine)
+        await asyncio.to_thread(engine.close)
+        log.info("unloaded %s (%d requests cancelled)", model_id, cancelled)
+        return cancelled
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for managed in self._models.values():
+            if managed.load_task is not None:
+                with contextlib.suppress(Exception):
+                    await managed.load_task
+            if managed.engine is not None:
+                await asyncio.to_thread(managed.engine.close)
+                managed.engine = None
+
+    # --- loading ----------------------------------------------------------------------------------------
+
+    def _make_room_for(self, managed: ManagedModel) -> None:
+        budget = self._options.memory_budget_bytes
+        if budget is None:
+            return
+        needed = managed.estimated_memory_bytes
+        while needed + self._committed_bytes() > budget:
+            victim = self._least_recently_used_idle() if self._options.evict_idle else None
+            if victim is None:
+                raise InfernoError(
+                    "insufficient_memory",
+                    f"Loading '{managed.entry.id}' needs about {needed >> 20} MiB; the memory budget is "
+                    f"{budget >> 20} MiB with {self._committed_bytes() >> 20} MiB in use",
+                    {
+                        "model_id": managed.entry.id,
+                        "required_bytes": str(needed),
+                        "budget_bytes": str(budget),
+                        "in_use_bytes": str(self._committed_bytes()),
+                        "suggestion": "Unload a model, or raise [server] memory_budget",
+                    },
+                )
+            # Synchronous part of an unload: the engine is idle, so nothing is cancelled.
+            engine = victim.engine
+            victim.state, victim.engine = ModelState.UNLOADED, None
+            self._metrics.set_model_state(victim.entry.id, ModelState.UNLOADED.value)
+            if engine is not None:
+                engine.close()
+            log.info("evicted %s to make room for %s", victim.entry.id, managed.entry.id)
+
+    def _committed_bytes(self) -> int:
+        return sum(
+            m.estimated_memory_bytes
+            for m in self._models.values()
+            if m.state in (ModelState.LOADED, ModelState.LOADING)
+        )
+
+    def _least_recently_used_idle(self) -> ManagedModel | None:
+        idle = [m for m in self._models.values() if m.state is ModelState.LOADED and not m.busy()]
+        return min(idle, key=ManagedModel.last_used, default=None)
+
+    async def _load(self, managed: ManagedModel) -> Engine:
+        loop = asyncio.get_running_loop()
+        managed.state, managed.error = ModelState.LOADING, None
+        managed.phase, managed.percent = LoadPhase.QUEUED, 0.0
+        managed.load_started = time.monotonic()
+        self._metrics.set_model_state(managed.entry.id, ModelState.LOADING.value)
+        self._notify(managed)
+
+        def report(phase: LoadPhase, fraction: float) -> None:
+            def apply() -> None:
+                managed.phase = phase
+                managed.percent = max(managed.percent, round(100 * fraction, 1))
+                self._notify(managed)
+
+            loop.call_soon_threadsafe(apply)
+
+        try:
+            engine = await asyncio.to_thread(self._build_engine, managed.entry, report)
+        except InfernoError as error:
+            managed.state, managed.error = ModelState.FAILED, error
+            self._metrics.set_model_state(managed.entry.id, ModelState.FAILED.value)
+            log.error("loading %s failed: %s", managed.entry.id, error.message)
+            raise
+        except Exception as exc:
+            log.exception("loading %s failed", managed.entry.id)
+            error = InfernoError("model_load_failed", f"loading '{managed.entry.id}' failed: {exc}")
+            managed.state, managed.error = ModelState.FAILED, error
+            self._metrics.set_model_state(managed.entry.id, ModelState.FAILED.value)
+            raise error from exc
+        finally:
+            managed.load_task = None
+        managed.engine, managed.state = engine, ModelState.LOADED
+        managed.phase, managed.percent = LoadPhase.READY, 100.0
+        managed.loaded_at = time.time()
+        managed.load_seconds = time.monotonic() - managed.load_started
+        self._metrics.observe_load(managed.entry.id, managed.load_seconds)
+        self._metrics.set_model_state(managed.entry.id, ModelState.LOADED.value)
+        self._notify(managed)
+        log.info("loaded %s from %s in %.1f s", managed.entry.id, managed.entry.path, managed.load_seconds)
+        return engine
+
+    def _build_engine(self, entry: ModelEntry, report: Callable[[LoadPhase, float], None]) -> Engine:
+        read_gguf_metadata(entry.path)  # a clear error for a missing or corrupt file before llama.cpp sees it
+        report(LoadPhase.READING_WEIGHTS, 0.0)
+        model = GgufModel(entry.path, lambda f: report(LoadPhase.READING_WEIGHTS, f * _WEIGHTS_SHARE))
+        report(LoadPhase.CREATING_CONTEXT, _WEIGHTS_SHARE)
+        description = ModelDescription(
+            id=entry.id,
+            path=str(entry.path),
+            format=entry.format,
+            engine=entry.engine,
+            owned_by=entry.owned_by,
+            created=entry.created,
+            context_length=model.n_ctx_train,
+            file_size_bytes=entry.file_size_bytes,
+            vocab_size=model.n_vocab,
+        )
+        try:
+            return LlamaCppEngine(description, model, entry.settings, self._metrics)
+        except BaseException:
+            model.close()
+            raise
+
+    def _notify(self, managed: ManagedModel) -> None:
+        progress = managed.progress()
+        for watcher in managed.watchers:
+            watcher.put_nowait(progress)
+
+    # --- keep-alive ------------------------------------------------------------------------------------
+
+    async def _reap_idle_models(self) -> None:
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL_S)
+            now = time.time()
+            for managed in list(self._models.values()):
+                keep_alive = managed.entry.keep_alive_s
+                if (
+                    keep_alive is not None
+                    and managed.state is ModelState.LOADED
+                    and not managed.busy()
+                    and now - managed.last_used() > keep_alive
+                ):
+                    log.info("%s idle for %.0f s: unloading", managed.entry.id, keep_alive)
+                    await self.unload(managed.entry.id)
+
+
+def _in_flight(engine: Engine) -> int:
+    stats = engine.stats()
+    return stats.running_sequences + stats.waiting_sequences
