@@ -172,6 +172,10 @@ class ModelManager:
                 return managed.engine
             if managed.load_task is None:
                 self._make_room_for(managed)
+                # LOADING from now on, so requests arriving before the task runs see it.
+                managed.state, managed.error = ModelState.LOADING, None
+                managed.phase, managed.percent = LoadPhase.QUEUED, 0.0
+                managed.load_started = time.monotonic()
                 managed.load_task = asyncio.create_task(self._load(managed))
             return await asyncio.shield(managed.load_task)
         finally:
@@ -256,9 +260,6 @@ class ModelManager:
 
     async def _load(self, managed: ManagedModel) -> Engine:
         loop = asyncio.get_running_loop()
-        managed.state, managed.error = ModelState.LOADING, None
-        managed.phase, managed.percent = LoadPhase.QUEUED, 0.0
-        managed.load_started = time.monotonic()
         self._metrics.set_model_state(managed.entry.id, ModelState.LOADING.value)
         self._notify(managed)
 

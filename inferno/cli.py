@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--host", default=DEFAULT_HOST)
     _add_core_arguments(core)
 
+    models = commands.add_parser("models", help="list, load, unload or inspect models of a running core")
+    models.add_argument("action", choices=["list", "load", "unload", "status"])
+    models.add_argument("model_id", nargs="?", help="the model (all actions but list)")
+    models.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
+    models.add_argument("--force", action="store_true", help="unload: cancel requests in flight at once")
+
     gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
     gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
     gateway.add_argument("--host", default=DEFAULT_HOST)
@@ -117,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         core = _core_options(args, args.host)
         gateway = GatewayOptions(core_address=f"{args.host}:{args.grpc_port}", host=args.host, port=args.port)
         return serve(core, gateway)
+    if args.command == "models":
+        from inferno.models_cli import run_models_command
+
+        return run_models_command(args.core, args.action, args.model_id, args.force)
     if args.command == "core":
         from inferno.core.server import serve_core
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -32,6 +33,8 @@ class RunningServer:
     http_port: int
     grpc_port: int
     log_path: Path
+    # The `inferno serve` supervisor; the core and the gateway are its children.
+    pid: int = 0
 
     @property
     def base_url(self) -> str:
@@ -59,9 +62,9 @@ def _wait_until_healthy(server: RunningServer, process: subprocess.Popen[bytes])
     raise RuntimeError(f"inferno serve did not become healthy:\n{server.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[RunningServer]:
-    """`inferno serve` on the embedded model, started once, stopped with SIGTERM at the end."""
+@contextlib.contextmanager
+def running_inferno(*extra_args: str) -> Iterator[RunningServer]:
+    """`inferno serve` with extra_args on free ports, from a fresh directory; SIGTERM at the end."""
     log_dir = Path(tempfile.mkdtemp(prefix="inferno-test-"))
     running = RunningServer(free_port(), free_port(), log_dir / "serve.log")
     command = [
@@ -73,6 +76,7 @@ def server() -> Iterator[RunningServer]:
         str(running.http_port),
         "--grpc-port",
         str(running.grpc_port),
+        *extra_args,
     ]
     with running.log_path.open("wb") as log:
         # cwd outside the checkout so the installed package is what runs.
@@ -81,13 +85,20 @@ def server() -> Iterator[RunningServer]:
         )
     try:
         _wait_until_healthy(running, process)
-        yield running
+        yield replace(running, pid=process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """`inferno serve` on the embedded model, started once for the whole suite."""
+    with running_inferno() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,97 @@
+"""`inferno models list|load|unload|status`: model management against a running core, over gRPC."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import grpc
+
+from inferno.errors import error_from_rpc
+from inferno.v1 import model_service_pb2 as pb
+from inferno.v1 import model_service_pb2_grpc
+
+_STATES = {
+    pb.MODEL_STATE_UNLOADED: "unloaded",
+    pb.MODEL_STATE_LOADING: "loading",
+    pb.MODEL_STATE_LOADED: "loaded",
+    pb.MODEL_STATE_FAILED: "failed",
+}
+_PHASES = {
+    pb.LOAD_PHASE_QUEUED: "queued",
+    pb.LOAD_PHASE_READING_WEIGHTS: "reading weights",
+    pb.LOAD_PHASE_CREATING_CONTEXT: "creating context",
+    pb.LOAD_PHASE_READY: "ready",
+}
+_BAR_WIDTH = 30
+
+
+def run_models_command(
+    core: str, action: str, model_id: str | None, force: bool, out: TextIO = sys.stdout
+) -> int:
+    with grpc.insecure_channel(core) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        try:
+            if action == "list":
+                _list(stub, out)
+            elif action == "status":
+                _status(stub, _required(model_id), out)
+            elif action == "load":
+                _load(stub, _required(model_id), out)
+            else:
+                reply = stub.UnloadModel(pb.UnloadModelRequest(model_id=_required(model_id), force=force))
+                out.write(f"unloaded {reply.model_id} ({reply.cancelled_requests} requests cancelled)\n")
+        except grpc.RpcError as rpc_error:
+            error = error_from_rpc(rpc_error)
+            print(f"inferno models {action}: {error.code}: {error.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _required(model_id: str | None) -> str:
+    if not model_id:
+        raise SystemExit("inferno models: this action needs a model id")
+    return model_id
+
+
+def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO) -> None:
+    models = stub.ListModels(pb.ListModelsRequest()).models
+    out.write(f"{'ID':32} {'STATE':9} {'ENGINE':10} {'SIZE':>9} {'EST. MEMORY':>11}\n")
+    for model in models:
+        out.write(
+            f"{model.id:32} {_STATES.get(model.state, '?'):9} {model.engine:10} "
+            f"{_mib(model.file_size_bytes):>9} {_mib(model.estimated_memory_bytes):>11}\n"
+        )
+
+
+def _status(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO) -> None:
+    status = stub.GetModelStatus(pb.GetModelStatusRequest(model_id=model_id))
+    stats = status.stats
+    out.write(f"{status.model_id}: {_STATES.get(status.state, '?')}, memory {_mib(status.memory_bytes)}\n")
+    if status.error:
+        out.write(f"  error: {status.error}\n")
+    if status.HasField("stats"):
+        out.write(
+            f"  requests {stats.requests_total}, running {stats.running_sequences}, "
+            f"waiting {stats.waiting_sequences}, {stats.tokens_per_second:.1f} tok/s, "
+            f"avg latency {stats.avg_latency_ms:.0f} ms\n"
+        )
+
+
+def _load(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO) -> None:
+    for update in stub.LoadModel(pb.LoadModelRequest(model_id=model_id)):
+        if update.phase == pb.LOAD_PHASE_READY:
+            out.write(f"\r{progress_bar(100.0, 'ready')}\n")
+            out.write(f"loaded {update.model_id} ({_mib(update.memory_bytes)})\n")
+        else:
+            out.write(f"\r{progress_bar(update.percent, _PHASES.get(update.phase, ''))}")
+        out.flush()
+
+
+def progress_bar(percent: float, label: str) -> str:
+    filled = round(_BAR_WIDTH * min(max(percent, 0.0), 100.0) / 100)
+    return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {percent:5.1f}% {label:<16}"
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):.1f} MiB"
