@@ -1,9 +1,11 @@
 """GET /ws: streamed chats over one WebSocket, as {"type", "id", "data"} JSON messages.
 
 Client messages: "chat" (data is a chat completion body; streaming is implied), "cancel" (the id of a running
-chat) and "ping". Replies: "chat_chunk" per piece of text, then "chat_done", or "error"; "pong". Each chat
-ends with exactly one "chat_done" or "error"; a cancelled chat ends with "chat_done" whose finish_reason is
-"cancelled". Several chats may run at once, one task each; closing the socket cancels them all.
+chat), "ping", "subscribe_metrics", "subscribe_models" and "unsubscribe" (the id of a subscription; see
+ws_subscriptions.py). Replies: "chat_chunk" per piece of text, then "chat_done", or "error"; "pong";
+"metrics_update" and "model_status" per subscription; "unsubscribed". Each chat ends with exactly one
+"chat_done" or "error"; a cancelled chat ends with "chat_done" whose finish_reason is "cancelled". Several
+chats and subscriptions may run at once, one task each; closing the socket cancels them all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from .core_client import CORE
 from .metrics import METRICS
 from .openai.requests import parse_chat_request, parse_json_object
 from .openai.responses import finish_reason_name, usage_json
+from .ws_subscriptions import metrics_updates, model_status_updates, parse_metrics_subscription
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ _HEARTBEAT_S = 30.0
 _CLIENT_CLOSED = 499
 
 ChatId = str | int
+_MESSAGE_TYPES = ("chat", "cancel", "ping", "subscribe_metrics", "subscribe_models", "unsubscribe")
 Frame = dict[str, Any]
 
 
@@ -92,6 +97,7 @@ class _ChatSession:
         # Running chats by id, for "cancel"; a chat leaves it just before its last frame. _tasks holds every
         # task until it ends (the event loop keeps only weak references).
         self._chats: dict[ChatId, asyncio.Task[None]] = {}
+        self._subscriptions: dict[ChatId, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
 
@@ -106,14 +112,23 @@ class _ChatSession:
             if kind == "ping":
                 await self._send({"type": "pong", "id": chat_id, "data": {}})
                 return
-            if kind not in ("chat", "cancel"):
-                raise invalid_param("type", f"unknown message type {kind!r}; expected chat, cancel or ping")
+            if kind not in _MESSAGE_TYPES:
+                raise invalid_param(
+                    "type", f"unknown message type {kind!r}; expected one of {', '.join(_MESSAGE_TYPES)}"
+                )
             if chat_id is None:
                 raise invalid_param("id", "'id' must be a non-empty string or an integer")
             if kind == "chat":
                 self._start_chat(chat_id, frame.get("data"))
-            else:
+            elif kind == "cancel":
                 await self._cancel_chat(chat_id)
+            elif kind == "subscribe_metrics":
+                subscription = parse_metrics_subscription(frame.get("data"))
+                self._subscribe(chat_id, "metrics_update", metrics_updates(self._request, subscription))
+            elif kind == "subscribe_models":
+                self._subscribe(chat_id, "model_status", model_status_updates(self._request))
+            else:
+                await self._unsubscribe(chat_id)
         except InfernoError as error:
             await self.send_error(chat_id, error)
 
@@ -128,9 +143,35 @@ class _ChatSession:
         if tasks:
             await asyncio.wait(tasks)
 
+    def _subscribe(self, sub_id: ChatId, kind: str, updates: AsyncIterator[dict[str, Any]]) -> None:
+        if sub_id in self._subscriptions or sub_id in self._chats:
+            raise invalid_param("id", f"id {sub_id!r} is already in use on this socket")
+        task = asyncio.create_task(self._run_subscription(sub_id, kind, updates))
+        self._subscriptions[sub_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_subscription(
+        self, sub_id: ChatId, kind: str, updates: AsyncIterator[dict[str, Any]]
+    ) -> None:
+        try:
+            async for data in updates:
+                await self._send({"type": kind, "id": sub_id, "data": data})
+        except InfernoError as error:
+            self._subscriptions.pop(sub_id, None)
+            await self.send_error(sub_id, error)
+
+    async def _unsubscribe(self, sub_id: ChatId) -> None:
+        task = self._subscriptions.pop(sub_id, None)
+        if task is None:
+            raise InfernoError("not_found", f"no subscription with id {sub_id!r}", {"param": "id"})
+        task.cancel()
+        await asyncio.wait([task])
+        await self._send({"type": "unsubscribed", "id": sub_id, "data": {}})
+
     def _start_chat(self, chat_id: ChatId, data: Any) -> None:
-        if chat_id in self._chats:
-            raise invalid_param("id", f"a chat with id {chat_id!r} is already running")
+        if chat_id in self._chats or chat_id in self._subscriptions:
+            raise invalid_param("id", f"id {chat_id!r} is already in use on this socket")
         if not isinstance(data, dict):
             raise invalid_param("data", "'data' must be an object holding a chat completion body")
         chat = parse_chat_request(data)

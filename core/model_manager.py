@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -54,6 +54,8 @@ class LoadProgress:
     # Seconds left, from the rate so far; None before there is a rate.
     eta_s: float | None
     state: ModelState
+    # Why the last load failed, in state FAILED.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ class ManagedModel:
     def progress(self) -> LoadProgress:
         elapsed = time.monotonic() - self.load_started
         eta = elapsed * (100 - self.percent) / self.percent if 0 < self.percent < 100 else None
-        return LoadProgress(self.entry.id, self.phase, self.percent, eta, self.state)
+        error = self.error.message if self.error is not None else None
+        return LoadProgress(self.entry.id, self.phase, self.percent, eta, self.state, error)
 
     def last_used(self) -> float:
         """Monotonic-free wall seconds of the last request, or of the load when there was none."""
@@ -103,6 +106,7 @@ class ModelManager:
         self._options = options
         self._metrics = metrics
         self._reaper: asyncio.Task[None] | None = None
+        self._watchers: set[asyncio.Queue[LoadProgress]] = set()
 
     @property
     def default_model_id(self) -> str:
@@ -191,11 +195,11 @@ class ModelManager:
             )
         engine = managed.engine
         if engine is None:
-            managed.state = ModelState.UNLOADED
             managed.error = None
+            self._set_state(managed, ModelState.UNLOADED)
             return 0
-        managed.state, managed.engine = ModelState.UNLOADED, None
-        self._metrics.set_model_state(model_id, ModelState.UNLOADED.value)
+        managed.engine = None
+        self._set_state(managed, ModelState.UNLOADED)
         deadline = time.monotonic() + (0 if force else self._options.drain_timeout_s)
         while time.monotonic() < deadline and _in_flight(engine):
             await asyncio.sleep(0.05)
@@ -241,8 +245,8 @@ class ModelManager:
                 )
             # Synchronous part of an unload: the engine is idle, so nothing is cancelled.
             engine = victim.engine
-            victim.state, victim.engine = ModelState.UNLOADED, None
-            self._metrics.set_model_state(victim.entry.id, ModelState.UNLOADED.value)
+            victim.engine = None
+            self._set_state(victim, ModelState.UNLOADED)
             if engine is not None:
                 engine.close()
             log.info("evicted %s to make room for %s", victim.entry.id, managed.entry.id)
@@ -260,8 +264,7 @@ class ModelManager:
 
     async def _load(self, managed: ManagedModel) -> Engine:
         loop = asyncio.get_running_loop()
-        self._metrics.set_model_state(managed.entry.id, ModelState.LOADING.value)
-        self._notify(managed)
+        self._set_state(managed, ModelState.LOADING)
 
         def report(phase: LoadPhase, fraction: float) -> None:
             def apply() -> None:
@@ -274,25 +277,24 @@ class ModelManager:
         try:
             engine = await asyncio.to_thread(self._build_engine, managed.entry, report)
         except InfernoError as error:
-            managed.state, managed.error = ModelState.FAILED, error
-            self._metrics.set_model_state(managed.entry.id, ModelState.FAILED.value)
+            managed.error = error
+            self._set_state(managed, ModelState.FAILED)
             log.error("loading %s failed: %s", managed.entry.id, error.message)
             raise
         except Exception as exc:
             log.exception("loading %s failed", managed.entry.id)
             error = InfernoError("model_load_failed", f"loading '{managed.entry.id}' failed: {exc}")
-            managed.state, managed.error = ModelState.FAILED, error
-            self._metrics.set_model_state(managed.entry.id, ModelState.FAILED.value)
+            managed.error = error
+            self._set_state(managed, ModelState.FAILED)
             raise error from exc
         finally:
             managed.load_task = None
-        managed.engine, managed.state = engine, ModelState.LOADED
+        managed.engine = engine
         managed.phase, managed.percent = LoadPhase.READY, 100.0
         managed.loaded_at = time.time()
         managed.load_seconds = time.monotonic() - managed.load_started
         self._metrics.observe_load(managed.entry.id, managed.load_seconds)
-        self._metrics.set_model_state(managed.entry.id, ModelState.LOADED.value)
-        self._notify(managed)
+        self._set_state(managed, ModelState.LOADED)
         log.info("loaded %s from %s in %.1f s", managed.entry.id, managed.entry.path, managed.load_seconds)
         return engine
 
@@ -318,10 +320,26 @@ class ModelManager:
             model.close()
             raise
 
+    def _set_state(self, managed: ManagedModel, state: ModelState) -> None:
+        managed.state = state
+        self._metrics.set_model_state(managed.entry.id, state.value)
+        self._notify(managed)
+
     def _notify(self, managed: ManagedModel) -> None:
+        """Hands the model's progress to the watchers of its load and to every watcher of all models."""
         progress = managed.progress()
-        for watcher in managed.watchers:
+        for watcher in (*managed.watchers, *self._watchers):
             watcher.put_nowait(progress)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[asyncio.Queue[LoadProgress]]:
+        """A queue of every model's state and load progress changes while the block runs."""
+        queue: asyncio.Queue[LoadProgress] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._watchers.discard(queue)
 
     # --- keep-alive ------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,9 @@ import grpc
 import httpx
 import pytest
 from openai import OpenAI
+
+from inferno.core.embedded import embedded_model_path
+from inferno.v1 import model_service_pb2_grpc
 
 STARTUP_TIMEOUT_S = 180.0
 
@@ -121,3 +125,45 @@ def grpc_channel(server: RunningServer) -> Iterator[grpc.Channel]:
 @pytest.fixture(scope="session")
 def model_id(http: httpx.Client) -> str:
     return str(http.get("/v1/models").json()["data"][0]["id"])
+
+
+MANAGED_CONFIG = """
+[server]
+models_dirs = ["models"]
+
+[[models]]
+id = "second"
+path = "second.gguf"
+context_length = 512
+parallel = 2
+
+[[models]]
+id = "broken"
+path = "broken.gguf"
+"""
+
+
+@pytest.fixture(scope="session")
+def managed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """`inferno serve --config` with the embedded model (loaded), a copy of it as "second" (not loaded) and a
+    corrupt GGUF file as "broken"."""
+    root = tmp_path_factory.mktemp("managed")
+    (root / "models").mkdir()
+    shutil.copy(embedded_model_path(), root / "models" / "second.gguf")
+    (root / "models" / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 4096)
+    (root / "inferno.toml").write_text(MANAGED_CONFIG)
+    config = str(root / "inferno.toml")
+    with running_inferno("--config", config, "--parallel", "2", "--ctx-size", "512") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def managed_http(managed_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=managed_server.base_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def models_stub(managed_server: RunningServer) -> Iterator[model_service_pb2_grpc.ModelServiceStub]:
+    with grpc.insecure_channel(managed_server.grpc_target) as channel:
+        yield model_service_pb2_grpc.ModelServiceStub(channel)

@@ -4,75 +4,24 @@ broken one; load, unload, auto-load, progress, status, metrics and the CLI again
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 import httpx
 import psutil
-import pytest
 
 from inferno.core.embedded import EMBEDDED_MODEL_ID, embedded_model_path
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
-from tests.conftest import RunningServer, running_inferno
-
-CONFIG = """
-[server]
-models_dirs = ["models"]
-
-[[models]]
-id = "second"
-path = "second.gguf"
-context_length = 512
-parallel = 2
-
-[[models]]
-id = "broken"
-path = "broken.gguf"
-"""
+from tests.conftest import RunningServer
+from tests.management_helpers import model_state as _status
+from tests.management_helpers import unloaded as _unloaded
 
 
-@pytest.fixture(scope="module")
-def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("managed")
-    (root / "models").mkdir()
-    shutil.copy(embedded_model_path(), root / "models" / "second.gguf")
-    (root / "models" / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 4096)
-    (root / "inferno.toml").write_text(CONFIG)
-    with running_inferno(
-        "--config", str(root / "inferno.toml"), "--parallel", "2", "--ctx-size", "512"
-    ) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def client(managed: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=managed.base_url, timeout=120) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def models_stub(managed: RunningServer) -> Iterator[model_service_pb2_grpc.ModelServiceStub]:
-    with grpc.insecure_channel(managed.grpc_target) as channel:
-        yield model_service_pb2_grpc.ModelServiceStub(channel)
-
-
-def _status(client: httpx.Client, model_id: str) -> str:
-    return str(client.get(f"/v1/models/{model_id}/status").json()["status"])
-
-
-def _unloaded(client: httpx.Client, model_id: str) -> None:
-    if _status(client, model_id) == "loaded":
-        assert client.post(f"/v1/models/{model_id}/unload").status_code == 200
-
-
-def _chat(client: httpx.Client, model_id: str) -> httpx.Response:
-    return client.post(
+def _chat(managed_http: httpx.Client, model_id: str) -> httpx.Response:
+    return managed_http.post(
         "/v1/chat/completions",
         json={"model": model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
     )
@@ -101,29 +50,29 @@ def test_every_source_is_listed_with_state_and_estimate(
 
 
 def test_load_answers_in_the_seed_shape_and_both_models_serve_at_once(
-    client: httpx.Client, managed: RunningServer
+    managed_http: httpx.Client, managed_server: RunningServer
 ) -> None:
-    _unloaded(client, "second")
-    reply = client.post("/v1/models/second/load")
+    _unloaded(managed_http, "second")
+    reply = managed_http.post("/v1/models/second/load")
     assert reply.status_code == 200
     body = reply.json()
     assert body["status"] == "success" and body["message"] == "Model loaded successfully"
     assert body["model_id"] == "second" and body["backend"] == "gguf" and body["memory_usage"].endswith("MB")
-    assert _status(client, "second") == "loaded"
+    assert _status(managed_http, "second") == "loaded"
     with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda m: _chat(client, m), ["second", EMBEDDED_MODEL_ID] * 2))
+        replies = list(pool.map(lambda m: _chat(managed_http, m), ["second", EMBEDDED_MODEL_ID] * 2))
     assert all(r.status_code == 200 and r.json()["choices"][0]["message"]["content"] for r in replies)
     assert {r.json()["model"] for r in replies} == {"second", EMBEDDED_MODEL_ID}
 
 
 def test_unload_frees_memory_and_a_request_loads_the_model_again(
-    client: httpx.Client, managed: RunningServer
+    managed_http: httpx.Client, managed_server: RunningServer
 ) -> None:
-    if _status(client, "second") != "loaded":
-        assert client.post("/v1/models/second/load").status_code == 200
-    assert _chat(client, "second").status_code == 200
-    loaded_rss = _core_rss(managed)
-    reply = client.post("/v1/models/second/unload")
+    if _status(managed_http, "second") != "loaded":
+        assert managed_http.post("/v1/models/second/load").status_code == 200
+    assert _chat(managed_http, "second").status_code == 200
+    loaded_rss = _core_rss(managed_server)
+    reply = managed_http.post("/v1/models/second/unload")
     assert reply.status_code == 200
     assert reply.json() == {
         "status": "success",
@@ -131,17 +80,17 @@ def test_unload_frees_memory_and_a_request_loads_the_model_again(
         "model_id": "second",
         "cancelled_requests": 0,
     }
-    assert _status(client, "second") == "unloaded"
-    assert loaded_rss - _core_rss(managed) > 50 << 20
+    assert _status(managed_http, "second") == "unloaded"
+    assert loaded_rss - _core_rss(managed_server) > 50 << 20
     # auto_load is on by default: the next request loads the model (as Ollama does).
-    assert _chat(client, "second").status_code == 200
-    assert _status(client, "second") == "loaded"
+    assert _chat(managed_http, "second").status_code == 200
+    assert _status(managed_http, "second") == "loaded"
 
 
 def test_load_progress_streams_over_grpc(
-    client: httpx.Client, models_stub: model_service_pb2_grpc.ModelServiceStub
+    managed_http: httpx.Client, models_stub: model_service_pb2_grpc.ModelServiceStub
 ) -> None:
-    _unloaded(client, "second")
+    _unloaded(managed_http, "second")
     updates = list(models_stub.LoadModel(pb.LoadModelRequest(model_id="second")))
     percents = [u.percent for u in updates]
     assert percents == sorted(percents)
@@ -151,9 +100,9 @@ def test_load_progress_streams_over_grpc(
     assert len([p for p in percents if 0 < p < 90]) >= 3
 
 
-def test_load_progress_streams_over_sse(client: httpx.Client) -> None:
-    _unloaded(client, "second")
-    with client.stream("POST", "/v1/models/second/load?stream=true") as reply:
+def test_load_progress_streams_over_sse(managed_http: httpx.Client) -> None:
+    _unloaded(managed_http, "second")
+    with managed_http.stream("POST", "/v1/models/second/load?stream=true") as reply:
         assert reply.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
     assert events[-1]["type"] == "loaded" and events[-1]["model_id"] == "second"
@@ -162,38 +111,38 @@ def test_load_progress_streams_over_sse(client: httpx.Client) -> None:
     assert all(e["status"] == "loading" for e in events[:-1])
 
 
-def test_a_broken_file_fails_clearly_and_everything_else_keeps_serving(client: httpx.Client) -> None:
-    reply = client.post("/v1/models/broken/load")
+def test_a_broken_file_fails_clearly_and_everything_else_keeps_serving(managed_http: httpx.Client) -> None:
+    reply = managed_http.post("/v1/models/broken/load")
     assert reply.status_code == 500
     error = reply.json()["error"]
     assert error["code"] == "model_load_failed" and "broken.gguf" in error["message"]
-    status = client.get("/v1/models/broken/status").json()
+    status = managed_http.get("/v1/models/broken/status").json()
     assert status["status"] == "failed" and "broken.gguf" in status["error"]
-    assert _chat(client, EMBEDDED_MODEL_ID).status_code == 200
-    assert client.get("/health").status_code == 200
+    assert _chat(managed_http, EMBEDDED_MODEL_ID).status_code == 200
+    assert managed_http.get("/health").status_code == 200
 
 
-def test_unknown_models_are_404s(client: httpx.Client) -> None:
+def test_unknown_models_are_404s(managed_http: httpx.Client) -> None:
     for path in ("/v1/models/nope/load", "/v1/models/nope/unload"):
-        reply = client.post(path)
+        reply = managed_http.post(path)
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
 
 
-def test_load_metrics_and_state_are_exported(client: httpx.Client) -> None:
-    if _status(client, "second") != "loaded":
-        assert client.post("/v1/models/second/load").status_code == 200
-    text = client.get("/metrics").text
+def test_load_metrics_and_state_are_exported(managed_http: httpx.Client) -> None:
+    if _status(managed_http, "second") != "loaded":
+        assert managed_http.post("/v1/models/second/load").status_code == 200
+    text = managed_http.get("/metrics").text
     assert 'inferno_model_state{model="second",state="loaded"} 1.0' in text
     assert 'inferno_model_state{model="broken",state="failed"} 1.0' in text
     assert 'inferno_model_load_seconds_count{model="second"}' in text
 
 
-def test_cli_models_commands(managed: RunningServer, client: httpx.Client) -> None:
+def test_cli_models_commands(managed_server: RunningServer, managed_http: httpx.Client) -> None:
     def inferno_models(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "inferno.cli", "models", *args, "--core", managed.grpc_target]
+        command = [sys.executable, "-m", "inferno.cli", "models", *args, "--core", managed_server.grpc_target]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
-    _unloaded(client, "second")
+    _unloaded(managed_http, "second")
     listing = inferno_models("list")
     assert listing.returncode == 0
     assert any(line.split()[:2] == ["second", "unloaded"] for line in listing.stdout.splitlines())
@@ -206,8 +155,8 @@ def test_cli_models_commands(managed: RunningServer, client: httpx.Client) -> No
     assert failing.returncode == 1 and "model_load_failed" in failing.stderr
 
 
-def _long_chat(client: httpx.Client, tokens: int) -> httpx.Response:
-    return client.post(
+def _long_chat(managed_http: httpx.Client, tokens: int) -> httpx.Response:
+    return managed_http.post(
         "/v1/chat/completions",
         json={
             "model": "second",
@@ -218,35 +167,35 @@ def _long_chat(client: httpx.Client, tokens: int) -> httpx.Response:
     )
 
 
-def _wait_until_running(client: httpx.Client) -> None:
+def _wait_until_running(managed_http: httpx.Client) -> None:
     for _ in range(200):
-        status = client.get("/v1/models/second/status").json()
+        status = managed_http.get("/v1/models/second/status").json()
         if status["status"] == "loaded" and status["metrics"]["running_sequences"] > 0:
             return
         time.sleep(0.02)
     raise AssertionError("the request never started")
 
 
-def test_unload_lets_requests_in_flight_finish(client: httpx.Client) -> None:
-    if _status(client, "second") != "loaded":
-        assert client.post("/v1/models/second/load").status_code == 200
+def test_unload_lets_requests_in_flight_finish(managed_http: httpx.Client) -> None:
+    if _status(managed_http, "second") != "loaded":
+        assert managed_http.post("/v1/models/second/load").status_code == 200
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(_long_chat, client, 96)
-        _wait_until_running(client)
-        unload = client.post("/v1/models/second/unload")
+        running = pool.submit(_long_chat, managed_http, 96)
+        _wait_until_running(managed_http)
+        unload = managed_http.post("/v1/models/second/unload")
         reply = running.result()
     assert unload.json()["cancelled_requests"] == 0
     assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 96
 
 
-def test_forced_unload_cancels_requests_in_flight(client: httpx.Client) -> None:
-    if _status(client, "second") != "loaded":
-        assert client.post("/v1/models/second/load").status_code == 200
+def test_forced_unload_cancels_requests_in_flight(managed_http: httpx.Client) -> None:
+    if _status(managed_http, "second") != "loaded":
+        assert managed_http.post("/v1/models/second/load").status_code == 200
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(_long_chat, client, 400)
-        _wait_until_running(client)
-        unload = client.post("/v1/models/second/unload?force=true")
+        running = pool.submit(_long_chat, managed_http, 400)
+        _wait_until_running(managed_http)
+        unload = managed_http.post("/v1/models/second/unload?force=true")
         reply = running.result()
     assert unload.json()["cancelled_requests"] == 1
     assert reply.status_code == 503 and reply.json()["error"]["code"] == "model_not_ready"
-    assert _chat(client, EMBEDDED_MODEL_ID).status_code == 200
+    assert _chat(managed_http, EMBEDDED_MODEL_ID).status_code == 200

@@ -10,7 +10,7 @@ import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inferno import __version__
-from inferno.core.model_manager import ModelManager
+from inferno.core.model_manager import ModelManager, ModelState
 from inferno.v1 import admin_service_pb2 as pb
 from inferno.v1 import admin_service_pb2_grpc
 
@@ -37,7 +37,11 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             system.gpu_unavailable_reason = (
                 "llama.cpp in this build has no GPU offload; models run on the CPU"
             )
+        stats = [engine.stats() for engine in self._manager.loaded_engines()]
         return pb.GetServerStatusResponse(
+            generated_tokens_total=sum(s.generated_tokens_total for s in stats),
+            requests_total=sum(s.requests_total for s in stats),
+            models_loading=[m.entry.id for m in self._manager.models() if m.state is ModelState.LOADING],
             version=__version__,
             uptime_seconds=time.monotonic() - self._started,
             models_loaded=[e.description.id for e in self._manager.loaded_engines()],

@@ -126,11 +126,33 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError):
                     load.cancel()
 
+    async def WatchModels(
+        self, request: pb.WatchModelsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchModelsResponse]:
+        with self._manager.watch() as changes:
+            for managed in self._manager.models():
+                yield _watch_message(managed.progress())
+            while True:
+                yield _watch_message(await changes.get())
+
     async def UnloadModel(
         self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UnloadModelResponse:
         cancelled = await self._manager.unload(request.model_id, force=request.force)
         return pb.UnloadModelResponse(model_id=request.model_id, cancelled_requests=cancelled)
+
+
+def _watch_message(progress: LoadProgress) -> pb.WatchModelsResponse:
+    message = pb.WatchModelsResponse(
+        model_id=progress.model_id,
+        state=_STATES[progress.state],
+        phase=_PHASES[progress.phase],
+        progress=progress.percent if progress.state in (ModelState.LOADING, ModelState.LOADED) else 0.0,
+        error=progress.error or "",
+    )
+    if progress.eta_s is not None and progress.state is ModelState.LOADING:
+        message.eta_seconds = progress.eta_s
+    return message
 
 
 def _progress_message(progress: LoadProgress, managed: ManagedModel) -> pb.LoadModelResponse:

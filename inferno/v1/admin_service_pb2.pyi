@@ -90,14 +90,24 @@ class GetServerStatusResponse(_message.Message):
     MODELS_LOADED_FIELD_NUMBER: _builtins.int
     DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
     SYSTEM_FIELD_NUMBER: _builtins.int
+    GENERATED_TOKENS_TOTAL_FIELD_NUMBER: _builtins.int
+    REQUESTS_TOTAL_FIELD_NUMBER: _builtins.int
+    MODELS_LOADING_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_seconds: _builtins.float
     default_model: _builtins.str
     """The model requests without a better choice go to."""
+    generated_tokens_total: _builtins.int
+    """Summed over the loaded models since each was loaded: rates come from differences between two calls."""
+    requests_total: _builtins.int
     @_builtins.property
     def models_loaded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def system(self) -> Global___SystemResources: ...
+    @_builtins.property
+    def models_loading(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Models loading now."""
+
     def __init__(
         self,
         *,
@@ -106,10 +116,13 @@ class GetServerStatusResponse(_message.Message):
         models_loaded: _abc.Iterable[_builtins.str] | None = ...,
         default_model: _builtins.str = ...,
         system: Global___SystemResources | None = ...,
+        generated_tokens_total: _builtins.int = ...,
+        requests_total: _builtins.int = ...,
+        models_loading: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "models_loaded", b"models_loaded", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -406,6 +406,60 @@ class UnloadModelRequest(_message.Message):
 Global___UnloadModelRequest: _TypeAlias = UnloadModelRequest  # noqa: Y015
 
 @_typing.final
+class WatchModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchModelsRequest: _TypeAlias = WatchModelsRequest  # noqa: Y015
+
+@_typing.final
+class WatchModelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    state: Global___ModelState.ValueType
+    phase: Global___LoadPhase.ValueType
+    progress: _builtins.float
+    """While loading: 0 to 100."""
+    eta_seconds: _builtins.float
+    """While loading, once there is a rate: seconds left."""
+    error: _builtins.str
+    """In state FAILED: why."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        state: Global___ModelState.ValueType = ...,
+        phase: Global___LoadPhase.ValueType = ...,
+        progress: _builtins.float = ...,
+        eta_seconds: _builtins.float | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "eta_seconds", b"eta_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "error", b"error", "eta_seconds", b"eta_seconds", "model_id", b"model_id", "phase", b"phase", "progress", b"progress", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
+    _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__eta_seconds) -> _WhichOneofReturnType__eta_seconds | None: ...
+
+Global___WatchModelsResponse: _TypeAlias = WatchModelsResponse  # noqa: Y015
+
+@_typing.final
 class UnloadModelResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -60,6 +60,11 @@ class ModelServiceStub:
                 request_serializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
                 _registered_method=True)
+        self.WatchModels = channel.unary_stream(
+                '/inferno.v1.ModelService/WatchModels',
+                request_serializer=inferno_dot_v1_dot_model__service__pb2.WatchModelsRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_model__service__pb2.WatchModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -103,6 +108,13 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchModels(self, request, context):
+        """Every model's state now, then each change of state and each step of load progress as it happens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +142,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'WatchModels': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchModels,
+                    request_deserializer=inferno_dot_v1_dot_model__service__pb2.WatchModelsRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_model__service__pb2.WatchModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +285,33 @@ class ModelService:
             '/inferno.v1.ModelService/UnloadModel',
             inferno_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
             inferno_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/inferno.v1.ModelService/WatchModels',
+            inferno_dot_v1_dot_model__service__pb2.WatchModelsRequest.SerializeToString,
+            inferno_dot_v1_dot_model__service__pb2.WatchModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,8 @@ class ModelServiceStub:
     """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
     (none with force), then the rest are cancelled.
     """
+    WatchModels: _grpc.UnaryStreamMultiCallable[_model_service_pb2.WatchModelsRequest, _model_service_pb2.WatchModelsResponse]
+    """Every model's state now, then each change of state and each step of load progress as it happens."""
 
 @_typing.type_check_only
 class ModelServiceAsyncStub(ModelServiceStub):
@@ -67,6 +69,8 @@ class ModelServiceAsyncStub(ModelServiceStub):
     """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
     (none with force), then the rest are cancelled.
     """
+    WatchModels: _aio.UnaryStreamMultiCallable[_model_service_pb2.WatchModelsRequest, _model_service_pb2.WatchModelsResponse]  # type: ignore[assignment]
+    """Every model's state now, then each change of state and each step of load progress as it happens."""
 
 class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
     """The models this core serves."""
@@ -114,5 +118,13 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
         """Unloads a model: new requests are refused at once, requests in flight get the drain timeout to finish
         (none with force), then the rest are cancelled.
         """
+
+    @_abc_1.abstractmethod
+    def WatchModels(
+        self,
+        request: _model_service_pb2.WatchModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_model_service_pb2.WatchModelsResponse], _abc.AsyncIterator[_model_service_pb2.WatchModelsResponse]]:
+        """Every model's state now, then each change of state and each step of load progress as it happens."""
 
 def add_ModelServiceServicer_to_server(servicer: ModelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
