@@ -35,17 +35,44 @@ async def health(request: web.Request) -> web.Response:
         if error.code != "core_unavailable":
             raise
         return _unhealthy(error.message)
-    return web.json_response(health_json(status))
+    body = health_json(status)
+    return web.json_response(body, status=503 if body["status"] == "unhealthy" else 200)
+
+
+# System memory in use above which the server reports itself degraded.
+DEGRADED_MEMORY_RATIO = 0.95
+
+
+def health_verdict(status: admin_service_pb2.GetServerStatusResponse) -> tuple[str, str | None]:
+    """healthy; degraded (serving, with a reason worth a look); unhealthy (cannot serve a request now)."""
+    system = status.system
+    if not status.models_loaded:
+        if status.models_loading:
+            return "unhealthy", f"no model is loaded yet; loading {', '.join(status.models_loading)}"
+        return "unhealthy", "no model is loaded"
+    reasons = []
+    if status.models_failed:
+        reasons.append(f"loading failed for {', '.join(status.models_failed)}")
+    if status.models_loading:
+        reasons.append(f"loading {', '.join(status.models_loading)}")
+    if (
+        system.memory_total_bytes
+        and system.memory_used_bytes / system.memory_total_bytes > DEGRADED_MEMORY_RATIO
+    ):
+        reasons.append(f"system memory is over {DEGRADED_MEMORY_RATIO:.0%} used")
+    return ("degraded", "; ".join(reasons)) if reasons else ("healthy", None)
 
 
 def health_json(status: admin_service_pb2.GetServerStatusResponse) -> dict[str, Any]:
-    """The healthy document: the seed's status/version/models_loaded/system plus the second seed's
-    model/gpu_memory_used/uptime_seconds."""
+    """The seed's status/version/models_loaded/system plus the second seed's model/gpu_memory_used/
+    uptime_seconds, and a reason unless healthy."""
+    verdict, reason = health_verdict(status)
     system = status.system
     has_gpu_memory = system.HasField("gpu_memory_used_bytes")
     gpu_memory = human_bytes(system.gpu_memory_used_bytes) if has_gpu_memory else None
     return {
-        "status": "healthy",
+        "status": verdict,
+        "reason": reason,
         "version": status.version,
         "models_loaded": list(status.models_loaded),
         "system": {

@@ -14,7 +14,10 @@ from inferno.errors import InfernoError
 log = logging.getLogger(__name__)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: InfernoError) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext, error: InfernoError, method: str, record: ErrorRecorder
+) -> None:
+    record(error.code, method)
     await context.abort_with_status(rpc_status.to_status(error.to_grpc_status()))
 
 
@@ -25,7 +28,15 @@ def _as_inferno_error(exc: Exception, method: str) -> InfernoError:
     return InfernoError("internal_error", "internal server error")
 
 
+ErrorRecorder = Callable[[str, str], None]
+
+
 class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
+    """record(code, method) is told of every error a call ends with (for the errors-by-code metric)."""
+
+    def __init__(self, record: ErrorRecorder | None = None) -> None:
+        self._record = record or (lambda code, method: None)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -37,32 +48,34 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self._record),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self._record),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
-def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_unary(behavior: Callable[..., Any], method: str, record: ErrorRecorder) -> Callable[..., Any]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, _as_inferno_error(exc, method))
+            await _abort(context, _as_inferno_error(exc, method), method, record)
 
     return wrapped
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(
+    behavior: Callable[..., Any], method: str, record: ErrorRecorder
+) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):
@@ -70,6 +83,6 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Asy
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, _as_inferno_error(exc, method))
+            await _abort(context, _as_inferno_error(exc, method), method, record)
 
     return wrapped

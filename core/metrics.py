@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _BATCH_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048)
+_INTER_TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 MODEL_STATES = ("unloaded", "loading", "loaded", "failed")
 
@@ -28,6 +29,7 @@ class ModelEngineMetrics:
     prompt_tokens: Counter
     generated_tokens: Counter
     reused_prompt_tokens: Counter
+    inter_token_latency: Histogram
 
     def record_step(self, sequences: int, tokens: int, sampled: int, prompt_tokens: int) -> None:
         self.decode_steps.inc()
@@ -107,12 +109,28 @@ class EngineMetrics:
             buckets=_LOAD_BUCKETS,
             registry=registry,
         )
+        self._errors = Counter(
+            "inferno_core_errors",
+            "Calls the core ended with an error, by error code and RPC",
+            ["code", "method"],
+            registry=registry,
+        )
+        self._inter_token = Histogram(
+            "inferno_engine_inter_token_latency_seconds",
+            "Time between two tokens of one sequence",
+            labels,
+            buckets=_INTER_TOKEN_BUCKETS,
+            registry=registry,
+        )
         self._model_state = Gauge(
             "inferno_model_state",
             "1 for the state each model is in (unloaded, loading, loaded, failed), 0 for the others",
             ["model", "state"],
             registry=registry,
         )
+
+    def record_error(self, code: str, method: str) -> None:
+        self._errors.labels(code, method.rsplit("/", 1)[-1]).inc()
 
     def observe_load(self, model_id: str, seconds: float) -> None:
         self._load_seconds.labels(model_id).observe(seconds)
@@ -134,4 +152,5 @@ class EngineMetrics:
             prompt_tokens=self._prompt_tokens.labels(model_id),
             generated_tokens=self._generated_tokens.labels(model_id),
             reused_prompt_tokens=self._reused_prompt_tokens.labels(model_id),
+            inter_token_latency=self._inter_token.labels(model_id),
         )

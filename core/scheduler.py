@@ -38,6 +38,7 @@ class SequenceState:
     reused_prompt_tokens: int = 0
     finished: bool = False
     first_token_at: float | None = None
+    last_token_at: float = 0.0
     # Engine-specific per-sequence objects (sampler chain, detokenizer, stop matcher).
     runtime: Any = None
 

@@ -44,6 +44,7 @@ _SHUTDOWN_GRACE_S = 5.0
 async def serve_core(options: CoreOptions) -> None:
     """Loads the models, serves gRPC until SIGINT/SIGTERM, then drains and frees everything."""
     metrics_registry = CollectorRegistry()
+    engine_metrics = EngineMetrics(metrics_registry)
     settings = LlamaCppSettings(
         parallel_sequences=options.parallel_sequences,
         context_length=options.context_length,
@@ -60,10 +61,10 @@ async def serve_core(options: CoreOptions) -> None:
             memory_budget_bytes=config.memory_budget_bytes,
             evict_idle=config.evict_idle,
         ),
-        EngineMetrics(metrics_registry),
+        engine_metrics,
     )
     await manager.start()
-    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
+    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(engine_metrics.record_error)])
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferno.adapters.health import health_json
+from inferno.adapters.health import health_json, health_verdict
 from inferno.adapters.humanize import human_bytes, human_duration, iso_utc
 from inferno.adapters.model_status import model_status_json
 from inferno.v1 import admin_service_pb2, model_service_pb2
@@ -43,6 +43,7 @@ def test_health_carries_the_fields_of_both_seed_documents() -> None:
     )
     assert health_json(status) == {
         "status": "healthy",
+        "reason": None,
         "version": "0.1.0",
         "models_loaded": ["tiny"],
         "system": {"cpu_usage": 45.2, "memory_usage": "8.5GB", "gpu_usage": None, "uptime": "2h 15m 30s"},
@@ -51,6 +52,26 @@ def test_health_carries_the_fields_of_both_seed_documents() -> None:
         "uptime_seconds": 8130,
         "gpu_unavailable_reason": "no CUDA device",
     }
+
+
+@pytest.mark.parametrize(
+    ("fields", "verdict", "reason"),
+    [
+        ({"models_loaded": ["a"]}, "healthy", None),
+        ({"models_loaded": ["a"], "models_failed": ["b"]}, "degraded", "loading failed for b"),
+        ({"models_loaded": ["a"], "models_loading": ["b"]}, "degraded", "loading b"),
+        ({"models_loading": ["a"]}, "unhealthy", "no model is loaded yet; loading a"),
+        ({}, "unhealthy", "no model is loaded"),
+        (
+            {"models_loaded": ["a"], "system": {"memory_used_bytes": 97, "memory_total_bytes": 100}},
+            "degraded",
+            "system memory is over 95% used",
+        ),
+    ],
+)
+def test_health_verdicts(fields: dict[str, object], verdict: str, reason: str | None) -> None:
+    status = admin_service_pb2.GetServerStatusResponse(**fields)  # type: ignore[arg-type]
+    assert health_verdict(status) == (verdict, reason)
 
 
 def test_health_reports_gpu_figures_when_the_core_has_them() -> None:

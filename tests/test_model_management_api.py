@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from inferno.core.embedded import EMBEDDED_MODEL_ID, embedded_model_path
 from inferno.v1 import model_service_pb2 as pb
@@ -199,3 +200,34 @@ def test_forced_unload_cancels_requests_in_flight(managed_http: httpx.Client) ->
     assert unload.json()["cancelled_requests"] == 1
     assert reply.status_code == 503 and reply.json()["error"]["code"] == "model_not_ready"
     assert _chat(managed_http, EMBEDDED_MODEL_ID).status_code == 200
+
+
+def test_health_is_degraded_while_a_model_failed_to_load(managed_http: httpx.Client) -> None:
+    assert managed_http.post("/v1/models/broken/load").status_code == 500
+    reply = managed_http.get("/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "degraded" and "broken" in body["reason"]
+    assert EMBEDDED_MODEL_ID in body["models_loaded"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_errors_by_code_and_inter_token_latency_move(managed_http: httpx.Client) -> None:
+    itl_count = ("inferno_engine_inter_token_latency_seconds_count", (("model", EMBEDDED_MODEL_ID),))
+    error_count = (
+        "inferno_core_errors_total",
+        (("code", "model_not_found"), ("method", "CreateChatCompletion")),
+    )
+    before = _samples(managed_http.get("/metrics").text)
+    assert _chat(managed_http, EMBEDDED_MODEL_ID).status_code == 200
+    assert _chat(managed_http, "no-such-model").status_code == 404
+    after = _samples(managed_http.get("/metrics").text)
+    assert after[itl_count] >= before.get(itl_count, 0) + 1
+    assert after[error_count] == before.get(error_count, 0) + 1

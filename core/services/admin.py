@@ -42,6 +42,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             generated_tokens_total=sum(s.generated_tokens_total for s in stats),
             requests_total=sum(s.requests_total for s in stats),
             models_loading=[m.entry.id for m in self._manager.models() if m.state is ModelState.LOADING],
+            models_failed=[m.entry.id for m in self._manager.models() if m.state is ModelState.FAILED],
             version=__version__,
             uptime_seconds=time.monotonic() - self._started,
             models_loaded=[e.description.id for e in self._manager.loaded_engines()],

@@ -93,6 +93,7 @@ class GetServerStatusResponse(_message.Message):
     GENERATED_TOKENS_TOTAL_FIELD_NUMBER: _builtins.int
     REQUESTS_TOTAL_FIELD_NUMBER: _builtins.int
     MODELS_LOADING_FIELD_NUMBER: _builtins.int
+    MODELS_FAILED_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_seconds: _builtins.float
     default_model: _builtins.str
@@ -108,6 +109,10 @@ class GetServerStatusResponse(_message.Message):
     def models_loading(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Models loading now."""
 
+    @_builtins.property
+    def models_failed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Models whose last load failed."""
+
     def __init__(
         self,
         *,
@@ -119,10 +124,11 @@ class GetServerStatusResponse(_message.Message):
         generated_tokens_total: _builtins.int = ...,
         requests_total: _builtins.int = ...,
         models_loading: _abc.Iterable[_builtins.str] | None = ...,
+        models_failed: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "models_failed", b"models_failed", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

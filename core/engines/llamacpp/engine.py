@@ -390,9 +390,13 @@ class LlamaCppEngine(Engine):
         request = sequence.request
         sequence.generated += 1
         sequence.output_tokens.append(token)
+        now = time.monotonic()
         if sequence.first_token_at is None:
-            sequence.first_token_at = time.monotonic()
-            self._metrics.time_to_first_token.observe(sequence.first_token_at - sequence.submitted_at)
+            sequence.first_token_at = now
+            self._metrics.time_to_first_token.observe(now - sequence.submitted_at)
+        else:
+            self._metrics.inter_token_latency.observe(now - sequence.last_token_at)
+        sequence.last_token_at = now
         if not request.ignore_eos and self._model.is_end_of_generation(token):
             text = runtime.stop.push(runtime.detokenizer.flush()).text + runtime.stop.flush()
             self._finish(sequence, self._event(sequence, text, FinishReason.STOP, ()))
