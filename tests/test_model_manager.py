@@ -185,3 +185,24 @@ def test_without_auto_load_requests_get_model_not_loaded_or_not_ready(tmp_path: 
         await manager.close()
 
     asyncio.run(scenario())
+
+
+def test_a_load_does_not_block_requests_to_a_loaded_model(tmp_path: Path) -> None:
+    """The big model's 8 x 8192-token KV cache takes a while to allocate and clear; the small model answers
+    in the meantime."""
+    entries = _catalog(tmp_path, ModelConfig("small.gguf", id="small"), ModelConfig("big.gguf", id="big"))
+    entries[1] = replace(entries[1], settings=replace(SMALL, parallel_sequences=8, context_length=8192))
+
+    async def scenario() -> list[ModelState]:
+        manager = _manager(entries)
+        small = await manager.load("small")
+        loading = asyncio.create_task(manager.load("big"))
+        states = []
+        for _ in range(3):
+            assert await _say(small)
+            states.append(manager.model("big").state)
+        await loading
+        await manager.close()
+        return states
+
+    assert asyncio.run(scenario())[0] is ModelState.LOADING
