@@ -7,19 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
+from inferno.model_names import phase_name
 from inferno.v1 import model_service_pb2
 
 from .core_client import CORE
 from .humanize import human_bytes
 from .metrics import SERVED_MODEL
 from .sse import EventStream
-
-_PHASES = {
-    model_service_pb2.LOAD_PHASE_QUEUED: "queued",
-    model_service_pb2.LOAD_PHASE_READING_WEIGHTS: "reading_weights",
-    model_service_pb2.LOAD_PHASE_CREATING_CONTEXT: "creating_context",
-    model_service_pb2.LOAD_PHASE_READY: "ready",
-}
 
 
 async def load_model(request: web.Request) -> web.StreamResponse:
@@ -78,7 +72,7 @@ def progress_json(update: model_service_pb2.LoadModelResponse) -> dict[str, Any]
         "type": "progress",
         "model_id": update.model_id,
         "status": "loading",
-        "phase": _PHASES.get(update.phase, "unknown"),
+        "phase": phase_name(update.phase),
         "progress": round(update.percent, 1),
         "eta": f"{round(update.eta_seconds)}s" if update.HasField("eta_seconds") else None,
     }

@@ -6,18 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from inferno.model_names import state_name
 from inferno.v1 import model_service_pb2
 
 from .core_client import CORE
 from .humanize import human_bytes, iso_utc
 from .metrics import SERVED_MODEL
-
-_STATES = {
-    model_service_pb2.MODEL_STATE_UNLOADED: "unloaded",
-    model_service_pb2.MODEL_STATE_LOADING: "loading",
-    model_service_pb2.MODEL_STATE_LOADED: "loaded",
-    model_service_pb2.MODEL_STATE_FAILED: "failed",
-}
 
 
 async def model_status(request: web.Request) -> web.Response:
@@ -41,7 +35,7 @@ def model_status_json(
     stats = status.stats
     return {
         "model_id": status.model_id,
-        "status": _STATES.get(status.state, "unknown"),
+        "status": state_name(status.state),
         "backend": model.format,
         "memory_usage": human_bytes(status.memory_bytes),
         "metrics": {

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from inferno.errors import invalid_param
+from inferno.model_names import phase_name, state_name
 from inferno.v1 import admin_service_pb2, model_service_pb2
 
 from .core_client import CORE
@@ -24,18 +25,6 @@ from .core_client import CORE
 METRIC_NAMES = ("cpu", "memory", "gpu", "inference_rate")
 _DEFAULT_INTERVAL_MS = 1000
 _MIN_INTERVAL_MS, _MAX_INTERVAL_MS = 100, 60_000
-_STATES = {
-    model_service_pb2.MODEL_STATE_UNLOADED: "unloaded",
-    model_service_pb2.MODEL_STATE_LOADING: "loading",
-    model_service_pb2.MODEL_STATE_LOADED: "loaded",
-    model_service_pb2.MODEL_STATE_FAILED: "failed",
-}
-_PHASES = {
-    model_service_pb2.LOAD_PHASE_QUEUED: "queued",
-    model_service_pb2.LOAD_PHASE_READING_WEIGHTS: "reading_weights",
-    model_service_pb2.LOAD_PHASE_CREATING_CONTEXT: "creating_context",
-    model_service_pb2.LOAD_PHASE_READY: "ready",
-}
 
 
 @dataclass(frozen=True)
@@ -109,8 +98,8 @@ async def model_status_updates(request: web.Request) -> AsyncIterator[dict[str, 
         async for change in changes:
             yield {
                 "model_id": change.model_id,
-                "status": _STATES.get(change.state, "unknown"),
-                "phase": _PHASES.get(change.phase, "unknown"),
+                "status": state_name(change.state),
+                "phase": phase_name(change.phase),
                 "progress": round(change.progress, 1),
                 "eta": f"{round(change.eta_seconds)}s" if change.HasField("eta_seconds") else None,
                 "error": change.error or None,

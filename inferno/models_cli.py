@@ -8,21 +8,10 @@ from typing import TextIO
 import grpc
 
 from inferno.errors import error_from_rpc
+from inferno.model_names import phase_name, state_name
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
 
-_STATES = {
-    pb.MODEL_STATE_UNLOADED: "unloaded",
-    pb.MODEL_STATE_LOADING: "loading",
-    pb.MODEL_STATE_LOADED: "loaded",
-    pb.MODEL_STATE_FAILED: "failed",
-}
-_PHASES = {
-    pb.LOAD_PHASE_QUEUED: "queued",
-    pb.LOAD_PHASE_READING_WEIGHTS: "reading weights",
-    pb.LOAD_PHASE_CREATING_CONTEXT: "creating context",
-    pb.LOAD_PHASE_READY: "ready",
-}
 _BAR_WIDTH = 30
 
 
@@ -59,7 +48,7 @@ def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO) -> None:
     out.write(f"{'ID':32} {'STATE':9} {'ENGINE':10} {'SIZE':>9} {'EST. MEMORY':>11}\n")
     for model in models:
         out.write(
-            f"{model.id:32} {_STATES.get(model.state, '?'):9} {model.engine:10} "
+            f"{model.id:32} {state_name(model.state):9} {model.engine:10} "
             f"{_mib(model.file_size_bytes):>9} {_mib(model.estimated_memory_bytes):>11}\n"
         )
 
@@ -67,7 +56,7 @@ def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO) -> None:
 def _status(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO) -> None:
     status = stub.GetModelStatus(pb.GetModelStatusRequest(model_id=model_id))
     stats = status.stats
-    out.write(f"{status.model_id}: {_STATES.get(status.state, '?')}, memory {_mib(status.memory_bytes)}\n")
+    out.write(f"{status.model_id}: {state_name(status.state)}, memory {_mib(status.memory_bytes)}\n")
     if status.error:
         out.write(f"  error: {status.error}\n")
     if status.HasField("stats"):
@@ -84,7 +73,7 @@ def _load(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: Tex
             out.write(f"\r{progress_bar(100.0, 'ready')}\n")
             out.write(f"loaded {update.model_id} ({_mib(update.memory_bytes)})\n")
         else:
-            out.write(f"\r{progress_bar(update.percent, _PHASES.get(update.phase, ''))}")
+            out.write(f"\r{progress_bar(update.percent, phase_name(update.phase).replace('_', ' '))}")
         out.flush()
 
 
