@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from .core_client import CORE, CoreClient, copy_core_headers
+from inferno.config import GatewayOptions
+from inferno.security_config import SecurityConfig, load_security_config
+
+from .core_client import CORE, SECURITY, CoreClient, copy_core_headers
+from .cors import cors_middleware
 from .errors import error_middleware
 from .health import health
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
@@ -21,22 +26,25 @@ from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
 
-# An OpenAI body this size converts to a proto no larger, which stays under gRPC's 4 MiB receive default.
-MAX_BODY_BYTES = 4 * 1024 * 1024
 # After SIGINT/SIGTERM aiohttp waits this long for in-flight requests, then cancels their handlers (and so
 # their gRPC calls) and waits up to as long again.
 _SHUTDOWN_TIMEOUT_S = 3.0
 
 
-def build_app(core_address: str) -> web.Application:
+def build_app(core_address: str, security: SecurityConfig | None = None) -> web.Application:
     """The OpenAI-compatible REST/SSE API, /ws, /health and /metrics over the core at core_address.
 
     The gRPC channel opens when the app starts and closes on cleanup.
     """
+    security = security or SecurityConfig()
     # Middlewares run outermost first: metrics see the status the error middleware renders.
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    middlewares = [metrics_middleware, error_middleware]
+    if security.cors_origins:
+        middlewares.insert(0, cors_middleware(security.cors_origins))
+    app = web.Application(middlewares=middlewares, client_max_size=security.max_body_bytes)
     app[METRICS] = GatewayMetrics.create()
-    app.cleanup_ctx.append(_core_channel(core_address))
+    app[SECURITY] = security
+    app.cleanup_ctx.append(_core_channel(core_address, security))
     app.on_response_prepare.append(copy_core_headers)
 
     # Route names are the `endpoint` label of the request metrics. Model ids may contain "/", so
@@ -58,15 +66,17 @@ def build_app(core_address: str) -> web.Application:
     return app
 
 
-def run_gateway(core_address: str, host: str, port: int) -> None:
-    """Serve build_app(core_address) on host:port until SIGINT or SIGTERM, then shut down cleanly."""
-    asyncio.run(_serve(core_address, host, port))
+def run_gateway(options: GatewayOptions) -> None:
+    """Serve the app on options.host:port until SIGINT or SIGTERM, then shut down cleanly."""
+    security = load_security_config(options.config_path, options.security.overrides())
+    security.check_bind(options.host)
+    asyncio.run(_serve(options.core_address, options.host, options.port, security))
 
 
-async def _serve(core_address: str, host: str, port: int) -> None:
+async def _serve(core_address: str, host: str, port: int, security: SecurityConfig) -> None:
     # handler_cancellation: a client that disconnects cancels its handler, which cancels its gRPC call.
     runner = web.AppRunner(
-        build_app(core_address), handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
+        build_app(core_address, security), handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()
     stop = asyncio.Event()
@@ -74,8 +84,10 @@ async def _serve(core_address: str, host: str, port: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
-        logger.info("gateway listening on http://%s:%d, core at %s", host, port, core_address)
+        tls = _server_tls(security)
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        scheme = "https" if tls else "http"
+        logger.info("gateway listening on %s://%s:%d, core at %s", scheme, host, port, core_address)
         await stop.wait()
         logger.info("gateway shutting down")
     finally:
@@ -84,9 +96,18 @@ async def _serve(core_address: str, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def _core_channel(address: str) -> Callable[[web.Application], AsyncIterator[None]]:
+def _server_tls(security: SecurityConfig) -> ssl.SSLContext | None:
+    if not security.tls_enabled:
+        return None
+    assert security.tls_cert is not None and security.tls_key is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(security.tls_cert, security.tls_key)
+    return context
+
+
+def _core_channel(address: str, security: SecurityConfig) -> Callable[[web.Application], AsyncIterator[None]]:
     async def open_and_close(app: web.Application) -> AsyncIterator[None]:
-        client = CoreClient(address)
+        client = CoreClient(address, security)
         app[CORE] = client
         yield
         await client.close()

@@ -14,7 +14,10 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
+from inferno.call_metadata import CLIENT_ADDRESS_METADATA
+from inferno.core_channel import aio_channel
 from inferno.errors import InfernoError, error_from_rpc
+from inferno.security_config import SecurityConfig
 from inferno.v1 import admin_service_pb2_grpc, inference_service_pb2_grpc, model_service_pb2_grpc
 
 _Request = TypeVar("_Request")
@@ -25,6 +28,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # A core that restarts is back within seconds; don't let reconnect backoff grow toward 2 minutes.
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # The core's limit is the gateway's body limit; gRPC's own 4 MiB default would cut it short.
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
 # gRPC metadata the core may send about rate limits, and the HTTP header each becomes.
@@ -41,9 +46,9 @@ CORE_HEADERS = web.RequestKey("core_headers", dict[str, str])
 class CoreClient:
     """The channel and service stubs; opened on app startup, closed on cleanup."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, security: SecurityConfig) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channel = aio_channel(address, security, _CHANNEL_OPTIONS)
         self.inference = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
@@ -81,6 +86,9 @@ class CoreClient:
 
 
 CORE = web.AppKey("core", CoreClient)
+SECURITY = web.AppKey("security", SecurityConfig)
+# Set by the WebSocket for the calls it makes: the credentials the socket authenticated with.
+AUTHORIZATION = web.RequestKey("authorization", str)
 
 
 class CoreStream(Generic[_Reply]):
@@ -137,8 +145,12 @@ def _core_error(address: str, request: web.Request, error: grpc.aio.AioRpcError)
 
 
 def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
-    authorization = request.headers.get("Authorization")
-    return (("authorization", authorization),) if authorization else ()
+    """The caller's credentials and address, for the core's auth interceptor."""
+    metadata = [(CLIENT_ADDRESS_METADATA, request.remote or "")]
+    authorization = request.get(AUTHORIZATION) or request.headers.get("Authorization")
+    if authorization:
+        metadata.append(("authorization", authorization))
+    return tuple(metadata)
 
 
 def _keep_rate_limit_headers(request: web.Request, *metadata: Sequence[tuple[str, Any]] | None) -> None:

@@ -19,12 +19,22 @@ from inferno.core.engines.llamacpp.engine import LlamaCppSettings
 from inferno.core.interceptors import ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
+from inferno.core.security.authenticator import Authenticator
+from inferno.core.security.interceptor import AuthInterceptor
+from inferno.core.security.jwt_verifier import JwtVerifier
+from inferno.core.security.keystore import KeyStore
+from inferno.core.security.rate_limiter import RateLimiter
 from inferno.core.services.admin import AdminServicer
+from inferno.core.services.auth import AuthServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
+from inferno.core.validation import RequestLimits
+from inferno.security_config import SecurityConfig, load_security_config
 from inferno.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
     inference_service_pb2,
     inference_service_pb2_grpc,
     model_service_pb2,
@@ -37,6 +47,7 @@ SERVICE_NAMES = (
     inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
 )
 _SHUTDOWN_GRACE_S = 5.0
 
@@ -53,6 +64,8 @@ async def serve_core(options: CoreOptions) -> None:
         threads=options.threads,
     )
     config = management_config(options)
+    security = load_security_config(options.config_path, options.security.overrides())
+    security.check_bind(options.host)
     catalog = build_catalog(config, options.model_paths, settings)
     manager = ModelManager(
         catalog,
@@ -64,8 +77,25 @@ async def serve_core(options: CoreOptions) -> None:
         engine_metrics,
     )
     await manager.start()
-    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(engine_metrics.record_error)])
-    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(manager), server)
+    keys = KeyStore(security.data_dir) if security.api_keys else None
+    auth = AuthInterceptor(
+        Authenticator(keys, _jwt_verifier(security), security.admin_key),
+        RateLimiter(security.rate_limit, security.burst_limit),
+        security.max_concurrent_streams,
+    )
+    if not auth.enabled:
+        log.warning(
+            "authentication is off: anyone who can reach %s:%d may call the core",
+            options.host,
+            options.grpc_port,
+        )
+    # The error interceptor is outermost, so refusals by the auth interceptor become statuses like any error.
+    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(engine_metrics.record_error), auth])
+    limits = RequestLimits(security.max_messages, security.max_prompt_tokens, security.max_tokens_cap)
+    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(manager, limits), server
+    )
+    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(manager, metrics_registry), server
@@ -76,7 +106,15 @@ async def serve_core(options: CoreOptions) -> None:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{options.host}:{options.grpc_port}"
-    if server.add_insecure_port(address) == 0:
+    if security.tls_enabled:
+        assert security.tls_cert is not None and security.tls_key is not None
+        credentials = grpc.ssl_server_credentials(
+            [(security.tls_key.read_bytes(), security.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
         await manager.close()
         raise SystemExit(f"inferno core: cannot listen on {address}")
     await server.start()
@@ -93,6 +131,21 @@ async def serve_core(options: CoreOptions) -> None:
     await health_servicer.enter_graceful_shutdown()
     await server.stop(_SHUTDOWN_GRACE_S)
     await manager.close()
+    if keys is not None:
+        keys.close()
+
+
+def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:
+    if not security.jwt_enabled:
+        return None
+    return JwtVerifier(
+        security.jwt_secret,
+        security.jwt_public_key,
+        security.jwt_jwks,
+        security.jwt_issuer,
+        security.jwt_audience,
+        security.jwt_permissions_claim,
+    )
 
 
 def management_config(options: CoreOptions) -> ManagementConfig:

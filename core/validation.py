@@ -36,6 +36,44 @@ def _in_range(param: str, value: float, low: float, high: float, low_open: bool 
     return value
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """Operator limits on request size ([security] in inferno.toml); 0 means the model's context."""
+
+    max_messages: int = 1024
+    max_prompt_tokens: int = 0
+    max_tokens_cap: int = 0
+
+    def check_message_count(self, count: int) -> None:
+        if self.max_messages and count > self.max_messages:
+            raise invalid_param("messages", f"at most {self.max_messages} messages are allowed, got {count}")
+
+    def check_prompt_length(self, tokens: int, param: str) -> None:
+        if self.max_prompt_tokens and tokens > self.max_prompt_tokens:
+            raise InfernoError(
+                "request_too_large",
+                f"the prompt has {tokens} tokens; this server takes at most {self.max_prompt_tokens}",
+                {"param": param, "max_prompt_tokens": str(self.max_prompt_tokens)},
+            )
+
+    def cap(self, limits: common_pb2.GenerationLimits) -> common_pb2.GenerationLimits:
+        """Refuses max_tokens over the cap; an unset max_tokens becomes the cap."""
+        if not self.max_tokens_cap:
+            return limits
+        if limits.HasField("max_tokens") and limits.max_tokens > self.max_tokens_cap:
+            raise invalid_param(
+                "max_tokens", f"'max_tokens' must be at most {self.max_tokens_cap} on this server"
+            )
+        capped = common_pb2.GenerationLimits()
+        capped.CopyFrom(limits)
+        if not capped.HasField("max_tokens"):
+            capped.max_tokens = self.max_tokens_cap
+        return capped
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
 def resolve_sampling(
     sampling: common_pb2.SamplingParams, defaults: SamplingDefaults, vocab_size: int
 ) -> SamplingConfig:

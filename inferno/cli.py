@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from inferno import __version__
-from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT, CoreOptions, GatewayOptions
+from inferno.config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HOST,
+    DEFAULT_HTTP_PORT,
+    CoreOptions,
+    GatewayOptions,
+    SecurityFlags,
+)
 from inferno.config_file import ConfigError
 
 
@@ -60,6 +67,37 @@ def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security (flags win over [security] in inferno.toml and INFERNO_*)")
+    group.add_argument("--data-dir", type=Path, help="where the API key database lives")
+    group.add_argument(
+        "--api-keys",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="accept API keys from the store",
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow a non-loopback address with no authentication",
+    )
+    group.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS and gRPC over TLS")
+    group.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    group.add_argument("--tls-ca", type=Path, help="PEM certificate the gateway trusts for the core")
+
+
+def _security_flags(args: argparse.Namespace) -> SecurityFlags:
+    return SecurityFlags(
+        data_dir=args.data_dir,
+        api_keys=args.api_keys,
+        allow_unauthenticated=args.allow_unauthenticated,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+    )
+
+
 def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
     return CoreOptions(
         host=host,
@@ -76,6 +114,7 @@ def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
         memory_budget=args.memory_budget,
         evict_idle=args.evict_idle,
         keep_alive=args.keep_alive,
+        security=_security_flags(args),
     )
 
 
@@ -89,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST, help="address both processes bind to")
     serve.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port of the gateway")
     _add_core_arguments(serve)
+    _add_security_arguments(serve)
 
     core = commands.add_parser("core", help="run the gRPC inference core alone")
     core.add_argument("--host", default=DEFAULT_HOST)
     _add_core_arguments(core)
+    _add_security_arguments(core)
 
     models = commands.add_parser("models", help="list, load, unload or inspect models of a running core")
     models.add_argument("action", choices=["list", "load", "unload", "status"])
@@ -104,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
     gateway.add_argument("--host", default=DEFAULT_HOST)
     gateway.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
+    gateway.add_argument("--config", type=Path, help="inferno.toml: its [security] table")
+    _add_security_arguments(gateway)
     return parser
 
 
@@ -121,7 +164,13 @@ def _run(args: argparse.Namespace) -> int:
         from inferno.supervisor import serve
 
         core = _core_options(args, args.host)
-        gateway = GatewayOptions(core_address=f"{args.host}:{args.grpc_port}", host=args.host, port=args.port)
+        gateway = GatewayOptions(
+            core_address=f"{args.host}:{args.grpc_port}",
+            host=args.host,
+            port=args.port,
+            config_path=args.config,
+            security=_security_flags(args),
+        )
         return serve(core, gateway)
     if args.command == "models":
         from inferno.models_cli import run_models_command
@@ -134,7 +183,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from inferno.adapters.app import run_gateway
 
-    run_gateway(args.core, args.host, args.port)
+    run_gateway(
+        GatewayOptions(args.core, args.host, args.port, args.config, _security_flags(args)),
+    )
     return 0
 
 

@@ -11,6 +11,32 @@ DEFAULT_GRPC_PORT = 50051
 
 
 @dataclass(frozen=True)
+class SecurityFlags:
+    """[security] settings given on the command line; None: as inferno.toml and the environment say."""
+
+    data_dir: Path | None = None
+    api_keys: bool | None = None
+    allow_unauthenticated: bool | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+
+    def overrides(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def arguments(self) -> list[str]:
+        """The same flags for a child process."""
+        args: list[str] = []
+        for name, value in self.overrides().items():
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + flag[2:])
+            else:
+                args += [flag, str(Path(str(value)).resolve())]
+        return args
+
+
+@dataclass(frozen=True)
 class CoreOptions:
     host: str = DEFAULT_HOST
     grpc_port: int = DEFAULT_GRPC_PORT
@@ -29,6 +55,7 @@ class CoreOptions:
     memory_budget: str | None = None
     evict_idle: bool | None = None
     keep_alive: str | None = None
+    security: SecurityFlags = field(default_factory=SecurityFlags)
 
 
 @dataclass(frozen=True)
@@ -36,3 +63,5 @@ class GatewayOptions:
     core_address: str = f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_HTTP_PORT
+    config_path: Path | None = None
+    security: SecurityFlags = field(default_factory=SecurityFlags)

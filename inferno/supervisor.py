@@ -13,6 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferno.config import CoreOptions, GatewayOptions
+from inferno.core_channel import sync_channel
+from inferno.security_config import SecurityConfig, load_security_config
 
 _CORE_READY_TIMEOUT_S = 600.0
 _RESTART_LIMIT = 5
@@ -76,7 +78,7 @@ def core_command(core: CoreOptions) -> list[str]:
         command += ["--memory-budget", core.memory_budget]
     if core.keep_alive is not None:
         command += ["--keep-alive", core.keep_alive]
-    return command
+    return command + core.security.arguments()
 
 
 def gateway_command(gateway: GatewayOptions) -> list[str]:
@@ -91,12 +93,14 @@ def gateway_command(gateway: GatewayOptions) -> list[str]:
         gateway.host,
         "--port",
         str(gateway.port),
+        *(["--config", str(gateway.config_path.resolve())] if gateway.config_path else []),
+        *gateway.security.arguments(),
     ]
 
 
-def _wait_for_core(address: str, core: _Child, stop: threading.Event) -> bool:
+def _wait_for_core(address: str, security: SecurityConfig, core: _Child, stop: threading.Event) -> bool:
     deadline = time.monotonic() + _CORE_READY_TIMEOUT_S
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline and not stop.is_set() and core.alive():
             try:
@@ -111,6 +115,8 @@ def _wait_for_core(address: str, core: _Child, stop: threading.Event) -> bool:
 
 def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
     """Starts both, restarts one that dies (at most 5 times a minute), stops both on SIGINT/SIGTERM."""
+    security = load_security_config(core.config_path, core.security.overrides())
+    security.check_bind(core.host)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -118,16 +124,20 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
     gateway_child = _Child("gateway", gateway_command(gateway))
     print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
     core_child.start()
-    if not _wait_for_core(gateway.core_address, core_child, stop):
+    if not _wait_for_core(gateway.core_address, security, core_child, stop):
         core_child.stop()
         if stop.is_set():
             return 0
         print("inferno: the core did not start; see its log above", file=sys.stderr, flush=True)
         return 1
     gateway_child.start()
-    base = f"http://{gateway.host}:{gateway.port}"
+    scheme = "https" if security.tls_enabled else "http"
+    base = f"{scheme}://{gateway.host}:{gateway.port}"
+    ws = f"{'wss' if security.tls_enabled else 'ws'}://{gateway.host}:{gateway.port}/ws"
+    if not security.auth_enabled:
+        print("inferno: authentication is off, so only loopback addresses are served", flush=True)
     print(
-        f"inferno: serving\n  OpenAI API  {base}/v1\n  WebSocket   ws://{gateway.host}:{gateway.port}/ws\n"
+        f"inferno: serving\n  OpenAI API  {base}/v1\n  WebSocket   {ws}\n"
         f"  health      {base}/health\n  gRPC        {core.host}:{core.grpc_port}\nPress Ctrl-C to stop.",
         flush=True,
     )

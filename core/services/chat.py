@@ -15,6 +15,8 @@ from inferno.core.tools.policy import ToolPolicy, resolve_tool_policy
 from inferno.core.tools.prompt import messages_for_template
 from inferno.core.validation import (
     CHAT_DEFAULTS,
+    DEFAULT_LIMITS,
+    RequestLimits,
     check_messages,
     check_model,
     check_stop,
@@ -38,7 +40,10 @@ class ChatJob:
     tools: ToolPolicy | None
 
 
-async def plan_chat(engine_for: EngineLookup, params: pb.ChatCompletionParams) -> ChatJob:
+async def plan_chat(
+    engine_for: EngineLookup, params: pb.ChatCompletionParams, request_limits: RequestLimits = DEFAULT_LIMITS
+) -> ChatJob:
+    request_limits.check_message_count(len(params.messages))
     engine = await engine_for(check_model(params.model))
     tools = resolve_tool_policy(params)
     messages = messages_for_template(check_messages(list(params.messages)), tools)
@@ -51,7 +56,9 @@ async def plan_chat(engine_for: EngineLookup, params: pb.ChatCompletionParams) -
     stop = check_stop(params.limits)
     # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
     prompt = tuple(engine.tokenize(engine.render_chat(messages)))
-    max_tokens = resolve_max_tokens(params.limits, len(prompt), engine.description.context_length)
+    request_limits.check_prompt_length(len(prompt), "messages")
+    limits = request_limits.cap(params.limits)
+    max_tokens = resolve_max_tokens(limits, len(prompt), engine.description.context_length)
     sequences = [
         SequenceRequest(
             prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs

@@ -17,6 +17,8 @@ from inferno.core.services.generation import (
 )
 from inferno.core.validation import (
     COMPLETION_DEFAULTS,
+    DEFAULT_LIMITS,
+    RequestLimits,
     check_model,
     check_stop,
     check_token_ids,
@@ -57,7 +59,10 @@ class CompletionJob:
 
 
 async def plan_completion(
-    engine_for: EngineLookup, params: pb.CompletionParams, stream: bool
+    engine_for: EngineLookup,
+    params: pb.CompletionParams,
+    stream: bool,
+    request_limits: RequestLimits = DEFAULT_LIMITS,
 ) -> CompletionJob:
     engine = await engine_for(check_model(params.model))
     if not params.prompts:
@@ -72,10 +77,12 @@ async def plan_completion(
     prompt_logprobs = top_logprobs if params.echo else None
     stop = check_stop(params.limits)
     prompts = tuple(_prompt_input(engine, prompt, i) for i, prompt in enumerate(params.prompts))
+    limits = request_limits.cap(params.limits)
     sequences: list[SequenceRequest] = []
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
+        request_limits.check_prompt_length(len(prompt.tokens), f"prompt[{i}]")
         max_tokens = resolve_max_tokens(
-            params.limits, len(prompt.tokens), engine.description.context_length, allow_zero=params.echo
+            limits, len(prompt.tokens), engine.description.context_length, allow_zero=params.echo
         )
         sequences.extend(
             SequenceRequest(

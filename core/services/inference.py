@@ -12,7 +12,7 @@ from inferno.core.model_manager import ModelManager
 from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
 from inferno.core.services.completions import complete, plan_completion, stream_completion
 from inferno.core.tools.prompt import messages_for_template
-from inferno.core.validation import check_messages, check_token_ids
+from inferno.core.validation import DEFAULT_LIMITS, RequestLimits, check_messages, check_token_ids
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
@@ -21,30 +21,35 @@ log = logging.getLogger(__name__)
 
 
 class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, limits: RequestLimits = DEFAULT_LIMITS) -> None:
         self._manager = manager
+        self._limits = limits
 
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateChatCompletionResponse:
-        return await complete_chat(await plan_chat(self._manager.engine_for, request.params))
+        return await complete_chat(await plan_chat(self._manager.engine_for, request.params, self._limits))
 
     async def StreamChatCompletion(
         self, request: pb.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamChatCompletionResponse]:
-        async for message in stream_chat(await plan_chat(self._manager.engine_for, request.params)):
+        async for message in stream_chat(
+            await plan_chat(self._manager.engine_for, request.params, self._limits)
+        ):
             yield message
 
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCompletionResponse:
-        return await complete(await plan_completion(self._manager.engine_for, request.params, stream=False))
+        return await complete(
+            await plan_completion(self._manager.engine_for, request.params, False, self._limits)
+        )
 
     async def StreamCompletion(
         self, request: pb.StreamCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamCompletionResponse]:
         async for message in stream_completion(
-            await plan_completion(self._manager.engine_for, request.params, stream=True)
+            await plan_completion(self._manager.engine_for, request.params, True, self._limits)
         ):
             yield message
 
@@ -57,7 +62,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
         try:
-            completion = await complete_chat(await plan_chat(self._manager.engine_for, item.params))
+            completion = await complete_chat(
+                await plan_chat(self._manager.engine_for, item.params, self._limits)
+            )
         except Exception as exc:  # one item's failure is its own result, never the batch's
             if not isinstance(exc, InfernoError):
                 log.exception("batch item %r failed", item.id)

@@ -1,0 +1,150 @@
+"""Authentication, permissions, rate limits and stream limits for every RPC, in one gRPC interceptor.
+
+The gateway forwards the HTTP Authorization header and the client's address as metadata, so REST, WebSocket
+and direct gRPC callers meet the same policy. Rate-limit figures go back as initial metadata (the gateway
+turns them into X-RateLimit-* headers), on refusals too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+
+from inferno.call_metadata import CLIENT_ADDRESS_METADATA
+from inferno.core.security.authenticator import Authenticator
+from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonymous
+from inferno.core.security.rate_limiter import RateDecision, RateLimiter
+from inferno.errors import InfernoError
+from inferno.permissions import UNLIMITED_RPCS, Access, grants, requirement_of
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self, authenticator: Authenticator, limiter: RateLimiter, max_concurrent_streams: int
+    ) -> None:
+        self._authenticator = authenticator
+        self._limiter = limiter
+        self._max_streams = max_concurrent_streams
+        self._open_streams: Counter[str] = Counter()
+
+    @property
+    def enabled(self) -> bool:
+        return self._authenticator.enabled
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if requirement_of(method) is not Access.PUBLIC:  # streaming requests: none of ours need auth
+            raise InfernoError("permission_denied", f"{method} is not open to callers")
+        return handler
+
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            principal = await self._admit(method, context)
+            token = CURRENT_PRINCIPAL.set(principal)
+            try:
+                return await behavior(request, context)
+            finally:
+                CURRENT_PRINCIPAL.reset(token)
+
+        return wrapped
+
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            principal = await self._admit(method, context)
+            token = CURRENT_PRINCIPAL.set(principal)
+            try:
+                with self._stream_slot(principal, method):
+                    async for item in behavior(request, context):
+                        yield item
+            finally:
+                CURRENT_PRINCIPAL.reset(token)
+
+        return wrapped
+
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        address = metadata.get(CLIENT_ADDRESS_METADATA) or _peer_address(context.peer())
+        needed = requirement_of(method)
+        if not self._authenticator.enabled:
+            principal = anonymous(address)
+        else:
+            identified = self._authenticator.identify(metadata.get("authorization"))
+            if identified is None and needed is not Access.PUBLIC:
+                raise InfernoError(
+                    "authentication_failed",
+                    "Invalid or missing credentials: send 'Authorization: Bearer <API key or JWT>'",
+                )
+            principal = identified or anonymous(address)
+            if not grants(principal.permissions, needed):
+                raise InfernoError(
+                    "permission_denied",
+                    f"this call needs the '{needed.value}' permission",
+                    {"required_permission": str(needed.value)},
+                )
+        if method not in UNLIMITED_RPCS:
+            decision = self._limiter.check(principal.rate_key, principal.rate_limit)
+            if decision.limit:
+                await context.send_initial_metadata(decision.headers())
+            if not decision.allowed:
+                raise _rate_limited(decision)
+        return principal
+
+    @contextlib.contextmanager
+    def _stream_slot(self, principal: Principal, method: str) -> Iterator[None]:
+        if method in UNLIMITED_RPCS or not self._max_streams:
+            yield
+            return
+        if self._open_streams[principal.rate_key] >= self._max_streams:
+            raise InfernoError(
+                "rate_limit_exceeded",
+                f"at most {self._max_streams} streams may be open at once per caller",
+                {"max_concurrent_streams": str(self._max_streams)},
+            )
+        self._open_streams[principal.rate_key] += 1
+        try:
+            yield
+        finally:
+            self._open_streams[principal.rate_key] -= 1
+            if not self._open_streams[principal.rate_key]:
+                del self._open_streams[principal.rate_key]
+
+
+def _rate_limited(decision: RateDecision) -> InfernoError:
+    return InfernoError(
+        "rate_limit_exceeded",
+        f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s",
+        {"limit": str(decision.limit), "retry_after_s": str(decision.retry_after)},
+    )
+
+
+def _peer_address(peer: str) -> str:
+    """ipv4:127.0.0.1:5432 -> 127.0.0.1; ipv6:[::1]:5432 -> ::1."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return peer

@@ -1,0 +1,77 @@
+"""What each RPC needs: the one table the core's auth interceptor enforces and the gateway's routes inherit
+(every REST and WebSocket action is a call of one of these RPCs)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Permission(Enum):
+    INFERENCE = "inference"
+    MODEL_MANAGEMENT = "model_management"
+    ADMIN = "admin"
+
+
+# Grants every permission.
+ALL_PERMISSIONS = "*"
+PERMISSION_NAMES = frozenset({*(p.value for p in Permission), ALL_PERMISSIONS})
+
+
+class Access(Enum):
+    # No credentials needed (health checks, server status for /health).
+    PUBLIC = "public"
+    # Any valid credentials.
+    AUTHENTICATED = "authenticated"
+
+
+Requirement = Permission | Access
+
+_INFERENCE = "/inferno.v1.InferenceService/"
+_MODELS = "/inferno.v1.ModelService/"
+_ADMIN = "/inferno.v1.AdminService/"
+_AUTH = "/inferno.v1.AuthService/"
+
+RPC_REQUIREMENTS: dict[str, Requirement] = {
+    _INFERENCE + "CreateChatCompletion": Permission.INFERENCE,
+    _INFERENCE + "StreamChatCompletion": Permission.INFERENCE,
+    _INFERENCE + "CreateCompletion": Permission.INFERENCE,
+    _INFERENCE + "StreamCompletion": Permission.INFERENCE,
+    _INFERENCE + "CreateBatch": Permission.INFERENCE,
+    _INFERENCE + "Tokenize": Permission.INFERENCE,
+    _INFERENCE + "Detokenize": Permission.INFERENCE,
+    _MODELS + "ListModels": Permission.INFERENCE,
+    _MODELS + "GetModel": Permission.INFERENCE,
+    _MODELS + "GetModelStatus": Permission.INFERENCE,
+    _MODELS + "LoadModel": Permission.MODEL_MANAGEMENT,
+    _MODELS + "UnloadModel": Permission.MODEL_MANAGEMENT,
+    _MODELS + "WatchModels": Permission.MODEL_MANAGEMENT,
+    _ADMIN + "GetServerStatus": Access.PUBLIC,
+    _ADMIN + "GetMetrics": Permission.ADMIN,
+    _AUTH + "CreateApiKey": Permission.ADMIN,
+    _AUTH + "ListApiKeys": Permission.ADMIN,
+    _AUTH + "RevokeApiKey": Permission.ADMIN,
+    _AUTH + "GetCurrentUser": Access.AUTHENTICATED,
+    "/grpc.health.v1.Health/Check": Access.PUBLIC,
+    "/grpc.health.v1.Health/Watch": Access.PUBLIC,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Access.PUBLIC,
+}
+
+# Called by load balancers and supervisors every few seconds: never rate limited.
+UNLIMITED_RPCS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+def requirement_of(method: str) -> Requirement:
+    """Unknown methods need admin: a new RPC is closed until the table says otherwise."""
+    return RPC_REQUIREMENTS.get(method, Permission.ADMIN)
+
+
+def grants(held: frozenset[str], needed: Requirement) -> bool:
+    if isinstance(needed, Access):
+        return True
+    return ALL_PERMISSIONS in held or needed.value in held

@@ -1,0 +1,175 @@
+"""[security] of inferno.toml, then INFERNO_* environment variables, then flags (DESIGN §4).
+
+[security]
+api_keys = true                    # accept API keys from the key store
+jwt_secret = "..."                 # HS256; or jwt_public_key = "key.pem" / jwt_jwks = "jwks.json"
+jwt_issuer = "https://issuer"      # checked when set
+jwt_audience = "inferno"           # checked when set
+jwt_permissions_claim = "permissions"
+admin_key_file = "admin.key"       # or INFERNO_ADMIN_KEY
+allow_unauthenticated = false      # needed to bind a non-loopback address with no auth
+rate_limit = 1000                  # requests per minute per key (per address without auth)
+burst_limit = 100
+max_concurrent_streams = 16        # per key
+max_body_bytes = 8388608
+max_messages = 1024
+max_prompt_tokens = 0              # 0: the model's context
+max_tokens_cap = 0                 # 0: the model's context
+ws_messages_per_second = 20
+cors_origins = []                  # e.g. ["https://dash.example"], or ["*"]
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+tls_ca = "ca.pem"                  # what the gateway trusts for the core; default tls_cert
+data_dir = "data"                  # the SQLite key store lives here
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from inferno.config_file import ConfigError
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "inferno"
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    api_keys: bool = False
+    jwt_secret: str | None = None
+    jwt_public_key: Path | None = None
+    jwt_jwks: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_permissions_claim: str = "permissions"
+    admin_key: str | None = None
+    allow_unauthenticated: bool = False
+    rate_limit: int = 1000
+    burst_limit: int = 100
+    max_concurrent_streams: int = 16
+    max_body_bytes: int = 8 << 20
+    max_messages: int = 1024
+    max_prompt_tokens: int = 0
+    max_tokens_cap: int = 0
+    ws_messages_per_second: int = 20
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwt_jwks)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.api_keys or self.jwt_enabled or self.admin_key is not None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def check_bind(self, host: str) -> None:
+        """With no authentication only loopback addresses may be bound, unless explicitly allowed."""
+        if self.auth_enabled or self.allow_unauthenticated or _is_loopback(host):
+            return
+        raise ConfigError(
+            f"refusing to listen on {host} with no authentication: configure api_keys or JWT in [security], "
+            "or set allow_unauthenticated = true"
+        )
+
+
+_PATHS = {"jwt_public_key", "jwt_jwks", "tls_cert", "tls_key", "tls_ca", "data_dir"}
+_ENV = {
+    "INFERNO_API_KEYS": "api_keys",
+    "INFERNO_JWT_SECRET": "jwt_secret",
+    "INFERNO_ADMIN_KEY": "admin_key",
+    "INFERNO_RATE_LIMIT": "rate_limit",
+    "INFERNO_BURST_LIMIT": "burst_limit",
+    "INFERNO_DATA_DIR": "data_dir",
+    "INFERNO_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
+}
+
+
+def load_security_config(config_path: Path | None, overrides: dict[str, Any] | None = None) -> SecurityConfig:
+    """The [security] table (paths relative to the file), then the environment, then overrides (flags)."""
+    values: dict[str, Any] = {}
+    base = Path.cwd()
+    if config_path is not None:
+        try:
+            table = tomllib.loads(config_path.read_text()).get("security", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+        base = config_path.resolve().parent
+        values.update(table)
+    for variable, name in _ENV.items():
+        if variable in os.environ:
+            values[name] = os.environ[variable]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    admin_key_file = values.pop("admin_key_file", None)
+    if admin_key_file is not None and "admin_key" not in values:
+        values["admin_key"] = _read_secret((base / admin_key_file).resolve())
+    return _build(values, base)
+
+
+def _build(values: dict[str, Any], base: Path) -> SecurityConfig:
+    known = {f.name: f for f in fields(SecurityConfig)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"[security]: unknown keys {', '.join(sorted(unknown))}")
+    config = SecurityConfig()
+    for name, raw in values.items():
+        config = replace(config, **{name: _convert(name, raw, getattr(config, name), base)})
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("[security]: tls_cert and tls_key go together")
+    if config.admin_key is not None and len(config.admin_key) < 16:
+        raise ConfigError("[security]: the admin key must be at least 16 characters")
+    return config
+
+
+def _convert(name: str, raw: Any, default: Any, base: Path) -> Any:
+    where = f"[security] {name}"
+    if name in _PATHS:
+        return (base / str(raw)).resolve()
+    if isinstance(default, bool):
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return raw.lower() in ("1", "true", "yes")
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{where}: must be true or false")
+        return raw
+    if isinstance(default, int):
+        try:
+            number = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: must be a whole number") from None
+        if number < 0:
+            raise ConfigError(f"{where}: must not be negative")
+        return number
+    if name == "cors_origins":
+        if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+            raise ConfigError(f"{where}: must be a list of origins")
+        return tuple(raw)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: must be a string")
+    return raw
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"[security] admin_key_file: {exc}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
