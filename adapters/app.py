@@ -13,6 +13,7 @@ from aiohttp import web
 from inferno.config import GatewayOptions
 from inferno.security_config import SecurityConfig, load_security_config
 
+from . import auth_routes
 from .core_client import CORE, SECURITY, CoreClient, copy_core_headers
 from .cors import cors_middleware
 from .errors import error_middleware
@@ -60,6 +61,10 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_post("/v1/models/{model_id:.+}/load", load_model, name="model_load")
     router.add_post("/v1/models/{model_id:.+}/unload", unload_model, name="model_unload")
     router.add_get("/v1/models/{model_id:.+}", openai.get_model, name="model")
+    router.add_post("/v1/auth/keys", auth_routes.create_key, name="auth_keys_create")
+    router.add_get("/v1/auth/keys", auth_routes.list_keys, name="auth_keys_list")
+    router.add_delete("/v1/auth/keys/{key_id}", auth_routes.revoke_key, name="auth_keys_revoke")
+    router.add_get("/v1/auth/user", auth_routes.current_user, name="auth_user")
     router.add_get("/health", health, name="health")
     router.add_get("/metrics", metrics_endpoint, name="metrics")
     router.add_get("/ws", websocket_endpoint, name="ws")

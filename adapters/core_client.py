@@ -18,7 +18,12 @@ from inferno.call_metadata import CLIENT_ADDRESS_METADATA
 from inferno.core_channel import aio_channel
 from inferno.errors import InfernoError, error_from_rpc
 from inferno.security_config import SecurityConfig
-from inferno.v1 import admin_service_pb2_grpc, inference_service_pb2_grpc, model_service_pb2_grpc
+from inferno.v1 import (
+    admin_service_pb2_grpc,
+    auth_service_pb2_grpc,
+    inference_service_pb2_grpc,
+    model_service_pb2_grpc,
+)
 
 _Request = TypeVar("_Request")
 _Reply = TypeVar("_Reply")
@@ -52,6 +57,7 @@ class CoreClient:
         self.inference = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
+        self.auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
         self.health = health_pb2_grpc.HealthStub(self._channel)
 
     async def close(self) -> None:

@@ -6,6 +6,11 @@ ws_subscriptions.py). Replies: "chat_chunk" per piece of text, then "chat_done",
 "metrics_update" and "model_status" per subscription; "unsubscribed". Each chat ends with exactly one
 "chat_done" or "error"; a cancelled chat ends with "chat_done" whose finish_reason is "cancelled". Several
 chats and subscriptions may run at once, one task each; closing the socket cancels them all.
+
+Credentials: the upgrade request's Authorization header, or a first message {"type": "auth", "data":
+{"api_key": "..."}} (or "token"), answered with "auth_ok" or an authentication_failed error. The core checks
+them on every call the socket makes. Messages beyond [security] ws_messages_per_second (bursts of twice
+that) are refused with rate_limit_exceeded.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from inferno.errors import InfernoError, invalid_param
-from inferno.v1 import inference_service_pb2
+from inferno.v1 import auth_service_pb2, inference_service_pb2
 
-from .core_client import CORE
+from .core_client import AUTHORIZATION, CORE, SECURITY
 from .metrics import METRICS
 from .openai.requests import parse_chat_request, parse_json_object
 from .openai.responses import finish_reason_name, usage_json
@@ -36,7 +41,7 @@ _HEARTBEAT_S = 30.0
 _CLIENT_CLOSED = 499
 
 ChatId = str | int
-_MESSAGE_TYPES = ("chat", "cancel", "ping", "subscribe_metrics", "subscribe_models", "unsubscribe")
+_MESSAGE_TYPES = ("auth", "chat", "cancel", "ping", "subscribe_metrics", "subscribe_models", "unsubscribe")
 Frame = dict[str, Any]
 
 
@@ -100,6 +105,10 @@ class _ChatSession:
         self._subscriptions: dict[ChatId, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
+        self._per_second = request.app[SECURITY].ws_messages_per_second or 1_000_000
+        self._burst = 2 * self._per_second
+        self._allowance = float(self._burst)
+        self._allowance_at = time.monotonic()
 
     async def handle(self, text: str) -> None:
         """Act on one client message; every problem is answered with an error frame."""
@@ -109,6 +118,10 @@ class _ChatSession:
             if _is_chat_id(frame.get("id")):
                 chat_id = frame["id"]
             kind = frame.get("type")
+            self._take_message_allowance()
+            if kind == "auth":
+                await self._authenticate(chat_id, frame.get("data"))
+                return
             if kind == "ping":
                 await self._send({"type": "pong", "id": chat_id, "data": {}})
                 return
@@ -131,6 +144,34 @@ class _ChatSession:
                 await self._unsubscribe(chat_id)
         except InfernoError as error:
             await self.send_error(chat_id, error)
+
+    def _take_message_allowance(self) -> None:
+        now = time.monotonic()
+        self._allowance = min(self._burst, self._allowance + (now - self._allowance_at) * self._per_second)
+        self._allowance_at = now
+        if self._allowance < 1:
+            raise InfernoError(
+                "rate_limit_exceeded",
+                f"at most {self._per_second} WebSocket messages per second are accepted",
+                {"ws_messages_per_second": str(self._per_second)},
+            )
+        self._allowance -= 1
+
+    async def _authenticate(self, frame_id: ChatId | None, data: Any) -> None:
+        secret = data.get("api_key") or data.get("token") if isinstance(data, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise invalid_param("data", '\'data\' must be an object like {"api_key": "..."}')
+        core = self._request.app[CORE]
+        self._request[AUTHORIZATION] = f"Bearer {secret}"
+        try:
+            user = await core.unary(
+                self._request, core.auth.GetCurrentUser, auth_service_pb2.GetCurrentUserRequest()
+            )
+        except InfernoError:
+            del self._request[AUTHORIZATION]
+            raise
+        data = {"user_id": user.user_id, "permissions": list(user.permissions)}
+        await self._send({"type": "auth_ok", "id": frame_id, "data": data})
 
     async def send_error(self, chat_id: ChatId | None, error: InfernoError) -> None:
         await self._send(error_frame(chat_id, error))

@@ -141,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
     models.add_argument("--force", action="store_true", help="unload: cancel requests in flight at once")
 
+    keys = commands.add_parser("keys", help="create, list or revoke API keys (database or running core)")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument(
+        "argument", nargs="?", metavar="NAME|KEY_ID", help="create: the key's name; revoke: its id"
+    )
+    keys.add_argument(
+        "--permissions", default="inference", help="comma-separated: inference,model_management,admin,*"
+    )
+    keys.add_argument("--expires-in", default="", help="e.g. 30d, 12h; default: never")
+    keys.add_argument("--rate-limit", type=int, help="requests per minute for this key")
+    keys.add_argument(
+        "--core", metavar="HOST:PORT", help="use a running core (admin key from INFERNO_ADMIN_KEY)"
+    )
+    keys.add_argument("--config", type=Path, help="inferno.toml: its data_dir and admin key")
+    _add_security_arguments(keys)
+
     gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
     gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
     gateway.add_argument("--host", default=DEFAULT_HOST)
@@ -176,6 +192,20 @@ def _run(args: argparse.Namespace) -> int:
         from inferno.models_cli import run_models_command
 
         return run_models_command(args.core, args.action, args.model_id, args.force)
+    if args.command == "keys":
+        from inferno.keys_cli import run_keys_command
+        from inferno.security_config import load_security_config
+
+        security = load_security_config(args.config, _security_flags(args).overrides())
+        return run_keys_command(
+            args.action,
+            args.argument,
+            args.permissions,
+            args.expires_in,
+            args.rate_limit,
+            security,
+            args.core,
+        )
     if args.command == "core":
         from inferno.core.server import serve_core
 

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 import grpc
 import httpx
@@ -22,80 +12,8 @@ from openai import OpenAI
 
 from inferno.core.embedded import embedded_model_path
 from inferno.v1 import model_service_pb2_grpc
-
-STARTUP_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    http_port: int
-    grpc_port: int
-    log_path: Path
-    # The `inferno serve` supervisor; the core and the gateway are its children.
-    pid: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_until_healthy(server: RunningServer, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"inferno serve exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(server.base_url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"inferno serve did not become healthy:\n{server.log_tail()}")
-
-
-@contextlib.contextmanager
-def running_inferno(*extra_args: str) -> Iterator[RunningServer]:
-    """`inferno serve` with extra_args on free ports, from a fresh directory; SIGTERM at the end."""
-    log_dir = Path(tempfile.mkdtemp(prefix="inferno-test-"))
-    running = RunningServer(free_port(), free_port(), log_dir / "serve.log")
-    command = [
-        sys.executable,
-        "-m",
-        "inferno.cli",
-        "serve",
-        "--port",
-        str(running.http_port),
-        "--grpc-port",
-        str(running.grpc_port),
-        *extra_args,
-    ]
-    with running.log_path.open("wb") as log:
-        # cwd outside the checkout so the installed package is what runs.
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env=os.environ.copy()
-        )
-    try:
-        _wait_until_healthy(running, process)
-        yield replace(running, pid=process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+from tests.security_fixtures import SecuredServer, write_secured_config
+from tests.servers import RunningServer, running_inferno
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +85,13 @@ def managed_http(managed_server: RunningServer) -> Iterator[httpx.Client]:
 def models_stub(managed_server: RunningServer) -> Iterator[model_service_pb2_grpc.ModelServiceStub]:
     with grpc.insecure_channel(managed_server.grpc_target) as channel:
         yield model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredServer]:
+    """`inferno serve` with TLS, API keys, JWTs, an admin key and small limits (security_fixtures.py)."""
+    root = tmp_path_factory.mktemp("secured")
+    config, admin_key, hs_secret, rsa_key, ec_key = write_secured_config(root)
+    args = ("--config", str(config), "--parallel", "2", "--ctx-size", "512")
+    with running_inferno(*args, tls_ca=root / "cert.pem") as running:
+        yield SecuredServer(running, root, config, admin_key, hs_secret, rsa_key, ec_key)

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferno.core.embedded import embedded_model_path
 from inferno.v1 import model_service_pb2, model_service_pb2_grpc
-from tests.conftest import free_port
+from tests.servers import free_port
 
 STARTUP_TIMEOUT_S = 120.0
 

@@ -14,7 +14,7 @@ from openai import OpenAI
 from inferno.core.embedded import embedded_model_path
 from inferno.v1 import common_pb2, inference_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
-from tests.conftest import RunningServer
+from tests.servers import RunningServer
 
 PROMPT = "The capital of France is"
 

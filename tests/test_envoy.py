@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
-from tests.conftest import RunningServer, free_port
 from tests.grpc_helpers import chat_params
+from tests.servers import RunningServer, free_port
 from tests.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferno.core.embedded import EMBEDDED_MODEL_ID, embedded_model_path
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
-from tests.conftest import RunningServer
 from tests.management_helpers import model_state as _status
 from tests.management_helpers import unloaded as _unloaded
+from tests.servers import RunningServer
 
 
 def _chat(managed_http: httpx.Client, model_id: str) -> httpx.Response:

@@ -11,8 +11,8 @@ import aiohttp
 import httpx
 
 from inferno.core.embedded import EMBEDDED_MODEL_ID
-from tests.conftest import RunningServer
 from tests.management_helpers import unloaded
+from tests.servers import RunningServer
 
 
 async def _frames(
