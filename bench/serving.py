@@ -329,8 +329,10 @@ def running_server(spec: HttpServerSpec, port: int, log_dir: Path) -> Iterator[s
     """Starts the server, yields its model id once it serves, then SIGTERM (SIGKILL after a grace)."""
     log_path = log_dir / f"{spec.name}.log"
     with log_path.open("wb") as log:
+        # Inferno's per-address rate limit (1000 a minute by default) would cap the load; the peers have none.
+        env = {**os.environ, "INFERNO_RATE_LIMIT": "0"}
         process = subprocess.Popen(
-            spec.command, stdout=log, stderr=subprocess.STDOUT, cwd=spec.cwd, start_new_session=True
+            spec.command, stdout=log, stderr=subprocess.STDOUT, cwd=spec.cwd, start_new_session=True, env=env
         )
     try:
         yield _wait_ready(f"http://127.0.0.1:{port}", process, log_path)

@@ -1,0 +1,54 @@
+"""The token bucket and the request limits, on their own (deterministic clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferno.core.security.rate_limiter import RateLimiter
+from inferno.core.validation import RequestLimits
+from inferno.errors import InfernoError
+from inferno.v1 import common_pb2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_bursts_then_refills_at_the_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+    decisions = [limiter.check("a") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert decisions[3].retry_after == 1
+    assert limiter.check("b").allowed  # buckets are per caller
+    clock.now = 1.0
+    assert limiter.check("a").allowed and not limiter.check("a").allowed
+
+
+def test_a_keys_own_rate_scales_its_burst() -> None:
+    limiter = RateLimiter(per_minute=1000, burst=100, clock=FakeClock())
+    assert sum(limiter.check("k", per_minute=60).allowed for _ in range(10)) == 6
+
+
+def test_rate_limit_0_switches_limiting_off() -> None:
+    limiter = RateLimiter(per_minute=0, burst=0, clock=FakeClock())
+    assert all(limiter.check("a").allowed for _ in range(1000))
+
+
+def test_request_limits() -> None:
+    limits = RequestLimits(max_messages=2, max_prompt_tokens=10, max_tokens_cap=5)
+    limits.check_message_count(2)
+    with pytest.raises(InfernoError) as caught:
+        limits.check_message_count(3)
+    assert caught.value.details == {"param": "messages"}
+    with pytest.raises(InfernoError) as caught:
+        limits.check_prompt_length(11, "prompt[0]")
+    assert caught.value.code == "request_too_large" and caught.value.details["param"] == "prompt[0]"
+    assert limits.cap(common_pb2.GenerationLimits()).max_tokens == 5
+    with pytest.raises(InfernoError):
+        limits.cap(common_pb2.GenerationLimits(max_tokens=6))
