@@ -23,6 +23,7 @@ from .model_management import load_model, unload_model
 from .model_status import model_status
 from .openai import routes as openai
 from .openai.batch import batch
+from .openai.embeddings import embeddings
 from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
     router.add_post("/v1/completions", openai.completions, name="completions")
     router.add_post("/v1/batch", batch, name="batch")
+    router.add_post("/v1/embeddings", embeddings, name="embeddings")
     router.add_post("/v1/tokenize", openai.tokenize, name="tokenize")
     router.add_post("/v1/detokenize", openai.detokenize, name="detokenize")
     router.add_get("/v1/models", openai.list_models, name="models")

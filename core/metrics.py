@@ -30,6 +30,14 @@ class ModelEngineMetrics:
     generated_tokens: Counter
     reused_prompt_tokens: Counter
     inter_token_latency: Histogram
+    embedding_decodes: Counter
+    embedding_inputs: Counter
+    embedding_tokens: Counter
+
+    def record_embedding_decode(self, sequences: int, tokens: int) -> None:
+        self.embedding_decodes.inc()
+        self.embedding_inputs.inc(sequences)
+        self.embedding_tokens.inc(tokens)
 
     def record_step(self, sequences: int, tokens: int, sampled: int, prompt_tokens: int) -> None:
         self.decode_steps.inc()
@@ -122,6 +130,18 @@ class EngineMetrics:
             buckets=_INTER_TOKEN_BUCKETS,
             registry=registry,
         )
+        self._embedding_decodes = Counter(
+            "inferno_embedding_decodes",
+            "llama_decode calls of the embedding contexts",
+            labels,
+            registry=registry,
+        )
+        self._embedding_inputs = Counter(
+            "inferno_embedding_inputs", "Inputs embedded", labels, registry=registry
+        )
+        self._embedding_tokens = Counter(
+            "inferno_embedding_tokens", "Tokens of embedded inputs", labels, registry=registry
+        )
         self._model_state = Gauge(
             "inferno_model_state",
             "1 for the state each model is in (unloaded, loading, loaded, failed), 0 for the others",
@@ -153,4 +173,7 @@ class EngineMetrics:
             generated_tokens=self._generated_tokens.labels(model_id),
             reused_prompt_tokens=self._reused_prompt_tokens.labels(model_id),
             inter_token_latency=self._inter_token.labels(model_id),
+            embedding_decodes=self._embedding_decodes.labels(model_id),
+            embedding_inputs=self._embedding_inputs.labels(model_id),
+            embedding_tokens=self._embedding_tokens.labels(model_id),
         )

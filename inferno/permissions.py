@@ -39,6 +39,7 @@ RPC_REQUIREMENTS: dict[str, Requirement] = {
     _INFERENCE + "CreateBatch": Permission.INFERENCE,
     _INFERENCE + "Tokenize": Permission.INFERENCE,
     _INFERENCE + "Detokenize": Permission.INFERENCE,
+    _INFERENCE + "CreateEmbeddings": Permission.INFERENCE,
     _MODELS + "ListModels": Permission.INFERENCE,
     _MODELS + "GetModel": Permission.INFERENCE,
     _MODELS + "GetModelStatus": Permission.INFERENCE,

@@ -32,6 +32,12 @@ ROUTE_CALLS: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
     "chat": ("POST", "/v1/chat/completions", CHAT, _I + "CreateChatCompletion"),
     "completions": ("POST", "/v1/completions", COMPLETION, _I + "CreateCompletion"),
     "batch": ("POST", "/v1/batch", BATCH, _I + "CreateBatch"),
+    "embeddings": (
+        "POST",
+        "/v1/embeddings",
+        {"model": EMBEDDED_MODEL_ID, "input": "Hi"},
+        _I + "CreateEmbeddings",
+    ),
     "tokenize": ("POST", "/v1/tokenize", {"content": "Hi"}, _I + "Tokenize"),
     "detokenize": ("POST", "/v1/detokenize", {"tokens": [1]}, _I + "Detokenize"),
     "models": ("GET", "/v1/models", None, _M + "ListModels"),

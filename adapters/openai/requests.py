@@ -63,18 +63,18 @@ def parse_json_object(raw: bytes | str, *, what: str = "request body") -> dict[s
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """A /v1/chat/completions body as ChatCompletionParams plus its streaming flags."""
     params = inference_service_pb2.ChatCompletionParams(
-        model=_required_str(body.get("model"), "model"),
+        model=required_str(body.get("model"), "model"),
         messages=_messages(body.get("messages")),
         sampling=_sampling(body),
         limits=_limits(body),
         user=_optional_str(body.get("user"), "user") or "",
     )
     if body.get("n") is not None:
-        params.n = _uint(body["n"], "n", _UINT32_MAX)
+        params.n = uint_field(body["n"], "n", _UINT32_MAX)
     params.response_format.CopyFrom(_response_format(body.get("response_format")))
     params.logprobs = _optional_bool(body.get("logprobs"), "logprobs") or False
     if body.get("top_logprobs") is not None:
-        params.top_logprobs = _uint(body["top_logprobs"], "top_logprobs", _UINT32_MAX)
+        params.top_logprobs = uint_field(body["top_logprobs"], "top_logprobs", _UINT32_MAX)
     params.tools.extend(_tools(body.get("tools")))
     params.tool_choice.CopyFrom(_tool_choice(body.get("tool_choice")))
     parallel_tool_calls = _optional_bool(body.get("parallel_tool_calls"), "parallel_tool_calls")
@@ -87,21 +87,21 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
 def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     """A /v1/completions body as CompletionParams (one Prompt per prompt) plus its streaming flags."""
     params = inference_service_pb2.CompletionParams(
-        model=_required_str(body.get("model"), "model"),
-        prompts=_prompts(body.get("prompt")),
+        model=required_str(body.get("model"), "model"),
+        prompts=parse_prompts(body.get("prompt")),
         sampling=_sampling(body),
         limits=_limits(body),
         user=_optional_str(body.get("user"), "user") or "",
     )
     if body.get("n") is not None:
-        params.n = _uint(body["n"], "n", _UINT32_MAX)
+        params.n = uint_field(body["n"], "n", _UINT32_MAX)
     logprobs = body.get("logprobs")
     if logprobs is not None and logprobs is not False:
         # An integer in the legacy API; some clients send true for "just the sampled token".
-        params.logprobs = 0 if logprobs is True else _uint(logprobs, "logprobs", _UINT32_MAX)
+        params.logprobs = 0 if logprobs is True else uint_field(logprobs, "logprobs", _UINT32_MAX)
     params.echo = _optional_bool(body.get("echo"), "echo") or False
     if body.get("best_of") is not None:
-        params.best_of = _uint(body["best_of"], "best_of", _UINT32_MAX)
+        params.best_of = uint_field(body["best_of"], "best_of", _UINT32_MAX)
     if _optional_str(body.get("suffix"), "suffix"):
         raise _not_supported("suffix", "'suffix' (insertion)")
     return CompletionRequest(params, *_stream_flags(body))
@@ -152,7 +152,7 @@ def _message(value: Any, param: str) -> inference_service_pb2.ChatMessage:
     if not isinstance(value, dict):
         raise _type_error(param, "an object")
     return inference_service_pb2.ChatMessage(
-        role=_required_str(value.get("role"), f"{param}.role"),
+        role=required_str(value.get("role"), f"{param}.role"),
         content=_content(value.get("content"), f"{param}.content"),
         name=_optional_str(value.get("name"), f"{param}.name") or "",
         tool_calls=_tool_calls(value.get("tool_calls"), f"{param}.tool_calls"),
@@ -179,7 +179,7 @@ def _tool_calls(value: Any, param: str) -> list[inference_service_pb2.ToolCall]:
                 id=_optional_str(call.get("id"), f"{param}[{i}].id") or "",
                 type=_optional_str(call.get("type"), f"{param}[{i}].type") or "function",
                 function=inference_service_pb2.FunctionCall(
-                    name=_required_str(function.get("name"), f"{param}[{i}].function.name"),
+                    name=required_str(function.get("name"), f"{param}[{i}].function.name"),
                     arguments=_optional_str(arguments, f"{param}[{i}].function.arguments") or "",
                 ),
             )
@@ -200,7 +200,7 @@ def _tools(value: Any) -> list[inference_service_pb2.Tool]:
             raise _type_error(param, 'an object like {"type": "function", "function": {"name": ...}}')
         function = tool["function"]
         definition = inference_service_pb2.FunctionDefinition(
-            name=_required_str(function.get("name"), f"{param}.function.name"),
+            name=required_str(function.get("name"), f"{param}.function.name"),
             description=_optional_str(function.get("description"), f"{param}.function.description") or "",
             strict=_optional_bool(function.get("strict"), f"{param}.function.strict") or False,
         )
@@ -239,7 +239,7 @@ def _tool_choice(value: Any) -> inference_service_pb2.ToolChoice:
     function = value.get("function") if isinstance(value, dict) else None
     if not isinstance(function, dict):
         raise _type_error("tool_choice", 'a string or {"type": "function", "function": {"name": ...}}')
-    choice.function_name = _required_str(function.get("name"), "tool_choice.function.name")
+    choice.function_name = required_str(function.get("name"), "tool_choice.function.name")
     return choice
 
 
@@ -258,34 +258,35 @@ def _content(value: Any, param: str) -> str:
         kind = part.get("type")
         if kind != "text":
             raise _not_supported(f"{param}[{j}].type", f"content parts of type {kind!r} (only 'text')")
-        texts.append(_required_str(part.get("text"), f"{param}[{j}].text"))
+        texts.append(required_str(part.get("text"), f"{param}[{j}].text"))
     return "\n".join(texts)
 
 
-def _prompts(value: Any) -> list[inference_service_pb2.Prompt]:
-    """A prompt: a string, an array of strings, an array of token ids, or an array of token-id arrays."""
+def parse_prompts(value: Any, param: str = "prompt") -> list[inference_service_pb2.Prompt]:
+    """A prompt (or embeddings input): a string, an array of strings, an array of token ids, or an array of
+    token-id arrays."""
     Prompt, TokenIds = inference_service_pb2.Prompt, inference_service_pb2.TokenIds
     if value is None:
-        raise invalid_param("prompt", "'prompt' is required")
+        raise invalid_param(param, f"'{param}' is required")
     if isinstance(value, str):
         return [Prompt(text=value)]
     if isinstance(value, list) and value:
         if all(isinstance(item, str) for item in value):
             return [Prompt(text=item) for item in value]
         if all(_is_int(item) for item in value):
-            return [Prompt(tokens=TokenIds(ids=_token_ids(value, "prompt")))]
+            return [Prompt(tokens=TokenIds(ids=_token_ids(value, param)))]
         if all(isinstance(item, list) for item in value):
             return [
-                Prompt(tokens=TokenIds(ids=_token_ids(item, f"prompt[{i}]"))) for i, item in enumerate(value)
+                Prompt(tokens=TokenIds(ids=_token_ids(item, f"{param}[{i}]"))) for i, item in enumerate(value)
             ]
     raise _type_error(
-        "prompt",
+        param,
         "a string, a non-empty array of strings, an array of token ids, or an array of token-id arrays",
     )
 
 
 def _token_ids(values: list[Any], param: str) -> list[int]:
-    return [_uint(value, f"{param}[{k}]", _UINT32_MAX) for k, value in enumerate(values)]
+    return [uint_field(value, f"{param}[{k}]", _UINT32_MAX) for k, value in enumerate(values)]
 
 
 def _sampling(body: dict[str, Any]) -> common_pb2.SamplingParams:
@@ -296,11 +297,11 @@ def _sampling(body: dict[str, Any]) -> common_pb2.SamplingParams:
             setattr(sampling, name, value)
     seed = body.get("seed")
     if seed is not None:
-        sampling.seed = _uint(seed, "seed", _UINT64_MAX)
+        sampling.seed = uint_field(seed, "seed", _UINT64_MAX)
     top_k = body.get("top_k")
     if top_k is not None:
         # vLLM and llama.cpp take -1 for "no limit" as well as 0.
-        sampling.top_k = 0 if top_k == -1 else _uint(top_k, "top_k", _UINT32_MAX)
+        sampling.top_k = 0 if top_k == -1 else uint_field(top_k, "top_k", _UINT32_MAX)
     sampling.logit_bias.update(_logit_bias(body.get("logit_bias")))
     return sampling
 
@@ -361,10 +362,10 @@ def _limits(body: dict[str, Any]) -> common_pb2.GenerationLimits:
     # max_completion_tokens is OpenAI's newer name for max_tokens; when both are given it wins.
     max_tokens = body.get("max_tokens")
     if max_tokens is not None:
-        limits.max_tokens = _uint(max_tokens, "max_tokens", _UINT32_MAX)
+        limits.max_tokens = uint_field(max_tokens, "max_tokens", _UINT32_MAX)
     max_completion_tokens = body.get("max_completion_tokens")
     if max_completion_tokens is not None:
-        limits.max_tokens = _uint(max_completion_tokens, "max_completion_tokens", _UINT32_MAX)
+        limits.max_tokens = uint_field(max_completion_tokens, "max_completion_tokens", _UINT32_MAX)
     limits.stop.extend(_stop(body.get("stop")))
     # vLLM's extension: generate through end-of-sequence tokens up to max_tokens.
     limits.ignore_eos = _optional_bool(body.get("ignore_eos"), "ignore_eos") or False
@@ -406,7 +407,7 @@ def _reject_legacy_functions(body: dict[str, Any]) -> None:
 # Scalars
 
 
-def _required_str(value: Any, param: str) -> str:
+def required_str(value: Any, param: str) -> str:
     if value is None:
         raise invalid_param(param, f"'{param}' is required")
     if not isinstance(value, str):
@@ -434,7 +435,7 @@ def _optional_number(value: Any, param: str) -> float | None:
     return float(value)
 
 
-def _uint(value: Any, param: str, maximum: int) -> int:
+def uint_field(value: Any, param: str, maximum: int = _UINT32_MAX) -> int:
     """An integer the proto's unsigned field can hold."""
     if not _is_int(value):
         raise _type_error(param, "an integer")

@@ -132,6 +132,15 @@ class Engine(abc.ABC):
         """Streams a sequence's text as it is produced. Closing the iterator cancels the sequence."""
 
     @abc.abstractmethod
+    async def embed(self, inputs: list[tuple[int, ...]]) -> list[list[float]]:
+        """One L2-normalized mean-pooled vector per tokenized input."""
+
+    @property
+    @abc.abstractmethod
+    def embedding_limits(self) -> tuple[int, int]:
+        """(longest input in tokens, vector size) for embeddings."""
+
+    @abc.abstractmethod
     def stats(self) -> EngineStatsSnapshot: ...
 
     @abc.abstractmethod

@@ -11,6 +11,7 @@ import grpc
 from inferno.core.model_manager import ModelManager
 from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
 from inferno.core.services.completions import complete, plan_completion, stream_completion
+from inferno.core.services.embeddings import create_embeddings
 from inferno.core.tools.prompt import messages_for_template
 from inferno.core.validation import DEFAULT_LIMITS, RequestLimits, check_messages, check_token_ids
 from inferno.errors import InfernoError, invalid_param
@@ -98,6 +99,11 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         if request.with_pieces:
             reply.pieces.extend(pb.TokenPiece(id=t, piece=engine.token_bytes(t)) for t in tokens)
         return reply
+
+    async def CreateEmbeddings(
+        self, request: pb.CreateEmbeddingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateEmbeddingsResponse:
+        return await create_embeddings(self._manager.engine_for, request)
 
     async def Detokenize(
         self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext

@@ -70,6 +70,11 @@ class InferenceServiceStub:
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
                 _registered_method=True)
+        self.CreateEmbeddings = channel.unary_unary(
+                '/inferno.v1.InferenceService/CreateEmbeddings',
+                request_serializer=inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -125,6 +130,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEmbeddings(self, request, context):
+        """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
+        Inputs are embedded in batches, several sequences per decode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Detokenize,
                     request_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.SerializeToString,
+            ),
+            'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEmbeddings,
+                    request_deserializer=inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +372,33 @@ class InferenceService:
             '/inferno.v1.InferenceService/Detokenize',
             inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
             inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.InferenceService/CreateEmbeddings',
+            inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsRequest.SerializeToString,
+            inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class InferenceServiceStub:
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]
     """The text of token ids."""
+    CreateEmbeddings: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.CreateEmbeddingsRequest, _inference_service_pb2.CreateEmbeddingsResponse]
+    """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
+    Inputs are embedded in batches, several sequences per decode.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -67,6 +71,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]  # type: ignore[assignment]
     """The text of token ids."""
+    CreateEmbeddings: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.CreateEmbeddingsRequest, _inference_service_pb2.CreateEmbeddingsResponse]  # type: ignore[assignment]
+    """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
+    Inputs are embedded in batches, several sequences per decode.
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Text generation: chat and plain completions, unary and streamed."""
@@ -126,5 +134,15 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_service_pb2.DetokenizeResponse, _abc.Awaitable[_inference_service_pb2.DetokenizeResponse]]:
         """The text of token ids."""
+
+    @_abc_1.abstractmethod
+    def CreateEmbeddings(
+        self,
+        request: _inference_service_pb2.CreateEmbeddingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_service_pb2.CreateEmbeddingsResponse, _abc.Awaitable[_inference_service_pb2.CreateEmbeddingsResponse]]:
+        """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
+        Inputs are embedded in batches, several sequences per decode.
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -31,6 +31,7 @@ from inferno.core.engines.base import (
     SequenceRequest,
     TokenLogprobs,
 )
+from inferno.core.engines.llamacpp.embedder import LlamaCppEmbedder
 from inferno.core.engines.llamacpp.logprobs import token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
@@ -173,6 +174,9 @@ class LlamaCppEngine(Engine):
             # llama.cpp copies cells between sequences only within one KV stream; ours are separate.
             share_running_prefixes=False,
         )
+        self._threads = threads
+        self._embedder_context: LlamaCppEmbedder | None = None
+        self._embedder_lock = threading.Lock()
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._outbox = _Outbox()
         self._stats = _EngineCounters(max_parallel=settings.parallel_sequences)
@@ -213,6 +217,23 @@ class LlamaCppEngine(Engine):
             if not sequence.finished:
                 self._commands.put(_Cancel(sequence))
 
+    async def embed(self, inputs: list[tuple[int, ...]]) -> list[list[float]]:
+        return await asyncio.to_thread(self._embedder().embed, inputs)
+
+    @property
+    def embedding_limits(self) -> tuple[int, int]:
+        embedder = self._embedder()
+        return embedder.max_input_tokens, embedder.dimensions
+
+    def _embedder(self) -> LlamaCppEmbedder:
+        """Made on first use: models that never embed do not pay for the second context."""
+        with self._embedder_lock:
+            if self._embedder_context is None:
+                self._embedder_context = LlamaCppEmbedder(
+                    self._model, self._threads, self._metrics.record_embedding_decode
+                )
+            return self._embedder_context
+
     def stats(self) -> EngineStatsSnapshot:
         s = self._stats
         return EngineStatsSnapshot(
@@ -240,6 +261,8 @@ class LlamaCppEngine(Engine):
     def close(self) -> None:
         self._commands.put(_SHUTDOWN)
         self._thread.join(timeout=30)
+        if self._embedder_context is not None:
+            self._embedder_context.close()
         llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)
         self._model.close()
