@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inferno.config_file import ConfigError, ManagementConfig, ModelConfig
-from inferno.core.embedded import EMBEDDED_MODEL_ID, EMBEDDED_MODEL_OWNER, embedded_model_path
+from inferno.core.embedded import (
+    EMBEDDED_MODEL_ID,
+    EMBEDDED_MODEL_OWNER,
+    EMBEDDING_MODEL_ID,
+    EMBEDDING_MODEL_OWNER,
+    EMBEDDING_MODEL_QUANTIZATION,
+    embedded_model_path,
+    embedding_model_source,
+)
 from inferno.core.engines.llamacpp.engine import DEFAULT_CONTEXT_CAP, LlamaCppSettings
 from inferno.core.gguf_header import kv_cache_bytes, read_gguf_metadata
 from inferno.errors import InfernoError
@@ -35,6 +43,9 @@ class ModelEntry:
     created: int
     file_size_bytes: int
     format: str = "gguf"
+    # A Hugging Face folder the GGUF file is made from on first load, when the file does not exist yet.
+    convert_from: Path | None = None
+    convert_quantization: str = "f16"
 
     def estimated_memory_bytes(self) -> int:
         """Weights (the file) + KV cache for every parallel sequence + a fixed overhead. A file whose header
@@ -59,7 +70,10 @@ def model_id_for(path: Path) -> str:
 
 
 def build_catalog(
-    config: ManagementConfig, model_paths: tuple[Path, ...], defaults: LlamaCppSettings
+    config: ManagementConfig,
+    model_paths: tuple[Path, ...],
+    defaults: LlamaCppSettings,
+    data_dir: Path | None = None,
 ) -> list[ModelEntry]:
     """Config entries first, then --model files (all loaded at start), then other GGUF files in the models
     dirs, then the embedded model unless --model files were given. When nothing is marked to load at start,
@@ -89,6 +103,11 @@ def build_catalog(
     if not model_paths and not any(e.id == EMBEDDED_MODEL_ID for e in entries):
         path = embedded_model_path()
         add(_entry(EMBEDDED_MODEL_ID, path, EMBEDDED_MODEL_OWNER, defaults, False, None))
+    source = embedding_model_source() if data_dir is not None and not model_paths else None
+    if source is not None and data_dir is not None and not any(e.id == EMBEDDING_MODEL_ID for e in entries):
+        converted = data_dir / "models" / f"{EMBEDDING_MODEL_ID}.{EMBEDDING_MODEL_QUANTIZATION}.gguf"
+        entry = _entry(EMBEDDING_MODEL_ID, converted, EMBEDDING_MODEL_OWNER, defaults, False, None)
+        add(replace(entry, convert_from=source, convert_quantization=EMBEDDING_MODEL_QUANTIZATION))
     if not any(e.load_at_start for e in entries):
         first = next((e for e in entries if e.id == EMBEDDED_MODEL_ID), entries[0])
         entries[entries.index(first)] = _with_load_at_start(first)

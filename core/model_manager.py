@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from inferno.core.catalog import ModelEntry
+from inferno.core.convert.converter import convert_checkpoint
 from inferno.core.engines.base import Engine, ModelDescription
+from inferno.core.engines.llamacpp.embedding_engine import (
+    EMBEDDING_ONLY_ARCHITECTURES,
+    LlamaCppEmbeddingEngine,
+)
 from inferno.core.engines.llamacpp.engine import LlamaCppEngine
 from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
 from inferno.core.gguf_header import read_gguf_metadata
@@ -43,6 +48,7 @@ class LoadPhase(Enum):
     READING_WEIGHTS = "reading_weights"
     CREATING_CONTEXT = "creating_context"
     READY = "ready"
+    CONVERTING = "converting"
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,14 @@ class ModelManager:
         return engine
 
     def _build_engine(self, entry: ModelEntry, report: Callable[[LoadPhase, float], None]) -> Engine:
+        if entry.convert_from is not None and not entry.path.exists():
+            # Converting dwarfs loading here: it takes the first half of the progress bar.
+            convert_checkpoint(
+                entry.convert_from,
+                entry.path,
+                entry.convert_quantization,
+                lambda fraction, _: report(LoadPhase.CONVERTING, fraction * 0.5),
+            )
         read_gguf_metadata(entry.path)  # a clear error for a missing or corrupt file before llama.cpp sees it
         report(LoadPhase.READING_WEIGHTS, 0.0)
         model = GgufModel(entry.path, lambda f: report(LoadPhase.READING_WEIGHTS, f * _WEIGHTS_SHARE))
@@ -315,6 +329,8 @@ class ModelManager:
             vocab_size=model.n_vocab,
         )
         try:
+            if model.metadata("general.architecture") in EMBEDDING_ONLY_ARCHITECTURES:
+                return LlamaCppEmbeddingEngine(description, model, entry.settings.threads, self._metrics)
             return LlamaCppEngine(description, model, entry.settings, self._metrics)
         except BaseException:
             model.close()

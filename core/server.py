@@ -66,7 +66,7 @@ async def serve_core(options: CoreOptions) -> None:
     config = management_config(options)
     security = load_security_config(options.config_path, options.security.overrides())
     security.check_bind(options.host)
-    catalog = build_catalog(config, options.model_paths, settings)
+    catalog = build_catalog(config, options.model_paths, settings, security.data_dir)
     manager = ModelManager(
         catalog,
         ManagerOptions(

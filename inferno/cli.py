@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--config", type=Path, help="inferno.toml: its data_dir and admin key")
     _add_security_arguments(keys)
 
+    convert = commands.add_parser("convert", help="convert a Hugging Face model folder to GGUF")
+    convert.add_argument(
+        "source", type=Path, help="folder with config.json and safetensors (or .bin/.pt) weights"
+    )
+    convert.add_argument("--to", choices=["gguf", "exl2"], default="gguf")
+    convert.add_argument("--quant", default="f16", choices=["f32", "f16", "q8_0", "q4_0", "q4_1"])
+    convert.add_argument("--out", type=Path, help="output file (default: SOURCE.QUANT.gguf here)")
+
     gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
     gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
     gateway.add_argument("--host", default=DEFAULT_HOST)
@@ -192,6 +200,10 @@ def _run(args: argparse.Namespace) -> int:
         from inferno.models_cli import run_models_command
 
         return run_models_command(args.core, args.action, args.model_id, args.force)
+    if args.command == "convert":
+        from inferno.convert_cli import run_convert_command
+
+        return run_convert_command(args.source, args.to, args.quant, args.out)
     if args.command == "keys":
         from inferno.keys_cli import run_keys_command
         from inferno.security_config import load_security_config

@@ -9,10 +9,9 @@ import grpc
 
 from inferno.errors import error_from_rpc
 from inferno.model_names import phase_name, state_name
+from inferno.progress import progress_bar
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
-
-_BAR_WIDTH = 30
 
 
 def run_models_command(
@@ -75,11 +74,6 @@ def _load(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: Tex
         else:
             out.write(f"\r{progress_bar(update.percent, phase_name(update.phase).replace('_', ' '))}")
         out.flush()
-
-
-def progress_bar(percent: float, label: str) -> str:
-    filled = round(_BAR_WIDTH * min(max(percent, 0.0), 100.0) / 100)
-    return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {percent:5.1f}% {label:<16}"
 
 
 def _mib(count: int) -> str:

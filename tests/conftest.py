@@ -93,5 +93,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredServer]
     root = tmp_path_factory.mktemp("secured")
     config, admin_key, hs_secret, rsa_key, ec_key = write_secured_config(root)
     args = ("--config", str(config), "--parallel", "2", "--ctx-size", "512")
-    with running_inferno(*args, tls_ca=root / "cert.pem") as running:
+    with running_inferno(
+        *args, tls_ca=root / "cert.pem", env={"INFERNO_DATA_DIR": str(root / "data")}
+    ) as running:
         yield SecuredServer(running, root, config, admin_key, hs_secret, rsa_key, ec_key)

@@ -85,7 +85,12 @@ def running_inferno(
     with running.log_path.open("wb") as log:
         # cwd outside the checkout so the installed package is what runs.
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env={**os.environ, **(env or {})}
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=log_dir,
+            # A data directory of its own: keys, converted models and the like stay out of $HOME.
+            env={**os.environ, "INFERNO_DATA_DIR": str(log_dir / "data"), **(env or {})},
         )
     try:
         _wait_until_healthy(running, process)

@@ -6,6 +6,7 @@ import grpc
 import httpx
 from openai import OpenAI
 
+from inferno.core.embedded import EMBEDDING_MODEL_ID
 from tests.grpc_helpers import engine_stats
 
 QUESTIONS = {"req1": "Hello", "req2": "Goodbye", "req3": "What is 2 + 2?"}
@@ -69,7 +70,10 @@ def test_one_bad_item_fails_alone(http: httpx.Client, model_id: str) -> None:
     assert responses["too-hot"]["error"]["details"]["param"] == "temperature"
     assert responses["no-messages"]["error"]["details"]["param"] == "messages"
     assert responses["unknown-model"]["error"]["code"] == "model_not_found"
-    assert responses["unknown-model"]["error"]["details"]["available_models"] == [model_id]
+    assert responses["unknown-model"]["error"]["details"]["available_models"] == [
+        model_id,
+        EMBEDDING_MODEL_ID,
+    ]
 
 
 def test_batch_without_requests_is_a_400(http: httpx.Client, model_id: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from inferno.core.embedded import EMBEDDING_MODEL_ID
 from inferno.errors import error_from_rpc
 from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
@@ -73,7 +74,7 @@ def test_stop_string_ends_generation_and_is_not_returned(inference, model_id: st
 def test_list_and_get_model(grpc_channel: grpc.Channel, model_id: str) -> None:
     stub = model_service_pb2_grpc.ModelServiceStub(grpc_channel)
     models = stub.ListModels(model_service_pb2.ListModelsRequest()).models
-    assert [m.id for m in models] == [model_id]
+    assert [m.id for m in models] == [model_id, EMBEDDING_MODEL_ID]
     model = stub.GetModel(model_service_pb2.GetModelRequest(model_id=model_id)).model
     assert model.format == "gguf" and model.engine == "llama.cpp"
     assert model.context_length == 8192 and model.file_size_bytes > 50_000_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from inferno.core.embedded import EMBEDDING_MODEL_ID
+
 CHAT = "/v1/chat/completions"
 
 
@@ -81,7 +83,7 @@ def test_unknown_model_is_a_404_with_suggestion(http: httpx.Client, model_id: st
     response = http.post(CHAT, json={"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]})
     error = _assert_error(response, 404, "model_not_found")
     assert error["type"] == "invalid_request_error"
-    assert error["details"]["available_models"] == [model_id]
+    assert error["details"]["available_models"] == [model_id, EMBEDDING_MODEL_ID]
     assert error["details"]["suggestion"]
 
 

@@ -13,7 +13,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferno.core.embedded import EMBEDDED_MODEL_ID, embedded_model_path
+from inferno.core.embedded import EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID, embedded_model_path
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
 from tests.management_helpers import model_state as _status
@@ -42,7 +42,8 @@ def test_every_source_is_listed_with_state_and_estimate(
     models_stub: model_service_pb2_grpc.ModelServiceStub,
 ) -> None:
     models = {m.id: m for m in models_stub.ListModels(pb.ListModelsRequest()).models}
-    assert set(models) == {"second", "broken", EMBEDDED_MODEL_ID}
+    assert set(models) == {"second", "broken", EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID}
+    assert models[EMBEDDING_MODEL_ID].state == pb.MODEL_STATE_UNLOADED  # converted and loaded on first use
     assert models[EMBEDDED_MODEL_ID].state == pb.MODEL_STATE_LOADED
     assert models["second"].state in (pb.MODEL_STATE_UNLOADED, pb.MODEL_STATE_LOADED)
     second = models["second"]

@@ -6,6 +6,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from inferno.core.embedded import EMBEDDING_MODEL_ID
+
 
 def test_chat_completion(openai_client: OpenAI, model_id: str) -> None:
     reply = openai_client.chat.completions.create(
@@ -101,7 +103,7 @@ def test_unknown_model_is_a_404_with_available_models(openai_client: OpenAI, mod
     error = caught.value.body
     assert isinstance(error, dict)
     assert error["code"] == "model_not_found"
-    assert error["details"]["available_models"] == [model_id]
+    assert error["details"]["available_models"] == [model_id, EMBEDDING_MODEL_ID]
     assert "GET /v1/models" in error["details"]["suggestion"]
 
 

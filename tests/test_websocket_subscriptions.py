@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from inferno.core.embedded import EMBEDDED_MODEL_ID
+from inferno.core.embedded import EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID
 from tests.management_helpers import unloaded
 from tests.servers import RunningServer
 
@@ -39,9 +39,10 @@ def test_model_subscription_sees_real_load_progress(
         ):
             await socket.send_json({"type": "subscribe_models", "id": "models_001"})
             seen: set[str] = set()
-            snapshot = await _frames(socket, lambda f: len(seen.add(f["data"]["model_id"]) or seen) == 3)
-            assert [f["data"]["model_id"] for f in snapshot] == ["second", "broken", EMBEDDED_MODEL_ID]
-            second, broken, embedded = (f["data"]["status"] for f in snapshot)
+            snapshot = await _frames(socket, lambda f: len(seen.add(f["data"]["model_id"]) or seen) == 4)
+            order = ["second", "broken", EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID]
+            assert [f["data"]["model_id"] for f in snapshot] == order
+            second, broken, embedded, _ = (f["data"]["status"] for f in snapshot)
             assert (second, embedded) == ("unloaded", "loaded") and broken in ("unloaded", "failed")
             load = asyncio.create_task(session.post(managed_server.base_url + "/v1/models/second/load"))
             frames = await _frames(

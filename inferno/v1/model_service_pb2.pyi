@@ -51,6 +51,8 @@ class _LoadPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadPhase.V
     LOAD_PHASE_READING_WEIGHTS: _LoadPhase.ValueType  # 2
     LOAD_PHASE_CREATING_CONTEXT: _LoadPhase.ValueType  # 3
     LOAD_PHASE_READY: _LoadPhase.ValueType  # 4
+    LOAD_PHASE_CONVERTING: _LoadPhase.ValueType  # 5
+    """Making the GGUF file from the model's original weights first (the default embedding model)."""
 
 class LoadPhase(_LoadPhase, metaclass=_LoadPhaseEnumTypeWrapper): ...
 
@@ -59,6 +61,8 @@ LOAD_PHASE_QUEUED: LoadPhase.ValueType  # 1
 LOAD_PHASE_READING_WEIGHTS: LoadPhase.ValueType  # 2
 LOAD_PHASE_CREATING_CONTEXT: LoadPhase.ValueType  # 3
 LOAD_PHASE_READY: LoadPhase.ValueType  # 4
+LOAD_PHASE_CONVERTING: LoadPhase.ValueType  # 5
+"""Making the GGUF file from the model's original weights first (the default embedding model)."""
 Global___LoadPhase: _TypeAlias = LoadPhase  # noqa: Y015
 
 @_typing.final
