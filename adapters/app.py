@@ -13,7 +13,7 @@ from aiohttp import web
 from inferno.config import GatewayOptions
 from inferno.security_config import SecurityConfig, load_security_config
 
-from . import auth_routes
+from . import auth_routes, conversion_routes
 from .core_client import CORE, SECURITY, CoreClient, copy_core_headers
 from .cors import cors_middleware
 from .errors import error_middleware
@@ -67,6 +67,10 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_get("/v1/auth/keys", auth_routes.list_keys, name="auth_keys_list")
     router.add_delete("/v1/auth/keys/{key_id}", auth_routes.revoke_key, name="auth_keys_revoke")
     router.add_get("/v1/auth/user", auth_routes.current_user, name="auth_user")
+    router.add_post("/v1/convert", conversion_routes.create_job, name="convert_create")
+    router.add_get("/v1/convert", conversion_routes.list_jobs, name="convert_list")
+    router.add_get("/v1/convert/{job_id}", conversion_routes.get_job, name="convert_get")
+    router.add_post("/v1/convert/{job_id}/cancel", conversion_routes.cancel_job, name="convert_cancel")
     router.add_get("/health", health, name="health")
     router.add_get("/metrics", metrics_endpoint, name="metrics")
     router.add_get("/ws", websocket_endpoint, name="ws")

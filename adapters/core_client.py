@@ -21,6 +21,7 @@ from inferno.security_config import SecurityConfig
 from inferno.v1 import (
     admin_service_pb2_grpc,
     auth_service_pb2_grpc,
+    conversion_service_pb2_grpc,
     inference_service_pb2_grpc,
     model_service_pb2_grpc,
 )
@@ -58,6 +59,7 @@ class CoreClient:
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
         self.auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
+        self.conversion = conversion_service_pb2_grpc.ConversionServiceStub(self._channel)
         self.health = health_pb2_grpc.HealthStub(self._channel)
 
     async def close(self) -> None:

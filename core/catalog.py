@@ -131,6 +131,11 @@ def _configured_entry(
     return _entry(model.id or model_id_for(path), path, model.owned_by, settings, model.load, keep_alive)
 
 
+def local_model_entry(path: Path, settings: LlamaCppSettings) -> ModelEntry:
+    """An entry for a GGUF file made while serving (a conversion's output): loads on demand."""
+    return _entry(model_id_for(path), path.resolve(), "local", settings, False, None)
+
+
 def confine(path_text: str, roots: tuple[Path, ...], where: str) -> Path:
     """The path, relative to the first models dir, resolved through symlinks; it must stay inside a models
     dir."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from inferno.core.catalog import ModelEntry
@@ -142,6 +142,21 @@ class ModelManager:
                 },
             )
         return managed
+
+    def register(self, entry: ModelEntry) -> str:
+        """Adds a model made while serving (a conversion's output); an id already serving the same file is
+        kept. Returns the id it is served under."""
+        existing = self._models.get(entry.id)
+        if existing is not None and existing.entry.path == entry.path:
+            return entry.id
+        model_id, n = entry.id, 2
+        while model_id in self._models:
+            model_id, n = f"{entry.id}-{n}", n + 1
+        entry = replace(entry, id=model_id)
+        self._models[model_id] = ManagedModel(entry, entry.estimated_memory_bytes())
+        self._set_state(self._models[model_id], ModelState.UNLOADED)
+        log.info("registered %s from %s", model_id, entry.path)
+        return model_id
 
     async def start(self) -> None:
         """Loads the models marked load-at-start (one after another) and starts the keep-alive reaper."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from inferno.config import CoreOptions
 from inferno.config_file import ManagementConfig, load_management_config, parse_duration, parse_size
-from inferno.core.catalog import build_catalog
+from inferno.core.catalog import build_catalog, local_model_entry
+from inferno.core.convert.jobs import JobRunner, JobStore
 from inferno.core.engines.llamacpp.engine import LlamaCppSettings
 from inferno.core.interceptors import ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
@@ -26,6 +29,7 @@ from inferno.core.security.keystore import KeyStore
 from inferno.core.security.rate_limiter import RateLimiter
 from inferno.core.services.admin import AdminServicer
 from inferno.core.services.auth import AuthServicer
+from inferno.core.services.conversion import ConversionServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
 from inferno.core.validation import RequestLimits
@@ -35,6 +39,8 @@ from inferno.v1 import (
     admin_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
+    conversion_service_pb2,
+    conversion_service_pb2_grpc,
     inference_service_pb2,
     inference_service_pb2_grpc,
     model_service_pb2,
@@ -48,6 +54,7 @@ SERVICE_NAMES = (
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    conversion_service_pb2.DESCRIPTOR.services_by_name["ConversionService"].full_name,
 )
 _SHUTDOWN_GRACE_S = 5.0
 
@@ -96,6 +103,11 @@ async def serve_core(options: CoreOptions) -> None:
         InferenceServicer(manager, limits), server
     )
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
+    jobs = JobStore(security.data_dir / "inferno.db")
+    runner = JobRunner(jobs, _registrar(manager, settings, asyncio.get_running_loop()))
+    conversion_service_pb2_grpc.add_ConversionServiceServicer_to_server(
+        ConversionServicer(runner, config.models_dirs), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(manager, metrics_registry), server
@@ -130,9 +142,22 @@ async def serve_core(options: CoreOptions) -> None:
     log.info("inferno core shutting down")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(_SHUTDOWN_GRACE_S)
+    runner.close()
+    jobs.close()
     await manager.close()
     if keys is not None:
         keys.close()
+
+
+def _registrar(
+    manager: ModelManager, settings: LlamaCppSettings, loop: asyncio.AbstractEventLoop
+) -> Callable[[Path], str]:
+    """Registers a conversion's output with the manager, on the event loop that owns it."""
+
+    async def register(path: Path) -> str:
+        return manager.register(local_model_entry(path, settings))
+
+    return lambda path: asyncio.run_coroutine_threadsafe(register(path), loop).result(timeout=60)
 
 
 def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:

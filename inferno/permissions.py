@@ -30,6 +30,7 @@ _INFERENCE = "/inferno.v1.InferenceService/"
 _MODELS = "/inferno.v1.ModelService/"
 _ADMIN = "/inferno.v1.AdminService/"
 _AUTH = "/inferno.v1.AuthService/"
+_CONVERT = "/inferno.v1.ConversionService/"
 
 RPC_REQUIREMENTS: dict[str, Requirement] = {
     _INFERENCE + "CreateChatCompletion": Permission.INFERENCE,
@@ -52,6 +53,10 @@ RPC_REQUIREMENTS: dict[str, Requirement] = {
     _AUTH + "ListApiKeys": Permission.ADMIN,
     _AUTH + "RevokeApiKey": Permission.ADMIN,
     _AUTH + "GetCurrentUser": Access.AUTHENTICATED,
+    _CONVERT + "CreateConversionJob": Permission.MODEL_MANAGEMENT,
+    _CONVERT + "GetConversionJob": Permission.MODEL_MANAGEMENT,
+    _CONVERT + "ListConversionJobs": Permission.MODEL_MANAGEMENT,
+    _CONVERT + "CancelConversionJob": Permission.MODEL_MANAGEMENT,
     "/grpc.health.v1.Health/Check": Access.PUBLIC,
     "/grpc.health.v1.Health/Watch": Access.PUBLIC,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Access.PUBLIC,

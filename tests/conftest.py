@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -62,11 +63,18 @@ path = "broken.gguf"
 
 
 @pytest.fixture(scope="session")
-def managed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """`inferno serve --config` with the embedded model (loaded), a copy of it as "second" (not loaded) and a
-    corrupt GGUF file as "broken"."""
+def managed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The managed server's folder; its models directory is managed_root / "models"."""
     root = tmp_path_factory.mktemp("managed")
     (root / "models").mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def managed_server(managed_root: Path) -> Iterator[RunningServer]:
+    """`inferno serve --config` with the embedded model (loaded), a copy of it as "second" (not loaded) and a
+    corrupt GGUF file as "broken"."""
+    root = managed_root
     shutil.copy(embedded_model_path(), root / "models" / "second.gguf")
     (root / "models" / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 4096)
     (root / "inferno.toml").write_text(MANAGED_CONFIG)

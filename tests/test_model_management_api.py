@@ -42,7 +42,8 @@ def test_every_source_is_listed_with_state_and_estimate(
     models_stub: model_service_pb2_grpc.ModelServiceStub,
 ) -> None:
     models = {m.id: m for m in models_stub.ListModels(pb.ListModelsRequest()).models}
-    assert set(models) == {"second", "broken", EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID}
+    # Conversion tests may have added their outputs by now.
+    assert {"second", "broken", EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID} <= set(models)
     assert models[EMBEDDING_MODEL_ID].state == pb.MODEL_STATE_UNLOADED  # converted and loaded on first use
     assert models[EMBEDDED_MODEL_ID].state == pb.MODEL_STATE_LOADED
     assert models["second"].state in (pb.MODEL_STATE_UNLOADED, pb.MODEL_STATE_LOADED)

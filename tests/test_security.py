@@ -25,6 +25,7 @@ _I, _M, _A = "/inferno.v1.InferenceService/", "/inferno.v1.ModelService/", "/inf
 # Requests that pass the check may still fail for other reasons (a 404 for a model that does not exist):
 # the walk only tells allowed (anything but 401/403) from refused.
 _AUTH = "/inferno.v1.AuthService/"
+_CONV = "/inferno.v1.ConversionService/"
 COMPLETION = {"model": EMBEDDED_MODEL_ID, "prompt": "Hi", "max_tokens": 1}
 BATCH = {"model": EMBEDDED_MODEL_ID, "requests": [{"id": "a", "messages": CHAT["messages"]}], "max_tokens": 1}
 NEW_KEY = {"name": "walk", "permissions": ["inference"]}
@@ -49,6 +50,10 @@ ROUTE_CALLS: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
     "auth_keys_list": ("GET", "/v1/auth/keys", None, _AUTH + "ListApiKeys"),
     "auth_keys_revoke": ("DELETE", "/v1/auth/keys/key_none", None, _AUTH + "RevokeApiKey"),
     "auth_user": ("GET", "/v1/auth/user", None, _AUTH + "GetCurrentUser"),
+    "convert_create": ("POST", "/v1/convert", {"source_model": "nope"}, _CONV + "CreateConversionJob"),
+    "convert_list": ("GET", "/v1/convert", None, _CONV + "ListConversionJobs"),
+    "convert_get": ("GET", "/v1/convert/conv_none", None, _CONV + "GetConversionJob"),
+    "convert_cancel": ("POST", "/v1/convert/conv_none/cancel", None, _CONV + "CancelConversionJob"),
     "health": ("GET", "/health", None, _A + "GetServerStatus"),
     "metrics": ("GET", "/metrics", None, _A + "GetMetrics"),
 }

@@ -1,0 +1,280 @@
+"""Conversion jobs: kept in SQLite beside the API keys, run one at a time in a worker thread.
+
+A job interrupted by a restart is marked failed at start, never left processing. Progress lives in memory
+while a job runs and reaches the database when it ends (and every few seconds in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from inferno.core.convert.architectures import architecture_of
+from inferno.core.convert.checkpoint import open_checkpoint
+from inferno.core.convert.converter import QUANTIZATIONS, ConversionResult, Progress, convert_checkpoint
+from inferno.errors import InfernoError, invalid_param
+
+log = logging.getLogger(__name__)
+
+_SAVE_EVERY_S = 2.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversion_jobs (
+    job_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    target_format TEXT NOT NULL,
+    quantization TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress REAL NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    output_file TEXT NOT NULL,
+    source_bytes INTEGER NOT NULL DEFAULT 0,
+    output_bytes INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    model_id TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
+class JobStatus(Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ConversionJob:
+    job_id: str
+    source: str
+    target_format: str
+    quantization: str
+    status: JobStatus
+    progress: float
+    created: float
+    started: float | None
+    finished: float | None
+    output_file: str
+    source_bytes: int = 0
+    output_bytes: int = 0
+    error: str = ""
+    model_id: str = ""
+
+    def estimated_seconds(self, now: float) -> float | None:
+        if self.status is not JobStatus.PROCESSING or self.started is None or not 0 < self.progress < 100:
+            return None
+        elapsed = now - self.started
+        return elapsed * (100 - self.progress) / self.progress
+
+
+class JobStore:
+    def __init__(self, database: Path) -> None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+        interrupted = self._db.execute(
+            "UPDATE conversion_jobs SET status = 'failed', error = 'interrupted by a server restart', "
+            "finished = ? WHERE status IN ('queued', 'processing')",
+            (time.time(),),
+        ).rowcount
+        if interrupted:
+            log.warning("%d conversion jobs were interrupted by a restart and are marked failed", interrupted)
+
+    def save(self, job: ConversionJob) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO conversion_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.job_id, job.source, job.target_format, job.quantization, job.status.value,
+                    job.progress, job.created, job.started, job.finished, job.output_file, job.source_bytes,
+                    job.output_bytes, job.error, job.model_id,
+                ),
+            )  # fmt: skip
+
+    def get(self, job_id: str) -> ConversionJob | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM conversion_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def all(self) -> list[ConversionJob]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM conversion_jobs ORDER BY created DESC").fetchall()
+        return [_job(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _job(row: tuple[Any, ...]) -> ConversionJob:
+    (job_id, source, target, quantization, status, progress, created, started, finished, output, source_bytes,
+     output_bytes, error, model_id) = row  # fmt: skip
+    return ConversionJob(
+        job_id=str(job_id),
+        source=str(source),
+        target_format=str(target),
+        quantization=str(quantization),
+        status=JobStatus(status),
+        progress=float(progress),
+        created=float(created),
+        started=None if started is None else float(started),
+        finished=None if finished is None else float(finished),
+        output_file=str(output),
+        source_bytes=int(source_bytes),
+        output_bytes=int(output_bytes),
+        error=str(error),
+        model_id=str(model_id),
+    )
+
+
+class _Cancelled(Exception):
+    pass
+
+
+Converter = Callable[[Path, Path, str, Progress], ConversionResult]
+# Told of each finished conversion: (output path) -> the model id the registry now serves it under.
+OnConverted = Callable[[Path], str]
+
+
+class JobRunner:
+    """Queues jobs on one worker thread. Paths are resolved by the caller (inside the models dirs)."""
+
+    def __init__(
+        self, store: JobStore, on_converted: OnConverted, converter: Converter = convert_checkpoint
+    ) -> None:
+        self._store = store
+        self._on_converted = on_converted
+        self._converter = converter
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversion")
+        self._live: dict[str, ConversionJob] = {}
+        self._cancel: set[str] = set()
+        self._lock = threading.Lock()
+
+    def submit(
+        self, source: Path, source_label: str, output: Path, output_label: str, target: str, quantization: str
+    ) -> ConversionJob:
+        if target == "exl2":
+            raise InfernoError(
+                "gpu_unavailable", "EXL2 conversion needs a CUDA GPU (ExLlamaV2), and none is available here"
+            )
+        if target != "gguf":
+            raise invalid_param("target_format", "'target_format' must be gguf or exl2")
+        if quantization not in QUANTIZATIONS:
+            raise invalid_param("quantization", f"'quantization' must be one of {', '.join(QUANTIZATIONS)}")
+        if not (source / "config.json").is_file():
+            raise invalid_param(
+                "source_model", f"{source_label} is not a Hugging Face model folder (no config.json)"
+            )
+        architecture_of(open_checkpoint(source))  # an unsupported architecture fails now, not in the queue
+        job = ConversionJob(
+            job_id="conv_" + secrets.token_hex(6), source=source_label, target_format=target,
+            quantization=quantization, status=JobStatus.QUEUED, progress=0.0, created=time.time(),
+            started=None, finished=None, output_file=output_label,
+        )  # fmt: skip
+        self._store.save(job)
+        with self._lock:
+            self._live[job.job_id] = job
+        self._pool.submit(self._run, job.job_id, source, output)
+        return job
+
+    def get(self, job_id: str) -> ConversionJob:
+        with self._lock:
+            live = self._live.get(job_id)
+        job = live or self._store.get(job_id)
+        if job is None:
+            raise InfernoError("not_found", f"no conversion job {job_id!r}", {"param": "job_id"})
+        return job
+
+    def all(self) -> list[ConversionJob]:
+        with self._lock:
+            live = dict(self._live)
+        return [live.get(job.job_id, job) for job in self._store.all()]
+
+    def cancel(self, job_id: str) -> ConversionJob:
+        job = self.get(job_id)
+        if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
+            with self._lock:
+                self._cancel.add(job_id)
+            if job.status is JobStatus.QUEUED:
+                self._finish(replace(job, status=JobStatus.CANCELLED, finished=time.time()))
+        return self.get(job_id)
+
+    async def wait_idle(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, lambda: None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._cancel.update(self._live)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- worker thread -----------------------------------------------------------------------------------
+
+    def _run(self, job_id: str, source: Path, output: Path) -> None:
+        job = self.get(job_id)
+        if job.status is not JobStatus.QUEUED:
+            return
+        job = replace(job, status=JobStatus.PROCESSING, started=time.time())
+        self._update(job, save=True)
+        last_save = time.monotonic()
+
+        def progress(fraction: float, phase: str) -> None:
+            nonlocal last_save
+            if job_id in self._cancel:
+                raise _Cancelled
+            current = replace(self.get(job_id), progress=round(100 * fraction, 1))
+            save = time.monotonic() - last_save > _SAVE_EVERY_S
+            if save:
+                last_save = time.monotonic()
+            self._update(current, save)
+
+        try:
+            result = self._converter(source, output, job.quantization, progress)
+            model_id = self._on_converted(result.output)
+        except _Cancelled:
+            output.with_name(output.name + ".partial").unlink(missing_ok=True)
+            self._finish(replace(self.get(job_id), status=JobStatus.CANCELLED, finished=time.time()))
+            return
+        except InfernoError as error:
+            self._finish(
+                replace(self.get(job_id), status=JobStatus.FAILED, error=error.message, finished=time.time())
+            )
+            return
+        except Exception as exc:
+            log.exception("conversion %s failed", job_id)
+            self._finish(
+                replace(self.get(job_id), status=JobStatus.FAILED, error=str(exc), finished=time.time())
+            )
+            return
+        self._finish(
+            replace(
+                self.get(job_id), status=JobStatus.COMPLETED, progress=100.0, finished=time.time(),
+                source_bytes=result.source_bytes, output_bytes=result.output_bytes, model_id=model_id,
+            )
+        )  # fmt: skip
+
+    def _update(self, job: ConversionJob, save: bool) -> None:
+        with self._lock:
+            self._live[job.job_id] = job
+        if save:
+            self._store.save(job)
+
+    def _finish(self, job: ConversionJob) -> None:
+        self._store.save(job)
+        with self._lock:
+            self._live.pop(job.job_id, None)
+            self._cancel.discard(job.job_id)

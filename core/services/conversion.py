@@ -1,0 +1,94 @@
+"""ConversionService: conversion jobs on folders inside the models directories; outputs join the registry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import grpc
+
+from inferno.config_file import ConfigError
+from inferno.core.catalog import confine
+from inferno.core.convert.jobs import ConversionJob, JobRunner, JobStatus
+from inferno.errors import InfernoError, invalid_param
+from inferno.v1 import conversion_service_pb2 as pb
+from inferno.v1 import conversion_service_pb2_grpc
+
+_STATUSES = {
+    JobStatus.QUEUED: pb.CONVERSION_STATUS_QUEUED,
+    JobStatus.PROCESSING: pb.CONVERSION_STATUS_PROCESSING,
+    JobStatus.COMPLETED: pb.CONVERSION_STATUS_COMPLETED,
+    JobStatus.FAILED: pb.CONVERSION_STATUS_FAILED,
+    JobStatus.CANCELLED: pb.CONVERSION_STATUS_CANCELLED,
+}
+
+
+def job_message(job: ConversionJob) -> pb.ConversionJob:
+    end = job.finished or time.time()
+    message = pb.ConversionJob(
+        job_id=job.job_id,
+        source=job.source,
+        target_format=job.target_format,
+        quantization=job.quantization,
+        status=_STATUSES[job.status],
+        progress=job.progress,
+        duration_seconds=end - job.started if job.started else 0.0,
+        output_file=job.output_file,
+        source_bytes=job.source_bytes,
+        output_bytes=job.output_bytes,
+        error=job.error,
+        created=int(job.created),
+        model_id=job.model_id,
+    )
+    estimate = job.estimated_seconds(time.time())
+    if estimate is not None:
+        message.estimated_seconds = estimate
+    return message
+
+
+class ConversionServicer(conversion_service_pb2_grpc.ConversionServiceServicer):
+    def __init__(self, runner: JobRunner, models_dirs: tuple[Path, ...]) -> None:
+        self._runner = runner
+        self._roots = models_dirs
+
+    async def CreateConversionJob(
+        self, request: pb.CreateConversionJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateConversionJobResponse:
+        if not self._roots:
+            raise InfernoError(
+                "invalid_parameters",
+                "conversion needs a models directory: set [server] models_dirs in inferno.toml",
+            )
+        if not request.source:
+            raise invalid_param("source_model", "'source_model' is required")
+        quantization = request.quantization or "f16"
+        source = self._inside(request.source, "source_model")
+        output_name = request.output_file or f"{source.name}.{quantization}.gguf"
+        if not output_name.endswith(".gguf") or "/" in output_name:
+            raise invalid_param("output_file", "'output_file' must be a file name ending in .gguf")
+        output = self._inside(output_name, "output_file")
+        job = self._runner.submit(
+            source, request.source, output, output_name, request.target_format or "gguf", quantization
+        )
+        return pb.CreateConversionJobResponse(job=job_message(job))
+
+    async def GetConversionJob(
+        self, request: pb.GetConversionJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetConversionJobResponse:
+        return pb.GetConversionJobResponse(job=job_message(self._runner.get(request.job_id)))
+
+    async def ListConversionJobs(
+        self, request: pb.ListConversionJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListConversionJobsResponse:
+        return pb.ListConversionJobsResponse(jobs=[job_message(j) for j in self._runner.all()])
+
+    async def CancelConversionJob(
+        self, request: pb.CancelConversionJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelConversionJobResponse:
+        return pb.CancelConversionJobResponse(job=job_message(self._runner.cancel(request.job_id)))
+
+    def _inside(self, path_text: str, param: str) -> Path:
+        try:
+            return confine(path_text, self._roots, f"'{param}'")
+        except ConfigError as error:
+            raise invalid_param(param, str(error)) from None

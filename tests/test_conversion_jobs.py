@@ -1,0 +1,156 @@
+"""Conversion jobs: over REST on the managed server (a folder in its models directory becomes a model it
+serves), and the job runner's queue, cancellation and restart handling on their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inferno.core.convert.converter import ConversionResult, Progress, convert_checkpoint
+from inferno.core.convert.jobs import JobRunner, JobStatus, JobStore
+from inferno.errors import InfernoError
+from tests.tiny_llama import write_tiny_llama
+
+
+def _wait_for_job(http: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/convert/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_a_converted_folder_becomes_a_served_model(managed_http: httpx.Client, managed_root: Path) -> None:
+    write_tiny_llama(managed_root / "models" / "tiny-llama")
+    created = managed_http.post(
+        "/v1/convert",
+        json={
+            "source_model": "tiny-llama",
+            "target_format": "gguf",
+            "quantization": "q8_0",
+            "optimization": "balanced",
+        },
+    )
+    assert created.status_code == 202, created.text
+    body = created.json()
+    assert body["job_id"].startswith("conv_") and body["status"] in ("queued", "processing", "completed")
+    assert 0 <= body["progress"] <= 100
+    job = _wait_for_job(managed_http, body["job_id"])
+    assert job["status"] == "completed", job
+    assert job["output_file"] == "tiny-llama.q8_0.gguf" and job["progress"] == 100.0
+    assert job["size_reduction"].endswith("%") and job["duration"]
+    assert (managed_root / "models" / "tiny-llama.q8_0.gguf").is_file()
+    model_id = job["model_id"]
+    assert model_id in [m["id"] for m in managed_http.get("/v1/models").json()["data"]]
+    reply = managed_http.post(
+        "/v1/completions", json={"model": model_id, "prompt": [5, 77, 120], "max_tokens": 4}
+    )
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
+    listed = managed_http.get("/v1/convert").json()["data"]
+    assert any(j["job_id"] == body["job_id"] for j in listed)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"source_model": "../outside"}, 400, "source_model"),
+        ({"source_model": "/etc"}, 400, "source_model"),
+        ({"source_model": "tiny-llama", "output_file": "../escape.gguf"}, 400, "output_file"),
+        ({"source_model": "tiny-llama", "quantization": "q2_k"}, 400, "quantization"),
+        ({"source_model": "does-not-exist"}, 400, "source_model"),
+        ({"source_model": "tiny-llama", "optimization": "turbo"}, 400, "optimization"),
+    ],
+)
+def test_bad_jobs_are_refused_at_once(
+    managed_http: httpx.Client, managed_root: Path, body: dict[str, str], status: int, param: str
+) -> None:
+    if not (managed_root / "models" / "tiny-llama").exists():
+        write_tiny_llama(managed_root / "models" / "tiny-llama")
+    reply = managed_http.post("/v1/convert", json=body)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["error"]["details"]["param"] == param
+
+
+def test_unsupported_architectures_and_exl2_fail_at_once(
+    managed_http: httpx.Client, managed_root: Path
+) -> None:
+    folder = managed_root / "models" / "gpt2-like"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
+    (folder / "model.safetensors").write_bytes(b"")
+    reply = managed_http.post("/v1/convert", json={"source_model": "gpt2-like"})
+    assert reply.status_code == 400 and "LlamaForCausalLM" in reply.json()["error"]["message"]
+    if not (managed_root / "models" / "tiny-llama").exists():
+        write_tiny_llama(managed_root / "models" / "tiny-llama")
+    exl2 = managed_http.post("/v1/convert", json={"source_model": "tiny-llama", "target_format": "exl2"})
+    assert exl2.status_code == 503 and exl2.json()["error"]["code"] == "gpu_unavailable"
+
+
+def _slow_converter(gate: threading.Event) -> object:
+    def convert(source: Path, output: Path, quantization: str, progress: Progress) -> ConversionResult:
+        for step in range(200):
+            progress(step / 200, "converting tensors")
+            if gate.is_set():
+                time.sleep(0.01)
+            else:
+                gate.wait(5)
+        return convert_checkpoint(source, output, quantization, progress)
+
+    return convert
+
+
+def test_runner_cancels_queued_and_running_jobs(tmp_path: Path) -> None:
+    source = write_tiny_llama(tmp_path / "tiny")
+    gate = threading.Event()
+    runner = JobRunner(JobStore(tmp_path / "db.sqlite"), lambda path: path.stem, _slow_converter(gate))  # type: ignore[arg-type]
+    running = runner.submit(source, "tiny", tmp_path / "a.gguf", "a.gguf", "gguf", "f16")
+    queued = runner.submit(source, "tiny", tmp_path / "b.gguf", "b.gguf", "gguf", "f16")
+    assert runner.cancel(queued.job_id).status is JobStatus.CANCELLED
+    deadline = time.monotonic() + 10
+    while runner.get(running.job_id).status is not JobStatus.PROCESSING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.cancel(running.job_id)
+    gate.set()
+    while runner.get(running.job_id).status is JobStatus.PROCESSING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.get(running.job_id).status is JobStatus.CANCELLED
+    assert not (tmp_path / "a.gguf").exists() and not (tmp_path / "a.gguf.partial").exists()
+    runner.close()
+
+
+def test_jobs_persist_and_a_restart_marks_unfinished_ones_failed(tmp_path: Path) -> None:
+    source = write_tiny_llama(tmp_path / "tiny")
+    gate = threading.Event()
+    store = JobStore(tmp_path / "db.sqlite")
+    runner = JobRunner(store, lambda path: path.stem, _slow_converter(gate))  # type: ignore[arg-type]
+    finished = JobRunner(store, lambda path: path.stem)
+    done = finished.submit(source, "tiny", tmp_path / "done.gguf", "done.gguf", "gguf", "f32")
+    deadline = time.monotonic() + 30
+    while finished.get(done.job_id).status is not JobStatus.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stuck = runner.submit(source, "tiny", tmp_path / "stuck.gguf", "stuck.gguf", "gguf", "f16")
+    while runner.get(stuck.job_id).status is not JobStatus.PROCESSING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store.save(runner.get(stuck.job_id))  # what a crash leaves behind: a row saying processing
+    reopened = JobStore(tmp_path / "db.sqlite")  # the next start
+    assert reopened.get(done.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+    interrupted = reopened.get(stuck.job_id)
+    assert interrupted is not None and interrupted.status is JobStatus.FAILED
+    assert "restart" in interrupted.error
+    gate.set()
+    runner.close()
+    finished.close()
+
+
+def test_the_runner_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    runner = JobRunner(JobStore(tmp_path / "db.sqlite"), lambda path: path.stem)
+    with pytest.raises(InfernoError) as caught:
+        runner.submit(tmp_path, "x", tmp_path / "x.gguf", "x.gguf", "exl2", "f16")
+    assert caught.value.code == "gpu_unavailable"
+    runner.close()
