@@ -3,6 +3,7 @@ bar, no server needed."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +21,9 @@ def run_convert_command(
                 "gpu_unavailable", "EXL2 conversion needs a CUDA GPU (ExLlamaV2), and none is available here"
             )
         from inferno.core.convert.converter import convert_checkpoint
+
+        # The gguf package narrates every step at INFO; the progress bar says enough.
+        logging.getLogger("gguf").setLevel(logging.WARNING)
 
         output = out or Path.cwd() / f"{source.resolve().name}.{quantization}.gguf"
         line = ProgressLine(stream)
