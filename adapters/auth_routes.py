@@ -11,25 +11,21 @@ from inferno.v1 import auth_service_pb2
 
 from .core_client import CORE
 from .humanize import iso_utc
-from .openai.requests import parse_json_object
+from .openai.requests import optional_str, parse_json_object, required_str
 
 
 async def create_key(request: web.Request) -> web.Response:
     """{"name", "permissions", "expires_in"?, "rate_limit"?} -> the seed's {"key_id", "api_key", "expires",
     "permissions"}, plus name and created. The secret is in this response only."""
     body = parse_json_object(await request.read())
-    name = body.get("name")
     permissions = body.get("permissions", ["inference"])
-    expires_in = body.get("expires_in")
     rate_limit = body.get("rate_limit")
-    if not isinstance(name, str):
-        raise invalid_param("name", "'name' is required and must be a string")
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise invalid_param("permissions", "'permissions' must be an array of strings")
-    if expires_in is not None and not isinstance(expires_in, str):
-        raise invalid_param("expires_in", "'expires_in' must be a duration such as \"30d\"")
     message = auth_service_pb2.CreateApiKeyRequest(
-        name=name, permissions=permissions, expires_in=expires_in or ""
+        name=required_str(body.get("name"), "name"),
+        permissions=permissions,
+        expires_in=optional_str(body.get("expires_in"), "expires_in") or "",
     )
     if rate_limit is not None:
         if not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or not 0 < rate_limit < 2**32:

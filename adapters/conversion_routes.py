@@ -7,19 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from inferno.errors import invalid_param
+from inferno.model_names import conversion_status_name
 from inferno.v1 import conversion_service_pb2 as pb
 
 from .core_client import CORE
 from .humanize import human_duration, iso_utc
-from .openai.requests import parse_json_object
+from .openai.requests import optional_str, parse_json_object
 
-_STATUSES = {
-    pb.CONVERSION_STATUS_QUEUED: "queued",
-    pb.CONVERSION_STATUS_PROCESSING: "processing",
-    pb.CONVERSION_STATUS_COMPLETED: "completed",
-    pb.CONVERSION_STATUS_FAILED: "failed",
-    pb.CONVERSION_STATUS_CANCELLED: "cancelled",
-}
 # The seed's "optimization": accepted for compatibility; the quantization decides the trade-off.
 _OPTIMIZATIONS = (None, "speed", "balanced", "size")
 
@@ -27,12 +21,10 @@ _OPTIMIZATIONS = (None, "speed", "balanced", "size")
 async def create_job(request: web.Request) -> web.Response:
     """{"source_model", "target_format", "quantization", "optimization"?, "output_file"?}: 202, the job."""
     body = parse_json_object(await request.read())
-    fields = {}
-    for name in ("source_model", "target_format", "quantization", "output_file"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            raise invalid_param(name, f"'{name}' must be a string")
-        fields[name] = value or ""
+    fields = {
+        name: optional_str(body.get(name), name) or ""
+        for name in ("source_model", "target_format", "quantization", "output_file")
+    }
     if body.get("optimization") not in _OPTIMIZATIONS:
         raise invalid_param("optimization", "'optimization' must be speed, balanced or size")
     message = pb.CreateConversionJobRequest(
@@ -73,7 +65,7 @@ def job_json(job: pb.ConversionJob) -> dict[str, Any]:
     reduction = 1 - job.output_bytes / job.source_bytes if job.source_bytes and job.output_bytes else None
     return {
         "job_id": job.job_id,
-        "status": _STATUSES.get(job.status, "unknown"),
+        "status": conversion_status_name(job.status),
         "source_model": job.source,
         "target_format": job.target_format,
         "quantization": job.quantization,

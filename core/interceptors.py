@@ -46,19 +46,36 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self._record),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self._record),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap_handler(
+            handler,
+            lambda behavior: _wrap_unary(behavior, method, self._record),
+            lambda behavior: _wrap_stream(behavior, method, self._record),
+        )
+
+
+Behavior = Callable[..., Any]
+
+
+def rewrap_handler(
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: Callable[[Behavior], Behavior],
+    wrap_stream: Callable[[Behavior], Behavior],
+) -> grpc.RpcMethodHandler:
+    """The handler with its unary-unary or unary-stream behaviour wrapped; other kinds (the reflection
+    service's stream-stream) as they are. Every interceptor of ours wraps calls this way."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def _wrap_unary(behavior: Callable[..., Any], method: str, record: ErrorRecorder) -> Callable[..., Any]:

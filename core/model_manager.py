@@ -196,12 +196,13 @@ class ModelManager:
                     watcher.put_nowait(managed.progress())
                 return managed.engine
             if managed.load_task is None:
-                self._make_room_for(managed)
+                evicted = self._make_room_for(managed)
                 # LOADING from now on, so requests arriving before the task runs see it.
-                managed.state, managed.error = ModelState.LOADING, None
+                managed.error = None
                 managed.phase, managed.percent = LoadPhase.QUEUED, 0.0
                 managed.load_started = time.monotonic()
-                managed.load_task = asyncio.create_task(self._load(managed))
+                self._set_state(managed, ModelState.LOADING)
+                managed.load_task = asyncio.create_task(self._load(managed, evicted))
             return await asyncio.shield(managed.load_task)
         finally:
             if watcher is not None:
@@ -244,10 +245,13 @@ class ModelManager:
 
     # --- loading ----------------------------------------------------------------------------------------
 
-    def _make_room_for(self, managed: ManagedModel) -> None:
+    def _make_room_for(self, managed: ManagedModel) -> list[Engine]:
+        """Checks the budget; with eviction, takes idle models out of service and returns their engines for
+        the load to close (off the event loop) before it builds its own."""
+        evicted: list[Engine] = []
         budget = self._options.memory_budget_bytes
         if budget is None:
-            return
+            return evicted
         needed = managed.estimated_memory_bytes
         while needed + self._committed_bytes() > budget:
             victim = self._least_recently_used_idle() if self._options.evict_idle else None
@@ -264,13 +268,13 @@ class ModelManager:
                         "suggestion": "Unload a model, or raise [server] memory_budget",
                     },
                 )
-            # Synchronous part of an unload: the engine is idle, so nothing is cancelled.
-            engine = victim.engine
+            # The engine is idle, so nothing is cancelled.
+            if victim.engine is not None:
+                evicted.append(victim.engine)
             victim.engine = None
             self._set_state(victim, ModelState.UNLOADED)
-            if engine is not None:
-                engine.close()
             log.info("evicted %s to make room for %s", victim.entry.id, managed.entry.id)
+        return evicted
 
     def _committed_bytes(self) -> int:
         return sum(
@@ -283,9 +287,8 @@ class ModelManager:
         idle = [m for m in self._models.values() if m.state is ModelState.LOADED and not m.busy()]
         return min(idle, key=ManagedModel.last_used, default=None)
 
-    async def _load(self, managed: ManagedModel) -> Engine:
+    async def _load(self, managed: ManagedModel, evicted: list[Engine]) -> Engine:
         loop = asyncio.get_running_loop()
-        self._set_state(managed, ModelState.LOADING)
 
         def report(phase: LoadPhase, fraction: float) -> None:
             def apply() -> None:
@@ -296,6 +299,8 @@ class ModelManager:
             loop.call_soon_threadsafe(apply)
 
         try:
+            for victim in evicted:
+                await asyncio.to_thread(victim.close)
             engine = await asyncio.to_thread(self._build_engine, managed.entry, report)
         except InfernoError as error:
             managed.error = error

@@ -205,19 +205,12 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_convert_command(args.source, args.to, args.quant, args.out)
     if args.command == "keys":
-        from inferno.keys_cli import run_keys_command
+        from inferno.keys_cli import KeyCommand, run_keys_command
         from inferno.security_config import load_security_config
 
         security = load_security_config(args.config, _security_flags(args).overrides())
-        return run_keys_command(
-            args.action,
-            args.argument,
-            args.permissions,
-            args.expires_in,
-            args.rate_limit,
-            security,
-            args.core,
-        )
+        command = KeyCommand(args.action, args.argument, args.permissions, args.expires_in, args.rate_limit)
+        return run_keys_command(command, security, args.core)
     if args.command == "core":
         from inferno.core.server import serve_core
 

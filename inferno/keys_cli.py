@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 
@@ -17,101 +19,75 @@ from inferno.v1 import auth_service_pb2 as pb
 from inferno.v1 import auth_service_pb2_grpc
 
 
+@dataclass(frozen=True)
+class KeyCommand:
+    action: str
+    # create: the key's name; revoke: its id.
+    argument: str | None
+    # Comma-separated.
+    permissions: str
+    expires_in: str
+    rate_limit: int | None
+
+
 def run_keys_command(
-    action: str,
-    argument: str | None,
-    permissions: str,
-    expires_in: str,
-    rate_limit: int | None,
-    security: SecurityConfig,
-    core: str | None,
-    out: TextIO = sys.stdout,
+    command: KeyCommand, security: SecurityConfig, core: str | None, out: TextIO = sys.stdout
 ) -> int:
     try:
         if core is None:
-            _on_database(action, argument, permissions, expires_in, rate_limit, security, out)
+            _on_database(command, security, out)
         else:
-            _on_server(action, argument, permissions, expires_in, rate_limit, security, core, out)
+            _on_server(command, security, core, out)
     except InfernoError as error:
-        print(f"inferno keys {action}: {error.code}: {error.message}", file=sys.stderr)
+        print(f"inferno keys {command.action}: {error.code}: {error.message}", file=sys.stderr)
         return 1
     return 0
 
 
-def _on_database(
-    action: str,
-    argument: str | None,
-    permissions: str,
-    expires_in: str,
-    rate_limit: int | None,
-    security: SecurityConfig,
-    out: TextIO,
-) -> None:
+def _on_database(command: KeyCommand, security: SecurityConfig, out: TextIO) -> None:
     from inferno.core.security.keystore import KeyStore, check_permissions, parse_expires_in
 
     store = KeyStore(security.data_dir)
     try:
-        if action == "create":
+        if command.action == "create":
             key, secret = store.create(
-                _required(argument, "a name"),
-                check_permissions(permissions.split(",")),
-                parse_expires_in(expires_in),
-                rate_limit,
+                _required(command.argument, "a name"),
+                check_permissions(command.permissions.split(",")),
+                parse_expires_in(command.expires_in),
+                command.rate_limit,
             )
-            out.write(f"{key.key_id}\n{secret}\n")
-            out.write("Keep the secret: it is not shown again.\n")
-        elif action == "list":
-            _table(
-                out,
-                [
-                    (k.key_id, k.name, k.prefix, ",".join(k.permissions), k.expires, k.last_used, k.revoked)
-                    for k in store.list()
-                ],
-            )
+            _created(out, key.key_id, secret)
+        elif command.action == "list":
+            _table(out, store.list())
         else:
-            store.revoke(_required(argument, "a key id"))
-            out.write(f"revoked {argument}\n")
+            store.revoke(_required(command.argument, "a key id"))
+            out.write(f"revoked {command.argument}\n")
     finally:
         store.close()
 
 
-def _on_server(
-    action: str,
-    argument: str | None,
-    permissions: str,
-    expires_in: str,
-    rate_limit: int | None,
-    security: SecurityConfig,
-    core: str,
-    out: TextIO,
-) -> None:
+def _on_server(command: KeyCommand, security: SecurityConfig, core: str, out: TextIO) -> None:
     admin_key = security.admin_key or os.environ.get("INFERNO_API_KEY")
     metadata = (("authorization", f"Bearer {admin_key}"),) if admin_key else ()
     with sync_channel(core, security) as channel:
         stub = auth_service_pb2_grpc.AuthServiceStub(channel)
         try:
-            if action == "create":
+            if command.action == "create":
                 request = pb.CreateApiKeyRequest(
-                    name=_required(argument, "a name"),
-                    permissions=permissions.split(","),
-                    expires_in=expires_in,
+                    name=_required(command.argument, "a name"),
+                    permissions=command.permissions.split(","),
+                    expires_in=command.expires_in,
                 )
-                if rate_limit is not None:
-                    request.rate_limit = rate_limit
+                if command.rate_limit is not None:
+                    request.rate_limit = command.rate_limit
                 reply = stub.CreateApiKey(request, metadata=metadata)
-                out.write(f"{reply.key.key_id}\n{reply.api_key}\nKeep the secret: it is not shown again.\n")
-            elif action == "list":
-                keys = stub.ListApiKeys(pb.ListApiKeysRequest(), metadata=metadata).keys
-                rows = [
-                    (k.key_id, k.name, k.prefix, ",".join(k.permissions), k.expires, k.last_used, k.revoked)
-                    for k in keys
-                ]
-                _table(out, rows)
+                _created(out, reply.key.key_id, reply.api_key)
+            elif command.action == "list":
+                _table(out, stub.ListApiKeys(pb.ListApiKeysRequest(), metadata=metadata).keys)
             else:
-                stub.RevokeApiKey(
-                    pb.RevokeApiKeyRequest(key_id=_required(argument, "a key id")), metadata=metadata
-                )
-                out.write(f"revoked {argument}\n")
+                key_id = _required(command.argument, "a key id")
+                stub.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=key_id), metadata=metadata)
+                out.write(f"revoked {key_id}\n")
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
@@ -122,17 +98,21 @@ def _required(value: str | None, what: str) -> str:
     return value
 
 
-def _table(
-    out: TextIO, rows: list[tuple[str, str, str, str, float | None, float | None, float | None]]
-) -> None:
+def _created(out: TextIO, key_id: str, secret: str) -> None:
+    out.write(f"{key_id}\n{secret}\nKeep the secret: it is not shown again.\n")
+
+
+def _table(out: TextIO, keys: Iterable[Any]) -> None:
+    """Keys from the store or from ListApiKeys: both have these fields (times may be None or 0 for never)."""
     out.write(
         f"{'KEY ID':22} {'NAME':20} {'PREFIX':14} {'PERMISSIONS':30} {'EXPIRES':20} {'LAST USED':20} "
         "REVOKED\n"
     )
-    for key_id, name, prefix, permissions, expires, last_used, revoked in rows:
+    for key in keys:
+        permissions = ",".join(key.permissions)
         out.write(
-            f"{key_id:22} {name[:20]:20} {prefix:14} {permissions[:30]:30} {_when(expires):20} "
-            f"{_when(last_used):20} {_when(revoked)}\n"
+            f"{key.key_id:22} {key.name[:20]:20} {key.prefix:14} {permissions[:30]:30} "
+            f"{_when(key.expires):20} {_when(key.last_used):20} {_when(key.revoked)}\n"
         )
 
 

@@ -1,8 +1,9 @@
-"""Lower-case names of the ModelState and LoadPhase enums, as REST, WebSocket and the CLI show them."""
+"""Lower-case names of the ModelState, LoadPhase and ConversionStatus enums, as REST, WebSocket and the CLI
+show them."""
 
 from __future__ import annotations
 
-from inferno.v1 import model_service_pb2
+from inferno.v1 import conversion_service_pb2, model_service_pb2
 
 
 def state_name(state: int) -> str:
@@ -13,6 +14,11 @@ def state_name(state: int) -> str:
 def phase_name(phase: int) -> str:
     """LOAD_PHASE_READING_WEIGHTS -> "reading_weights"."""
     return _name(model_service_pb2.LoadPhase, phase, "LOAD_PHASE_")
+
+
+def conversion_status_name(status: int) -> str:
+    """CONVERSION_STATUS_COMPLETED -> "completed"."""
+    return _name(conversion_service_pb2.ConversionStatus, status, "CONVERSION_STATUS_")
 
 
 def _name(enum: object, value: int, prefix: str) -> str:

@@ -14,7 +14,7 @@ from inferno.v1 import inference_service_pb2
 
 from ..core_client import CORE
 from ..metrics import SERVED_MODEL
-from .requests import parse_json_object, parse_prompts, required_str, uint_field
+from .requests import optional_str, parse_json_object, parse_prompts, required_str, uint_field
 
 _ENCODINGS = ("float", "base64")
 
@@ -24,13 +24,10 @@ async def embeddings(request: web.Request) -> web.Response:
     encoding = body.get("encoding_format") or "float"
     if encoding not in _ENCODINGS:
         raise invalid_param("encoding_format", "'encoding_format' must be float or base64")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise invalid_param("user", "'user' must be a string or null")
     message = inference_service_pb2.CreateEmbeddingsRequest(
         model=required_str(body.get("model"), "model"),
         inputs=parse_prompts(body.get("input"), "input"),
-        user=user or "",
+        user=optional_str(body.get("user"), "user") or "",
     )
     if body.get("dimensions") is not None:
         message.dimensions = uint_field(body["dimensions"], "dimensions")

@@ -67,7 +67,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         messages=_messages(body.get("messages")),
         sampling=_sampling(body),
         limits=_limits(body),
-        user=_optional_str(body.get("user"), "user") or "",
+        user=optional_str(body.get("user"), "user") or "",
     )
     if body.get("n") is not None:
         params.n = uint_field(body["n"], "n", _UINT32_MAX)
@@ -91,7 +91,7 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         prompts=parse_prompts(body.get("prompt")),
         sampling=_sampling(body),
         limits=_limits(body),
-        user=_optional_str(body.get("user"), "user") or "",
+        user=optional_str(body.get("user"), "user") or "",
     )
     if body.get("n") is not None:
         params.n = uint_field(body["n"], "n", _UINT32_MAX)
@@ -102,7 +102,7 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     params.echo = _optional_bool(body.get("echo"), "echo") or False
     if body.get("best_of") is not None:
         params.best_of = uint_field(body["best_of"], "best_of", _UINT32_MAX)
-    if _optional_str(body.get("suffix"), "suffix"):
+    if optional_str(body.get("suffix"), "suffix"):
         raise _not_supported("suffix", "'suffix' (insertion)")
     return CompletionRequest(params, *_stream_flags(body))
 
@@ -113,11 +113,11 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
 def parse_tokenize_request(body: dict[str, Any]) -> inference_service_pb2.TokenizeRequest:
     """llama.cpp's /tokenize body ({"content", "add_special", "with_pieces"}) or vLLM's ({"prompt" or
     "messages", "add_special_tokens"}); "model" is optional (the core's default model)."""
-    text = _optional_str(body.get("content"), "content")
+    text = optional_str(body.get("content"), "content")
     if text is None:
-        text = _optional_str(body.get("prompt"), "prompt")
+        text = optional_str(body.get("prompt"), "prompt")
     request = inference_service_pb2.TokenizeRequest(
-        model=_optional_str(body.get("model"), "model") or "",
+        model=optional_str(body.get("model"), "model") or "",
         text=text or "",
         with_pieces=_optional_bool(body.get("with_pieces"), "with_pieces") or False,
     )
@@ -136,7 +136,7 @@ def parse_detokenize_request(body: dict[str, Any]) -> inference_service_pb2.Deto
     if not isinstance(tokens, list):
         raise _type_error("tokens", "an array of token ids")
     return inference_service_pb2.DetokenizeRequest(
-        model=_optional_str(body.get("model"), "model") or "", tokens=_token_ids(tokens, "tokens")
+        model=optional_str(body.get("model"), "model") or "", tokens=_token_ids(tokens, "tokens")
     )
 
 
@@ -154,9 +154,9 @@ def _message(value: Any, param: str) -> inference_service_pb2.ChatMessage:
     return inference_service_pb2.ChatMessage(
         role=required_str(value.get("role"), f"{param}.role"),
         content=_content(value.get("content"), f"{param}.content"),
-        name=_optional_str(value.get("name"), f"{param}.name") or "",
+        name=optional_str(value.get("name"), f"{param}.name") or "",
         tool_calls=_tool_calls(value.get("tool_calls"), f"{param}.tool_calls"),
-        tool_call_id=_optional_str(value.get("tool_call_id"), f"{param}.tool_call_id") or "",
+        tool_call_id=optional_str(value.get("tool_call_id"), f"{param}.tool_call_id") or "",
     )
 
 
@@ -176,11 +176,11 @@ def _tool_calls(value: Any, param: str) -> list[inference_service_pb2.ToolCall]:
             arguments = json.dumps(arguments)
         calls.append(
             inference_service_pb2.ToolCall(
-                id=_optional_str(call.get("id"), f"{param}[{i}].id") or "",
-                type=_optional_str(call.get("type"), f"{param}[{i}].type") or "function",
+                id=optional_str(call.get("id"), f"{param}[{i}].id") or "",
+                type=optional_str(call.get("type"), f"{param}[{i}].type") or "function",
                 function=inference_service_pb2.FunctionCall(
                     name=required_str(function.get("name"), f"{param}[{i}].function.name"),
-                    arguments=_optional_str(arguments, f"{param}[{i}].function.arguments") or "",
+                    arguments=optional_str(arguments, f"{param}[{i}].function.arguments") or "",
                 ),
             )
         )
@@ -201,7 +201,7 @@ def _tools(value: Any) -> list[inference_service_pb2.Tool]:
         function = tool["function"]
         definition = inference_service_pb2.FunctionDefinition(
             name=required_str(function.get("name"), f"{param}.function.name"),
-            description=_optional_str(function.get("description"), f"{param}.function.description") or "",
+            description=optional_str(function.get("description"), f"{param}.function.description") or "",
             strict=_optional_bool(function.get("strict"), f"{param}.function.strict") or False,
         )
         parameters = function.get("parameters")
@@ -211,7 +211,7 @@ def _tools(value: Any) -> list[inference_service_pb2.Tool]:
             definition.parameters_json = json.dumps(parameters)
         tools.append(
             inference_service_pb2.Tool(
-                type=_optional_str(tool.get("type"), f"{param}.type") or "function", function=definition
+                type=optional_str(tool.get("type"), f"{param}.type") or "function", function=definition
             )
         )
     return tools
@@ -334,9 +334,7 @@ def _response_format(value: Any) -> inference_service_pb2.ResponseFormat:
         if not isinstance(schema, dict):
             raise _type_error("response_format.json_schema.schema", "a JSON schema object")
         response_format.json_schema_text = json.dumps(schema)
-        response_format.schema_name = (
-            _optional_str(spec.get("name"), "response_format.json_schema.name") or ""
-        )
+        response_format.schema_name = optional_str(spec.get("name"), "response_format.json_schema.name") or ""
     return response_format
 
 
@@ -415,7 +413,7 @@ def required_str(value: Any, param: str) -> str:
     return value
 
 
-def _optional_str(value: Any, param: str) -> str | None:
+def optional_str(value: Any, param: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _type_error(param, "a string or null")
     return value

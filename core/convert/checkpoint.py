@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ class Checkpoint:
     folder: Path
     config: dict[str, Any]
     weight_files: tuple[Path, ...]
+    # PyTorch files read so far: counting their tensors and converting them then share one torch.load.
+    _torch_states: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def architecture(self) -> str:
@@ -36,7 +38,7 @@ class Checkpoint:
                 with safe_open(str(path), framework="np") as part:
                     yield from part.keys()
             else:
-                yield from _torch_state(path)
+                yield from self._torch_state(path)
 
     def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
         """Every weight as float32 numpy, one at a time."""
@@ -44,8 +46,13 @@ class Checkpoint:
             if path.suffix == ".safetensors":
                 yield from _safetensors(path)
             else:
-                for name, tensor in _torch_state(path).items():
+                for name, tensor in self._torch_state(path).items():
                     yield name, tensor.float().numpy()
+
+    def _torch_state(self, path: Path) -> dict[str, Any]:
+        if path not in self._torch_states:
+            self._torch_states[path] = _load_torch_state(path)
+        return self._torch_states[path]
 
     def json_file(self, name: str) -> dict[str, Any] | None:
         path = self.folder / name
@@ -86,7 +93,7 @@ def _safetensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
             yield name, tensor.float().numpy()
 
 
-def _torch_state(path: Path) -> dict[str, Any]:
+def _load_torch_state(path: Path) -> dict[str, Any]:
     try:
         import torch
     except ImportError:

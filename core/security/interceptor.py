@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from inferno.call_metadata import CLIENT_ADDRESS_METADATA
+from inferno.core.interceptors import rewrap_handler
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonymous
 from inferno.core.security.rate_limiter import RateDecision, RateLimiter
@@ -44,21 +45,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if requirement_of(method) is not Access.PUBLIC:  # streaming requests: none of ours need auth
+        is_unary_request = handler.unary_unary is not None or handler.unary_stream is not None
+        if not is_unary_request and requirement_of(method) is not Access.PUBLIC:
+            # Streaming requests (reflection only): none of ours need auth.
             raise InfernoError("permission_denied", f"{method} is not open to callers")
-        return handler
+        return rewrap_handler(
+            handler,
+            lambda behavior: self._wrap_unary(behavior, method),
+            lambda behavior: self._wrap_stream(behavior, method),
+        )
 
     def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
