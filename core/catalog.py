@@ -47,6 +47,12 @@ class ModelEntry:
     convert_from: Path | None = None
     convert_quantization: str = "f16"
 
+    def with_file_facts(self) -> ModelEntry:
+        """The entry with the file's current size and time: a file made after start-up (a conversion on first
+        use) had neither when the catalog was built."""
+        created, size = _file_facts(self.path)
+        return replace(self, created=created, file_size_bytes=size)
+
     def estimated_memory_bytes(self) -> int:
         """Weights (the file) + KV cache for every parallel sequence + a fixed overhead. A file whose header
         cannot be read counts as its size plus the overhead; loading it will fail with the reason."""
@@ -162,7 +168,7 @@ def _entry(
     load_at_start: bool,
     keep_alive_s: float | None,
 ) -> ModelEntry:
-    stat = path.stat() if path.exists() else None
+    created, size = _file_facts(path)
     return ModelEntry(
         id=model_id,
         path=path,
@@ -171,9 +177,17 @@ def _entry(
         settings=settings,
         load_at_start=load_at_start,
         keep_alive_s=keep_alive_s,
-        created=int(stat.st_mtime) if stat else 0,
-        file_size_bytes=stat.st_size if stat else 0,
+        created=created,
+        file_size_bytes=size,
     )
+
+
+def _file_facts(path: Path) -> tuple[int, int]:
+    """(modification time, size) of the file; zeros while it does not exist yet."""
+    if not path.exists():
+        return 0, 0
+    stat = path.stat()
+    return int(stat.st_mtime), stat.st_size
 
 
 def _with_load_at_start(entry: ModelEntry) -> ModelEntry:

@@ -301,7 +301,7 @@ class ModelManager:
         try:
             for victim in evicted:
                 await asyncio.to_thread(victim.close)
-            engine = await asyncio.to_thread(self._build_engine, managed.entry, report)
+            engine, entry = await asyncio.to_thread(self._build_engine, managed.entry, report)
         except InfernoError as error:
             managed.error = error
             self._set_state(managed, ModelState.FAILED)
@@ -315,6 +315,9 @@ class ModelManager:
             raise error from exc
         finally:
             managed.load_task = None
+        if entry is not managed.entry:
+            managed.entry = entry
+            managed.estimated_memory_bytes = entry.estimated_memory_bytes()
         managed.engine = engine
         managed.phase, managed.percent = LoadPhase.READY, 100.0
         managed.loaded_at = time.time()
@@ -324,7 +327,10 @@ class ModelManager:
         log.info("loaded %s from %s in %.1f s", managed.entry.id, managed.entry.path, managed.load_seconds)
         return engine
 
-    def _build_engine(self, entry: ModelEntry, report: Callable[[LoadPhase, float], None]) -> Engine:
+    def _build_engine(
+        self, entry: ModelEntry, report: Callable[[LoadPhase, float], None]
+    ) -> tuple[Engine, ModelEntry]:
+        """The engine, and the entry as it stands after a conversion made its file."""
         if entry.convert_from is not None and not entry.path.exists():
             # Converting dwarfs loading here: it takes the first half of the progress bar.
             convert_checkpoint(
@@ -333,6 +339,7 @@ class ModelManager:
                 entry.convert_quantization,
                 lambda fraction, _: report(LoadPhase.CONVERTING, fraction * 0.5),
             )
+            entry = entry.with_file_facts()
         read_gguf_metadata(entry.path)  # a clear error for a missing or corrupt file before llama.cpp sees it
         report(LoadPhase.READING_WEIGHTS, 0.0)
         model = GgufModel(entry.path, lambda f: report(LoadPhase.READING_WEIGHTS, f * _WEIGHTS_SHARE))
@@ -350,8 +357,10 @@ class ModelManager:
         )
         try:
             if model.metadata("general.architecture") in EMBEDDING_ONLY_ARCHITECTURES:
-                return LlamaCppEmbeddingEngine(description, model, entry.settings.threads, self._metrics)
-            return LlamaCppEngine(description, model, entry.settings, self._metrics)
+                return LlamaCppEmbeddingEngine(
+                    description, model, entry.settings.threads, self._metrics
+                ), entry
+            return LlamaCppEngine(description, model, entry.settings, self._metrics), entry
         except BaseException:
             model.close()
             raise

@@ -3,11 +3,13 @@ converted to GGUF on first use and served through llama.cpp, against sentence-tr
 
 from __future__ import annotations
 
+import grpc
 import httpx
 import numpy as np
 from openai import OpenAI
 
 from inferno.core.embedded import EMBEDDING_MODEL_ID, embedding_model_source
+from inferno.v1 import model_service_pb2, model_service_pb2_grpc
 
 SENTENCES = [
     "A man is eating food.",
@@ -46,6 +48,18 @@ def test_twenty_sentences_match_sentence_transformers(openai_client: OpenAI) -> 
     assert float(similarities.min()) >= 0.99, similarities
     # Meaning carries over: the two eating sentences are closer than eating and violin.
     assert got[0] @ got[1] > got[0] @ got[4]
+
+
+def test_the_converted_file_is_described_by_its_real_size(
+    openai_client: OpenAI, grpc_channel: grpc.Channel
+) -> None:
+    """The GGUF file did not exist when the catalog was built; once converted, its own size and estimate."""
+    openai_client.embeddings.create(model=EMBEDDING_MODEL_ID, input="load it")
+    stub = model_service_pb2_grpc.ModelServiceStub(grpc_channel)
+    model = stub.GetModel(model_service_pb2.GetModelRequest(model_id=EMBEDDING_MODEL_ID)).model
+    assert model.state == model_service_pb2.MODEL_STATE_LOADED
+    assert model.file_size_bytes > 40 << 20  # all-MiniLM-L6-v2 at f16 is about 44 MiB
+    assert model.estimated_memory_bytes > model.file_size_bytes
 
 
 def test_the_embedding_model_refuses_text_generation(http: httpx.Client) -> None:
