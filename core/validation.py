@@ -8,6 +8,7 @@ from typing import Any
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import InfernoError, invalid_param
+from inferno.security_config import SecurityConfig
 from inferno.v1 import common_pb2, inference_service_pb2
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -38,11 +39,29 @@ def _in_range(param: str, value: float, low: float, high: float, low_open: bool 
 
 @dataclass(frozen=True)
 class RequestLimits:
-    """Operator limits on request size ([security] in inferno.toml); 0 means the model's context."""
+    """Operator limits on request size ([security] in inferno.toml); 0 means the model's context (no cap for
+    max_batch_items)."""
 
     max_messages: int = 1024
     max_prompt_tokens: int = 0
     max_tokens_cap: int = 0
+    max_batch_items: int = 256
+
+    @classmethod
+    def from_security(cls, security: SecurityConfig) -> RequestLimits:
+        return cls(
+            max_messages=security.max_messages,
+            max_prompt_tokens=security.max_prompt_tokens,
+            max_tokens_cap=security.max_tokens_cap,
+            max_batch_items=security.max_batch_items,
+        )
+
+    def check_batch_size(self, count: int) -> None:
+        """CreateBatch's items; REST callers send them as 'requests', so the error names that."""
+        if self.max_batch_items and count > self.max_batch_items:
+            raise invalid_param(
+                "requests", f"'requests' takes at most {self.max_batch_items} items, got {count}"
+            )
 
     def check_message_count(self, count: int) -> None:
         if self.max_messages and count > self.max_messages:

@@ -15,6 +15,7 @@ max_body_bytes = 8388608
 max_messages = 1024
 max_prompt_tokens = 0              # 0: the model's context
 max_tokens_cap = 0                 # 0: the model's context
+max_batch_items = 256              # items in one batch request; 0: no cap
 ws_messages_per_second = 20
 cors_origins = []                  # e.g. ["https://dash.example"], or ["*"]
 tls_cert = "cert.pem"
@@ -55,6 +56,7 @@ class SecurityConfig:
     max_messages: int = 1024
     max_prompt_tokens: int = 0
     max_tokens_cap: int = 0
+    max_batch_items: int = 256
     ws_messages_per_second: int = 20
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     tls_cert: Path | None = None
@@ -91,6 +93,7 @@ _ENV = {
     "INFERNO_ADMIN_KEY": "admin_key",
     "INFERNO_RATE_LIMIT": "rate_limit",
     "INFERNO_BURST_LIMIT": "burst_limit",
+    "INFERNO_MAX_BATCH_ITEMS": "max_batch_items",
     "INFERNO_DATA_DIR": "data_dir",
     "INFERNO_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
 }

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import grpc
 import httpx
+import pytest
 from openai import OpenAI
 
 from inferno.core.embedded import EMBEDDING_MODEL_ID
-from tests.grpc_helpers import engine_stats
+from inferno.errors import error_from_rpc
+from inferno.v1 import inference_service_pb2 as pb
+from inferno.v1 import inference_service_pb2_grpc
+from tests.grpc_helpers import chat_params, engine_stats
+
+# The default [security] max_batch_items.
+MAX_BATCH_ITEMS = 256
 
 QUESTIONS = {"req1": "Hello", "req2": "Goodbye", "req3": "What is 2 + 2?"}
 
@@ -80,3 +87,28 @@ def test_batch_without_requests_is_a_400(http: httpx.Client, model_id: str) -> N
     reply = http.post("/v1/batch", json={"model": model_id, "requests": []})
     assert reply.status_code == 400
     assert reply.json()["error"]["details"]["param"] == "requests"
+
+
+def test_core_refuses_a_batch_over_the_cap_over_grpc(grpc_channel: grpc.Channel, model_id: str) -> None:
+    before = engine_stats(grpc_channel, model_id).requests_total
+    items = [
+        pb.BatchItem(id=str(i), params=chat_params(model_id, "Hi", 1)) for i in range(MAX_BATCH_ITEMS + 1)
+    ]
+    stub = inference_service_pb2_grpc.InferenceServiceStub(grpc_channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CreateBatch(pb.CreateBatchRequest(items=items))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = error_from_rpc(caught.value)
+    assert error.code == "invalid_parameters" and error.details["param"] == "requests"
+    assert f"at most {MAX_BATCH_ITEMS} items, got {MAX_BATCH_ITEMS + 1}" in error.message
+    assert engine_stats(grpc_channel, model_id).requests_total == before, "a refused batch ran items"
+
+
+def test_batch_over_the_cap_is_the_cores_400(http: httpx.Client, model_id: str) -> None:
+    message = [{"role": "user", "content": "Hi"}]
+    requests = [{"id": i, "messages": message} for i in range(MAX_BATCH_ITEMS + 1)]
+    reply = http.post("/v1/batch", json={"model": model_id, "max_tokens": 1, "requests": requests})
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_parameters" and error["details"]["param"] == "requests"
+    assert f"at most {MAX_BATCH_ITEMS} items" in error["message"]

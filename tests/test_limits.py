@@ -7,6 +7,7 @@ import pytest
 from inferno.core.security.rate_limiter import RateLimiter
 from inferno.core.validation import RequestLimits
 from inferno.errors import InfernoError
+from inferno.security_config import SecurityConfig, load_security_config
 from inferno.v1 import common_pb2
 
 
@@ -52,3 +53,19 @@ def test_request_limits() -> None:
     assert limits.cap(common_pb2.GenerationLimits()).max_tokens == 5
     with pytest.raises(InfernoError):
         limits.cap(common_pb2.GenerationLimits(max_tokens=6))
+
+
+def test_batch_cap_refuses_more_items_naming_requests() -> None:
+    limits = RequestLimits(max_batch_items=3)
+    limits.check_batch_size(3)
+    with pytest.raises(InfernoError) as caught:
+        limits.check_batch_size(4)
+    assert caught.value.code == "invalid_parameters" and caught.value.details == {"param": "requests"}
+    RequestLimits(max_batch_items=0).check_batch_size(100_000)  # 0: no cap
+
+
+def test_request_limits_come_from_the_security_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert RequestLimits.from_security(SecurityConfig()) == RequestLimits()
+    monkeypatch.setenv("INFERNO_MAX_BATCH_ITEMS", "8")
+    limits = RequestLimits.from_security(load_security_config(None))
+    assert limits.max_batch_items == 8

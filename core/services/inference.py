@@ -58,6 +58,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         self, request: pb.CreateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateBatchResponse:
         """All items go to the engines at once, so the continuous batcher decodes them together."""
+        self._limits.check_batch_size(len(request.items))
         results = await asyncio.gather(*(self._batch_item(item) for item in request.items))
         return pb.CreateBatchResponse(results=results)
 
