@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from inferno.config import (
     CoreOptions,
     GatewayOptions,
     SecurityFlags,
+    resolve_engine_settings,
 )
-from inferno.config_file import ConfigError
+from inferno.config_file import ConfigError, load_management_config
+from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 
 
 def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,23 +51,15 @@ def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
         help="over the budget, unload the least recently used idle model instead of refusing",
     )
     parser.add_argument("--keep-alive", help="unload models idle this long, e.g. 10m (0: never)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp (0: all cores)")
-    parser.add_argument(
-        "--parallel",
-        type=int,
-        default=8,
-        help="sequences decoded together per model (each gets its own KV cache)",
-    )
-    parser.add_argument(
-        "--ctx-size", type=int, default=0, help="max tokens per sequence (0: the model's own, at most 8192)"
-    )
-    parser.add_argument("--batch-tokens", type=int, default=512, help="max tokens per decode step")
-    parser.add_argument(
-        "--prompt-tokens-per-step",
-        type=int,
-        default=32,
-        help="prompt tokens computed per decode step; smaller gives first tokens sooner (0: --batch-tokens)",
-    )
+    engine = parser.add_argument_group("engine (flags win over INFERNO_* and [engine] in inferno.toml)")
+    for spec in ENGINE_SETTINGS:
+        engine.add_argument(
+            spec.flag,
+            dest=spec.name,
+            type=int,
+            metavar="N",
+            help=f"{spec.help} (default {spec.default}; {spec.env})",
+        )
 
 
 def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,16 +93,19 @@ def _security_flags(args: argparse.Namespace) -> SecurityFlags:
     )
 
 
-def _core_options(args: argparse.Namespace, host: str) -> CoreOptions:
+def _engine_settings(args: argparse.Namespace) -> EngineSettings:
+    file_values = load_management_config(args.config).engine_defaults if args.config else {}
+    flags = {spec.name: getattr(args, spec.name) for spec in ENGINE_SETTINGS}
+    return resolve_engine_settings(file_values, os.environ, flags)
+
+
+def core_options(args: argparse.Namespace, host: str) -> CoreOptions:
+    """The core's options from parsed `serve` or `core` arguments, engine settings resolved."""
     return CoreOptions(
         host=host,
         grpc_port=args.grpc_port,
         model_paths=tuple(args.model),
-        threads=args.threads,
-        parallel_sequences=args.parallel,
-        context_length=args.ctx_size,
-        batch_tokens=args.batch_tokens,
-        prompt_tokens_per_step=args.prompt_tokens_per_step,
+        engine=_engine_settings(args),
         config_path=args.config,
         models_dirs=tuple(args.models_dir),
         auto_load=args.auto_load,
@@ -187,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from inferno.supervisor import serve
 
-        core = _core_options(args, args.host)
+        core = core_options(args, args.host)
         gateway = GatewayOptions(
             core_address=f"{args.host}:{args.grpc_port}",
             host=args.host,
@@ -212,9 +210,11 @@ def _run(args: argparse.Namespace) -> int:
         command = KeyCommand(args.action, args.argument, args.permissions, args.expires_in, args.rate_limit)
         return run_keys_command(command, security, args.core)
     if args.command == "core":
+        # Resolved before the core's import, so a wrong setting is reported at once.
+        options = core_options(args, args.host)
         from inferno.core.server import serve_core
 
-        asyncio.run(serve_core(_core_options(args, args.host)))
+        asyncio.run(serve_core(options))
         return 0
     from inferno.adapters.app import run_gateway
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from inferno.config_file import ConfigError, check_engine_setting
+from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
@@ -42,11 +46,8 @@ class CoreOptions:
     grpc_port: int = DEFAULT_GRPC_PORT
     # Empty: serve the embedded default model.
     model_paths: tuple[Path, ...] = field(default_factory=tuple)
-    threads: int = 0
-    parallel_sequences: int = 8
-    context_length: int = 0
-    batch_tokens: int = 512
-    prompt_tokens_per_step: int = 32
+    # Resolved: defaults < inferno.toml [engine] < INFERNO_* < flags (resolve_engine_settings).
+    engine: EngineSettings = field(default_factory=EngineSettings)
     # inferno.toml; None: none (the flags below and the defaults only).
     config_path: Path | None = None
     models_dirs: tuple[Path, ...] = field(default_factory=tuple)
@@ -56,6 +57,52 @@ class CoreOptions:
     evict_idle: bool | None = None
     keep_alive: str | None = None
     security: SecurityFlags = field(default_factory=SecurityFlags)
+
+    # TODO(lead): remove once server.py reads options.engine
+    @property
+    def threads(self) -> int:
+        return self.engine.threads
+
+    # TODO(lead): remove once server.py reads options.engine
+    @property
+    def parallel_sequences(self) -> int:
+        return self.engine.parallel_sequences
+
+    # TODO(lead): remove once server.py reads options.engine
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    # TODO(lead): remove once server.py reads options.engine
+    @property
+    def batch_tokens(self) -> int:
+        return self.engine.batch_tokens
+
+    # TODO(lead): remove once server.py reads options.engine
+    @property
+    def prompt_tokens_per_step(self) -> int:
+        return self.engine.prompt_tokens_per_step
+
+
+def resolve_engine_settings(
+    file_values: Mapping[str, int], environ: Mapping[str, str], flags: Mapping[str, int | None]
+) -> EngineSettings:
+    """Engine settings from the defaults, then inferno.toml's [engine] (file_values, already checked, by
+    field name), then INFERNO_* variables, then flags (by field name; None: not given). Each value is
+    checked against its setting's range, and an error names where the value came from."""
+    values = dict(file_values)
+    for spec in ENGINE_SETTINGS:
+        text = environ.get(spec.env)
+        if text is not None:
+            try:
+                number = int(text)
+            except ValueError:
+                raise ConfigError(f"{spec.env} must be a whole number, not {text!r}") from None
+            values[spec.name] = check_engine_setting(spec, number, spec.env)
+        flag = flags.get(spec.name)
+        if flag is not None:
+            values[spec.name] = check_engine_setting(spec, flag, spec.flag)
+    return EngineSettings(**values)
 
 
 @dataclass(frozen=True)

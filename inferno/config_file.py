@@ -7,11 +7,15 @@ memory_budget = "8GiB"          # estimated memory of loaded models; unset: no b
 evict_idle = false              # over budget: unload the least recently used idle model instead of refusing
 keep_alive = "0"                # default idle time before a model unloads ("0": never)
 
+[engine]                        # engine settings of every model (docs/configuration.md lists them all)
+parallel = 8
+context_length = 4096
+
 [[models]]
 id = "smol"                     # optional; default: from the file name
 path = "smollm2.gguf"           # inside a models dir
-engine = "llama.cpp"
-context_length = 2048
+engine = "llama.cpp"            # or "exllamav2"; unset: chosen from the model
+context_length = 2048           # any [engine] setting, for this model only
 parallel = 4
 load = false                    # load at start
 keep_alive = "10m"
@@ -26,21 +30,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferno.engine_settings import ENGINE_SETTINGS, SettingSpec
+
 
 class ConfigError(ValueError):
     """inferno.toml or a flag is wrong; the message says where."""
+
+
+# Engine names a [[models]] entry may give (any case), and the engine each means.
+ENGINE_NAMES = {
+    "llama.cpp": "llama.cpp",
+    "llamacpp": "llama.cpp",
+    "llama-cpp": "llama.cpp",
+    "exllamav2": "exllamav2",
+    "exl2": "exllamav2",
+}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     path: str
     id: str | None = None
-    engine: str = "llama.cpp"
-    context_length: int | None = None
-    parallel: int | None = None
+    # "llama.cpp" or "exllamav2"; None: chosen from the model.
+    engine: str | None = None
+    # EngineSettings fields this model sets, over the server-wide ones.
+    settings: dict[str, int] = field(default_factory=dict)
     load: bool = False
     keep_alive_s: float | None = None
     owned_by: str = "local"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.settings) - {spec.name for spec in ENGINE_SETTINGS}
+        if unknown:
+            raise ConfigError(f"model {self.path}: {', '.join(sorted(unknown))} are not engine settings")
+
+    # TODO(lead): remove once catalog.py applies settings
+    @property
+    def context_length(self) -> int | None:
+        return self.settings.get("context_length")
+
+    # TODO(lead): remove once catalog.py applies settings
+    @property
+    def parallel(self) -> int | None:
+        return self.settings.get("parallel_sequences")
 
 
 @dataclass(frozen=True)
@@ -52,6 +84,8 @@ class ManagementConfig:
     # None: models stay loaded until unloaded.
     keep_alive_s: float | None = None
     models: tuple[ModelConfig, ...] = field(default_factory=tuple)
+    # EngineSettings fields from the [engine] table.
+    engine_defaults: dict[str, int] = field(default_factory=dict)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -88,6 +122,28 @@ def parse_duration(value: Any, where: str) -> float | None:
     return seconds or None
 
 
+def check_engine_setting(spec: SettingSpec, value: object, source: str) -> int:
+    """The value of one engine setting, refused unless a whole number in its range; source names where it
+    came from (a flag, a variable, a table and key)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{source} must be a whole number, not {value!r}")
+    if not spec.minimum <= value <= spec.maximum:
+        raise ConfigError(f"{source} must be between {spec.minimum} and {spec.maximum}, not {value}")
+    return value
+
+
+def engine_settings_table(table: Any, where: str) -> dict[str, int]:
+    """EngineSettings field -> value, from a table keyed by the settings' inferno.toml keys; other keys are
+    left to the caller."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    return {
+        spec.name: check_engine_setting(spec, table[spec.toml_key], f"{where} {spec.toml_key}")
+        for spec in ENGINE_SETTINGS
+        if spec.toml_key in table
+    }
+
+
 def load_management_config(path: Path) -> ManagementConfig:
     try:
         raw = tomllib.loads(path.read_text())
@@ -98,6 +154,9 @@ def load_management_config(path: Path) -> ManagementConfig:
     _only_keys(server, {"models_dirs", "auto_load", "memory_budget", "evict_idle", "keep_alive"}, "[server]")
     dirs = tuple((base / d).resolve() for d in server.get("models_dirs", ["models"]))
     budget = server.get("memory_budget")
+    engine = raw.get("engine", {})
+    engine_defaults = engine_settings_table(engine, "[engine]")
+    _only_keys(engine, _SETTING_KEYS, "[engine]")
     models = tuple(
         _model_config(entry, f"[[models]] #{i + 1}") for i, entry in enumerate(raw.get("models", []))
     )
@@ -108,25 +167,36 @@ def load_management_config(path: Path) -> ManagementConfig:
         evict_idle=_bool(server.get("evict_idle", False), "[server] evict_idle"),
         keep_alive_s=parse_duration(server.get("keep_alive", 0), "[server] keep_alive"),
         models=models,
+        engine_defaults=engine_defaults,
     )
 
 
+_SETTING_KEYS = {spec.toml_key for spec in ENGINE_SETTINGS}
+_MODEL_KEYS = {"id", "path", "engine", "load", "keep_alive", "owned_by"} | _SETTING_KEYS
+
+
 def _model_config(entry: dict[str, Any], where: str) -> ModelConfig:
-    allowed = {"id", "path", "engine", "context_length", "parallel", "load", "keep_alive", "owned_by"}
-    _only_keys(entry, allowed, where)
+    _only_keys(entry, _MODEL_KEYS, where)
     if not isinstance(entry.get("path"), str):
         raise ConfigError(f"{where}: 'path' is required")
     keep_alive = entry.get("keep_alive")
     return ModelConfig(
         path=entry["path"],
         id=entry.get("id"),
-        engine=entry.get("engine", "llama.cpp"),
-        context_length=entry.get("context_length"),
-        parallel=entry.get("parallel"),
+        engine=_engine_name(entry.get("engine"), f"{where} engine"),
+        settings=engine_settings_table(entry, where),
         load=_bool(entry.get("load", False), f"{where} load"),
         keep_alive_s=None if keep_alive is None else parse_duration(keep_alive, f"{where} keep_alive") or 0.0,
         owned_by=entry.get("owned_by", "local"),
     )
+
+
+def _engine_name(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ENGINE_NAMES:
+        raise ConfigError(f"{where}: {value!r} is not llama.cpp or exllamav2")
+    return ENGINE_NAMES[value.lower()]
 
 
 def _only_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:

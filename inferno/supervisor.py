@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferno.config import CoreOptions, GatewayOptions
 from inferno.core_channel import sync_channel
+from inferno.engine_settings import ENGINE_SETTINGS
 from inferno.security_config import SecurityConfig, load_security_config
 
 _CORE_READY_TIMEOUT_S = 600.0
@@ -58,14 +59,9 @@ def core_command(core: CoreOptions) -> list[str]:
     ]
     for path in core.model_paths:
         command += ["--model", str(path)]
-    command += ["--threads", str(core.threads), "--parallel", str(core.parallel_sequences)]
-    command += ["--ctx-size", str(core.context_length)]
-    command += [
-        "--batch-tokens",
-        str(core.batch_tokens),
-        "--prompt-tokens-per-step",
-        str(core.prompt_tokens_per_step),
-    ]
+    # Resolved values, so the child runs with what the parent resolved whatever its environment says.
+    for spec in ENGINE_SETTINGS:
+        command += [spec.flag, str(getattr(core.engine, spec.name))]
     if core.config_path is not None:
         command += ["--config", str(core.config_path.resolve())]
     for directory in core.models_dirs:

@@ -93,3 +93,19 @@ def test_serve_prints_where_it_listens_and_stops_both_processes_on_sigterm(tmp_p
     assert f"http://127.0.0.1:{http_port}/v1" in output
     assert f"127.0.0.1:{grpc_port}" in output
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+
+
+def test_an_engine_setting_out_of_range_stops_the_command_with_its_source(tmp_path: Path) -> None:
+    env = {**os.environ, "INFERNO_CTX_SIZE": "-5"}
+    for argv, message in [
+        (["core", "--parallel", "0"], "--parallel must be between 1 and 256, not 0"),
+        (["serve", "--threads", "4"], "INFERNO_CTX_SIZE must be between 0 and 1048576, not -5"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "inferno.cli", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert (done.returncode, done.stderr.strip()) == (2, f"inferno: {message}")
