@@ -1,4 +1,5 @@
-"""GET /health: the core's health check and server status, in the fields of both seed documents."""
+"""GET /health: the core's health check, server status and health verdict, in the fields of both seed
+documents."""
 
 from __future__ import annotations
 
@@ -39,34 +40,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=503 if body["status"] == "unhealthy" else 200)
 
 
-# System memory in use above which the server reports itself degraded.
-DEGRADED_MEMORY_RATIO = 0.95
-
-
-def health_verdict(status: admin_service_pb2.GetServerStatusResponse) -> tuple[str, str | None]:
-    """healthy; degraded (serving, with a reason worth a look); unhealthy (cannot serve a request now)."""
-    system = status.system
-    if not status.models_loaded:
-        if status.models_loading:
-            return "unhealthy", f"no model is loaded yet; loading {', '.join(status.models_loading)}"
-        return "unhealthy", "no model is loaded"
-    reasons = []
-    if status.models_failed:
-        reasons.append(f"loading failed for {', '.join(status.models_failed)}")
-    if status.models_loading:
-        reasons.append(f"loading {', '.join(status.models_loading)}")
-    if (
-        system.memory_total_bytes
-        and system.memory_used_bytes / system.memory_total_bytes > DEGRADED_MEMORY_RATIO
-    ):
-        reasons.append(f"system memory is over {DEGRADED_MEMORY_RATIO:.0%} used")
-    return ("degraded", "; ".join(reasons)) if reasons else ("healthy", None)
+_VERDICTS = {
+    admin_service_pb2.HEALTH_STATUS_HEALTHY: "healthy",
+    admin_service_pb2.HEALTH_STATUS_DEGRADED: "degraded",
+    admin_service_pb2.HEALTH_STATUS_UNHEALTHY: "unhealthy",
+}
 
 
 def health_json(status: admin_service_pb2.GetServerStatusResponse) -> dict[str, Any]:
     """The seed's status/version/models_loaded/system plus the second seed's model/gpu_memory_used/
-    uptime_seconds, and a reason unless healthy."""
-    verdict, reason = health_verdict(status)
+    uptime_seconds, and a reason unless healthy. The verdict is the core's (core/health.py)."""
+    verdict, reason = _verdict(status)
     system = status.system
     has_gpu_memory = system.HasField("gpu_memory_used_bytes")
     gpu_memory = human_bytes(system.gpu_memory_used_bytes) if has_gpu_memory else None
@@ -86,6 +70,12 @@ def health_json(status: admin_service_pb2.GetServerStatusResponse) -> dict[str, 
         "uptime_seconds": int(status.uptime_seconds),
         "gpu_unavailable_reason": system.gpu_unavailable_reason or None,
     }
+
+
+def _verdict(status: admin_service_pb2.GetServerStatusResponse) -> tuple[str, str | None]:
+    if status.health_status not in _VERDICTS:  # a core that gives no verdict is not known to be serving
+        return "unhealthy", "the inference core gave no health verdict"
+    return _VERDICTS[status.health_status], status.health_reason or None
 
 
 def _unhealthy(reason: str) -> web.Response:

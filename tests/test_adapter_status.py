@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferno.adapters.health import health_json, health_verdict
+from inferno.adapters.health import health_json
 from inferno.adapters.humanize import human_bytes, human_duration, iso_utc
 from inferno.adapters.model_status import model_status_json
 from inferno.v1 import admin_service_pb2, model_service_pb2
@@ -34,6 +34,7 @@ def test_iso_utc_and_never() -> None:
 def test_health_carries_the_fields_of_both_seed_documents() -> None:
     status = admin_service_pb2.GetServerStatusResponse(
         version="0.1.0",
+        health_status=admin_service_pb2.HEALTH_STATUS_HEALTHY,
         uptime_seconds=8130.7,
         models_loaded=["tiny"],
         default_model="tiny",
@@ -55,23 +56,33 @@ def test_health_carries_the_fields_of_both_seed_documents() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fields", "verdict", "reason"),
+    ("health_status", "reason", "rendered"),
     [
-        ({"models_loaded": ["a"]}, "healthy", None),
-        ({"models_loaded": ["a"], "models_failed": ["b"]}, "degraded", "loading failed for b"),
-        ({"models_loaded": ["a"], "models_loading": ["b"]}, "degraded", "loading b"),
-        ({"models_loading": ["a"]}, "unhealthy", "no model is loaded yet; loading a"),
-        ({}, "unhealthy", "no model is loaded"),
+        (admin_service_pb2.HEALTH_STATUS_HEALTHY, "", ("healthy", None)),
+        (admin_service_pb2.HEALTH_STATUS_DEGRADED, "loading b", ("degraded", "loading b")),
         (
-            {"models_loaded": ["a"], "system": {"memory_used_bytes": 97, "memory_total_bytes": 100}},
-            "degraded",
-            "system memory is over 95% used",
+            admin_service_pb2.HEALTH_STATUS_UNHEALTHY,
+            "no model is loaded",
+            ("unhealthy", "no model is loaded"),
+        ),
+        (
+            admin_service_pb2.HEALTH_STATUS_UNSPECIFIED,
+            "",
+            ("unhealthy", "the inference core gave no health verdict"),
         ),
     ],
 )
-def test_health_verdicts(fields: dict[str, object], verdict: str, reason: str | None) -> None:
-    status = admin_service_pb2.GetServerStatusResponse(**fields)  # type: ignore[arg-type]
-    assert health_verdict(status) == (verdict, reason)
+def test_health_renders_the_cores_verdict(
+    health_status: admin_service_pb2.HealthStatus.ValueType, reason: str, rendered: tuple[str, str | None]
+) -> None:
+    # models_loaded and memory would give another verdict: the gateway renders the core's, never its own.
+    status = admin_service_pb2.GetServerStatusResponse(
+        health_status=health_status,
+        health_reason=reason,
+        models_loaded=[] if health_status == admin_service_pb2.HEALTH_STATUS_HEALTHY else ["a"],
+    )
+    body = health_json(status)
+    assert (body["status"], body["reason"]) == rendered
 
 
 def test_health_reports_gpu_figures_when_the_core_has_them() -> None:

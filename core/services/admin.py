@@ -1,4 +1,4 @@
-"""AdminService: server facts for /health and the core's Prometheus page for /metrics."""
+"""AdminService: server facts with the health verdict (/health) and the core's Prometheus page (/metrics)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inferno import __version__
+from inferno.core.health import health_verdict
 from inferno.core.model_manager import ModelManager, ModelState
 from inferno.v1 import admin_service_pb2 as pb
 from inferno.v1 import admin_service_pb2_grpc
@@ -38,7 +39,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 "llama.cpp in this build has no GPU offload; models run on the CPU"
             )
         stats = [engine.stats() for engine in self._manager.loaded_engines()]
-        return pb.GetServerStatusResponse(
+        status = pb.GetServerStatusResponse(
             generated_tokens_total=sum(s.generated_tokens_total for s in stats),
             requests_total=sum(s.requests_total for s in stats),
             models_loading=[m.entry.id for m in self._manager.models() if m.state is ModelState.LOADING],
@@ -49,6 +50,8 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             default_model=self._manager.default_model_id,
             system=system,
         )
+        status.health_status, status.health_reason = health_verdict(status)
+        return status
 
     async def GetMetrics(
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext

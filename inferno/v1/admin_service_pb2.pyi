@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,31 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _HealthStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HealthStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HealthStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HEALTH_STATUS_UNSPECIFIED: _HealthStatus.ValueType  # 0
+    HEALTH_STATUS_HEALTHY: _HealthStatus.ValueType  # 1
+    """Serving, nothing worth a look."""
+    HEALTH_STATUS_DEGRADED: _HealthStatus.ValueType  # 2
+    """Serving, with a reason worth a look: a model failed to load or is loading, memory is nearly all used."""
+    HEALTH_STATUS_UNHEALTHY: _HealthStatus.ValueType  # 3
+    """Cannot serve a request now: no model is loaded."""
+
+class HealthStatus(_HealthStatus, metaclass=_HealthStatusEnumTypeWrapper): ...
+
+HEALTH_STATUS_UNSPECIFIED: HealthStatus.ValueType  # 0
+HEALTH_STATUS_HEALTHY: HealthStatus.ValueType  # 1
+"""Serving, nothing worth a look."""
+HEALTH_STATUS_DEGRADED: HealthStatus.ValueType  # 2
+"""Serving, with a reason worth a look: a model failed to load or is loading, memory is nearly all used."""
+HEALTH_STATUS_UNHEALTHY: HealthStatus.ValueType  # 3
+"""Cannot serve a request now: no model is loaded."""
+Global___HealthStatus: _TypeAlias = HealthStatus  # noqa: Y015
 
 @_typing.final
 class GetServerStatusRequest(_message.Message):
@@ -94,6 +120,8 @@ class GetServerStatusResponse(_message.Message):
     REQUESTS_TOTAL_FIELD_NUMBER: _builtins.int
     MODELS_LOADING_FIELD_NUMBER: _builtins.int
     MODELS_FAILED_FIELD_NUMBER: _builtins.int
+    HEALTH_STATUS_FIELD_NUMBER: _builtins.int
+    HEALTH_REASON_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_seconds: _builtins.float
     default_model: _builtins.str
@@ -101,6 +129,9 @@ class GetServerStatusResponse(_message.Message):
     generated_tokens_total: _builtins.int
     """Summed over the loaded models since each was loaded: rates come from differences between two calls."""
     requests_total: _builtins.int
+    health_status: Global___HealthStatus.ValueType
+    """The core's verdict on whether it can serve requests now, and why when not healthy."""
+    health_reason: _builtins.str
     @_builtins.property
     def models_loaded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -125,10 +156,12 @@ class GetServerStatusResponse(_message.Message):
         requests_total: _builtins.int = ...,
         models_loading: _abc.Iterable[_builtins.str] | None = ...,
         models_failed: _abc.Iterable[_builtins.str] | None = ...,
+        health_status: Global___HealthStatus.ValueType = ...,
+        health_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "models_failed", b"models_failed", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "health_reason", b"health_reason", "health_status", b"health_status", "models_failed", b"models_failed", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
