@@ -1,6 +1,7 @@
 """Every model the core can serve: from inferno.toml, --model flags, the models directories and the embedded
-default, each with a stable id and an estimated memory need. Paths from the config stay inside its models
-directories."""
+default, each with a stable id, the engine its format needs and an estimated memory need. Paths from the
+config stay inside its models directories. A model is a GGUF file (llama.cpp) or a Hugging Face folder with
+config.json and safetensors weights, EXL2 or FP16/BF16 (ExLlamaV2)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from inferno.core.embedded import (
     embedded_model_path,
     embedding_model_source,
 )
-from inferno.core.engines.llamacpp.engine import DEFAULT_CONTEXT_CAP, LlamaCppSettings
+from inferno.core.engines.registry import LLAMACPP, canonical_engine, detect_format
 from inferno.core.gguf_header import kv_cache_bytes, read_gguf_metadata
+from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_ENGINES = ("llama.cpp",)
 # Compute buffers, sampler state and the Python side of an engine, on top of weights and KV cache.
 ENGINE_OVERHEAD_BYTES = 96 << 20
 
@@ -36,7 +37,7 @@ class ModelEntry:
     path: Path
     engine: str
     owned_by: str
-    settings: LlamaCppSettings
+    settings: EngineSettings
     load_at_start: bool
     # None: stays loaded until unloaded.
     keep_alive_s: float | None
@@ -55,22 +56,23 @@ class ModelEntry:
 
     def estimated_memory_bytes(self) -> int:
         """Weights (the file) + KV cache for every parallel sequence + a fixed overhead. A file whose header
-        cannot be read counts as its size plus the overhead; loading it will fail with the reason."""
+        cannot be read counts as its size plus the overhead; loading it will fail with the reason. A folder
+        (ExLlamaV2, GPU memory) counts its weights plus the overhead."""
+        if self.format != "gguf":
+            return self.file_size_bytes + ENGINE_OVERHEAD_BYTES
         try:
             metadata = read_gguf_metadata(self.path)
         except (InfernoError, OSError):
             return self.file_size_bytes + ENGINE_OVERHEAD_BYTES
         arch = metadata.get("general.architecture")
         trained = metadata.get(f"{arch}.context_length")
-        context = self.settings.context_length or DEFAULT_CONTEXT_CAP
-        if isinstance(trained, int) and trained > 0:
-            context = min(context, trained)
+        context = self.settings.resolved_context(trained if isinstance(trained, int) else 0)
         kv = kv_cache_bytes(metadata, context * self.settings.parallel_sequences) or 0
         return self.file_size_bytes + kv + ENGINE_OVERHEAD_BYTES
 
 
 def model_id_for(path: Path) -> str:
-    """A stable id from a file name: lower case, [a-z0-9._-] only, no .gguf suffix."""
+    """A stable id from a file or folder name: lower case, [a-z0-9._-] only, no .gguf suffix."""
     stem = path.name.removesuffix(".gguf")
     return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-") or "model"
 
@@ -78,12 +80,12 @@ def model_id_for(path: Path) -> str:
 def build_catalog(
     config: ManagementConfig,
     model_paths: tuple[Path, ...],
-    defaults: LlamaCppSettings,
+    defaults: EngineSettings,
     data_dir: Path | None = None,
 ) -> list[ModelEntry]:
-    """Config entries first, then --model files (all loaded at start), then other GGUF files in the models
-    dirs, then the embedded model unless --model files were given. When nothing is marked to load at start,
-    the embedded model (or else the first entry) is."""
+    """Config entries first, then --model files or folders (all loaded at start), then other models in the
+    models dirs (GGUF files and model folders), then the embedded model unless --model paths were given.
+    When nothing is marked to load at start, the embedded model (or else the first entry) is."""
     entries: list[ModelEntry] = []
     seen_paths: set[Path] = set()
 
@@ -97,13 +99,21 @@ def build_catalog(
         add(_configured_entry(model, config, defaults, f"[[models]] #{i + 1}"))
     for path in model_paths:
         resolved = path.resolve()
-        if not resolved.is_file():
-            raise ConfigError(f"--model {path}: no such file")
+        if not resolved.exists():
+            raise ConfigError(f"--model {path}: no such file or folder")
+        if detect_format(resolved) is None:
+            raise ConfigError(
+                f"--model {path}: neither a GGUF file nor a folder with config.json and safetensors weights"
+            )
         add(_entry(model_id_for(path), resolved, "local", defaults, True, config.keep_alive_s))
     for directory in config.models_dirs:
-        for found in sorted(directory.glob("*.gguf")) if directory.is_dir() else []:
+        for found in sorted(directory.iterdir()) if directory.is_dir() else []:
             resolved = found.resolve()
-            if resolved not in seen_paths and _inside(resolved, config.models_dirs):
+            if (
+                resolved not in seen_paths
+                and _inside(resolved, config.models_dirs)
+                and detect_format(resolved) is not None
+            ):
                 add(_entry(model_id_for(resolved), resolved, "local", defaults, False, config.keep_alive_s))
     # --model flags mean "serve these": the embedded model joins everything else.
     if not model_paths and not any(e.id == EMBEDDED_MODEL_ID for e in entries):
@@ -121,24 +131,20 @@ def build_catalog(
 
 
 def _configured_entry(
-    model: ModelConfig, config: ManagementConfig, defaults: LlamaCppSettings, where: str
+    model: ModelConfig, config: ManagementConfig, defaults: EngineSettings, where: str
 ) -> ModelEntry:
-    if model.engine not in SUPPORTED_ENGINES:
-        raise ConfigError(f"{where}: engine {model.engine!r} is not one of {', '.join(SUPPORTED_ENGINES)}")
+    engine = canonical_engine(model.engine) if model.engine is not None else None
+    if model.engine is not None and engine is None:
+        raise ConfigError(f"{where}: engine {model.engine!r} is not llama.cpp or exllamav2")
     path = confine(model.path, config.models_dirs, where)
-    settings = LlamaCppSettings(
-        parallel_sequences=model.parallel or defaults.parallel_sequences,
-        context_length=model.context_length or defaults.context_length,
-        batch_tokens=defaults.batch_tokens,
-        prompt_tokens_per_step=defaults.prompt_tokens_per_step,
-        threads=defaults.threads,
-    )
+    settings = replace(defaults, **model.settings)
     keep_alive = config.keep_alive_s if model.keep_alive_s is None else (model.keep_alive_s or None)
-    return _entry(model.id or model_id_for(path), path, model.owned_by, settings, model.load, keep_alive)
+    entry = _entry(model.id or model_id_for(path), path, model.owned_by, settings, model.load, keep_alive)
+    return entry if engine is None else replace(entry, engine=engine)
 
 
-def local_model_entry(path: Path, settings: LlamaCppSettings) -> ModelEntry:
-    """An entry for a GGUF file made while serving (a conversion's output): loads on demand."""
+def local_model_entry(path: Path, settings: EngineSettings) -> ModelEntry:
+    """An entry for a model made while serving (a conversion's output, file or folder): loads on demand."""
     return _entry(model_id_for(path), path.resolve(), "local", settings, False, None)
 
 
@@ -164,15 +170,19 @@ def _entry(
     model_id: str,
     path: Path,
     owned_by: str,
-    settings: LlamaCppSettings,
+    settings: EngineSettings,
     load_at_start: bool,
     keep_alive_s: float | None,
 ) -> ModelEntry:
+    """An entry whose engine and format follow from what the path holds; a path that does not exist yet (a
+    conversion's output) or is unreadable is taken for GGUF, and loading it says what is wrong."""
     created, size = _file_facts(path)
+    found = detect_format(path) if path.exists() else None
     return ModelEntry(
         id=model_id,
         path=path,
-        engine="llama.cpp",
+        engine=found.engine if found else LLAMACPP,
+        format=found.format if found else "gguf",
         owned_by=owned_by,
         settings=settings,
         load_at_start=load_at_start,
@@ -183,10 +193,13 @@ def _entry(
 
 
 def _file_facts(path: Path) -> tuple[int, int]:
-    """(modification time, size) of the file; zeros while it does not exist yet."""
+    """(modification time, size) of the file, or of a folder's files together; zeros while it does not exist
+    yet."""
     if not path.exists():
         return 0, 0
     stat = path.stat()
+    if path.is_dir():
+        return int(stat.st_mtime), sum(f.stat().st_size for f in path.iterdir() if f.is_file())
     return int(stat.st_mtime), stat.st_size
 
 

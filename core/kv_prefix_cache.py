@@ -1,5 +1,5 @@
 """Prefix reuse: KV cells of finished sequences are kept under their sequence id, and a new sequence whose
-prompt starts the same way takes them over (or shares a running sequence's) instead of recomputing them.
+prompt starts the same way takes them over instead of recomputing them.
 
 Engine-agnostic: the engine supplies KVCacheOps over its own KV cache.
 """
@@ -13,9 +13,6 @@ from typing import Protocol
 
 
 class KVCacheOps(Protocol):
-    def copy_prefix(self, source: int, target: int, length: int) -> None:
-        """Makes target's first `length` positions the cells of source's (shared, not recomputed)."""
-
     def truncate(self, seq_id: int, length: int) -> None:
         """Drops every position of seq_id from `length` on."""
 
@@ -34,8 +31,6 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 class PrefixMatch:
     seq_id: int
     length: int
-    # True: the cells belong to a finished sequence whose id the new sequence takes over.
-    retained: bool
 
 
 class KVPrefixCache:
@@ -56,18 +51,17 @@ class KVPrefixCache:
     def retain(self, seq_id: int, tokens: tuple[int, ...]) -> None:
         self._retained[seq_id] = tokens
 
-    def best_match(self, prompt: Sequence[int], running: dict[int, Sequence[int]]) -> PrefixMatch | None:
-        """The longest reusable prefix among retained and running sequences, if long enough to bother.
+    def best_match(self, prompt: Sequence[int]) -> PrefixMatch | None:
+        """The longest reusable prefix among retained sequences, if long enough to bother.
 
         At least the prompt's last token is always left to compute: its logits give the first sample.
         """
         limit = len(prompt) - 1
         best: PrefixMatch | None = None
-        for retained, candidates in ((True, self._retained), (False, running)):
-            for seq_id, tokens in candidates.items():
-                length = min(common_prefix_length(prompt, tokens), limit)
-                if length >= self._min_reuse and (best is None or length > best.length):
-                    best = PrefixMatch(seq_id, length, retained)
+        for seq_id, tokens in self._retained.items():
+            length = min(common_prefix_length(prompt, tokens), limit)
+            if length >= self._min_reuse and (best is None or length > best.length):
+                best = PrefixMatch(seq_id, length)
         return best
 
     def take_over(self, match: PrefixMatch) -> int:

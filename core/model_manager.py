@@ -12,28 +12,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from inferno.core.catalog import ModelEntry
-from inferno.core.convert.converter import convert_checkpoint
-from inferno.core.engines.base import Engine, ModelDescription
-from inferno.core.engines.llamacpp.embedding_engine import (
-    EMBEDDING_ONLY_ARCHITECTURES,
-    LlamaCppEmbeddingEngine,
-)
-from inferno.core.engines.llamacpp.engine import LlamaCppEngine
-from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
-from inferno.core.gguf_header import read_gguf_metadata
+from inferno.core.engines.factory import EngineFactory
 from inferno.core.metrics import EngineMetrics
+from inferno.core.runtime.served_model import ServedModel
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 0.5
-# Share of a load's progress bar given to reading weights; creating the context is the rest.
-_WEIGHTS_SHARE = 0.9
 
 
 class ModelState(Enum):
@@ -77,14 +68,14 @@ class ManagedModel:
     entry: ModelEntry
     estimated_memory_bytes: int
     state: ModelState = ModelState.UNLOADED
-    engine: Engine | None = None
+    engine: ServedModel | None = None
     phase: LoadPhase = LoadPhase.QUEUED
     percent: float = 0.0
     load_started: float = 0.0
     loaded_at: float = 0.0
     load_seconds: float = 0.0
     error: InfernoError | None = None
-    load_task: asyncio.Task[Engine] | None = None
+    load_task: asyncio.Task[ServedModel] | None = None
     watchers: list[asyncio.Queue[LoadProgress]] = field(default_factory=list)
 
     def progress(self) -> LoadProgress:
@@ -106,8 +97,14 @@ class ManagedModel:
 
 
 class ModelManager:
-    def __init__(self, entries: list[ModelEntry], options: ManagerOptions, metrics: EngineMetrics) -> None:
-        init_llama_backend()
+    def __init__(
+        self,
+        entries: list[ModelEntry],
+        options: ManagerOptions,
+        metrics: EngineMetrics,
+        factory: EngineFactory,
+    ) -> None:
+        self._factory = factory
         self._models = {e.id: ManagedModel(e, e.estimated_memory_bytes()) for e in entries}
         self._options = options
         self._metrics = metrics
@@ -125,7 +122,7 @@ class ModelManager:
     def models(self) -> list[ManagedModel]:
         return list(self._models.values())
 
-    def loaded_engines(self) -> list[Engine]:
+    def loaded_engines(self) -> list[ServedModel]:
         return [
             m.engine for m in self._models.values() if m.engine is not None and m.state is ModelState.LOADED
         ]
@@ -165,7 +162,7 @@ class ModelManager:
                 await self.load(managed.entry.id)
         self._reaper = asyncio.create_task(self._reap_idle_models())
 
-    async def engine_for(self, model_id: str) -> Engine:
+    async def engine_for(self, model_id: str) -> ServedModel:
         """The engine serving model_id, loading it first when auto_load is on."""
         managed = self.model(model_id)
         if managed.state is ModelState.LOADED and managed.engine is not None:
@@ -185,7 +182,7 @@ class ModelManager:
             )
         return await self.load(model_id)
 
-    async def load(self, model_id: str, watcher: asyncio.Queue[LoadProgress] | None = None) -> Engine:
+    async def load(self, model_id: str, watcher: asyncio.Queue[LoadProgress] | None = None) -> ServedModel:
         """Loads the model (or joins the load under way); watcher gets every progress update."""
         managed = self.model(model_id)
         if watcher is not None:
@@ -245,10 +242,10 @@ class ModelManager:
 
     # --- loading ----------------------------------------------------------------------------------------
 
-    def _make_room_for(self, managed: ManagedModel) -> list[Engine]:
+    def _make_room_for(self, managed: ManagedModel) -> list[ServedModel]:
         """Checks the budget; with eviction, takes idle models out of service and returns their engines for
         the load to close (off the event loop) before it builds its own."""
-        evicted: list[Engine] = []
+        evicted: list[ServedModel] = []
         budget = self._options.memory_budget_bytes
         if budget is None:
             return evicted
@@ -287,12 +284,12 @@ class ModelManager:
         idle = [m for m in self._models.values() if m.state is ModelState.LOADED and not m.busy()]
         return min(idle, key=ManagedModel.last_used, default=None)
 
-    async def _load(self, managed: ManagedModel, evicted: list[Engine]) -> Engine:
+    async def _load(self, managed: ManagedModel, evicted: list[ServedModel]) -> ServedModel:
         loop = asyncio.get_running_loop()
 
-        def report(phase: LoadPhase, fraction: float) -> None:
+        def report(phase: str, fraction: float) -> None:
             def apply() -> None:
-                managed.phase = phase
+                managed.phase = LoadPhase(phase)
                 managed.percent = max(managed.percent, round(100 * fraction, 1))
                 self._notify(managed)
 
@@ -301,7 +298,7 @@ class ModelManager:
         try:
             for victim in evicted:
                 await asyncio.to_thread(victim.close)
-            engine, entry = await asyncio.to_thread(self._build_engine, managed.entry, report)
+            engine, entry = await asyncio.to_thread(self._factory.build, managed.entry, report)
         except InfernoError as error:
             managed.error = error
             self._set_state(managed, ModelState.FAILED)
@@ -326,44 +323,6 @@ class ModelManager:
         self._set_state(managed, ModelState.LOADED)
         log.info("loaded %s from %s in %.1f s", managed.entry.id, managed.entry.path, managed.load_seconds)
         return engine
-
-    def _build_engine(
-        self, entry: ModelEntry, report: Callable[[LoadPhase, float], None]
-    ) -> tuple[Engine, ModelEntry]:
-        """The engine, and the entry as it stands after a conversion made its file."""
-        if entry.convert_from is not None and not entry.path.exists():
-            # Converting dwarfs loading here: it takes the first half of the progress bar.
-            convert_checkpoint(
-                entry.convert_from,
-                entry.path,
-                entry.convert_quantization,
-                lambda fraction, _: report(LoadPhase.CONVERTING, fraction * 0.5),
-            )
-            entry = entry.with_file_facts()
-        read_gguf_metadata(entry.path)  # a clear error for a missing or corrupt file before llama.cpp sees it
-        report(LoadPhase.READING_WEIGHTS, 0.0)
-        model = GgufModel(entry.path, lambda f: report(LoadPhase.READING_WEIGHTS, f * _WEIGHTS_SHARE))
-        report(LoadPhase.CREATING_CONTEXT, _WEIGHTS_SHARE)
-        description = ModelDescription(
-            id=entry.id,
-            path=str(entry.path),
-            format=entry.format,
-            engine=entry.engine,
-            owned_by=entry.owned_by,
-            created=entry.created,
-            context_length=model.n_ctx_train,
-            file_size_bytes=entry.file_size_bytes,
-            vocab_size=model.n_vocab,
-        )
-        try:
-            if model.metadata("general.architecture") in EMBEDDING_ONLY_ARCHITECTURES:
-                return LlamaCppEmbeddingEngine(
-                    description, model, entry.settings.threads, self._metrics
-                ), entry
-            return LlamaCppEngine(description, model, entry.settings, self._metrics), entry
-        except BaseException:
-            model.close()
-            raise
 
     def _set_state(self, managed: ManagedModel, state: ModelState) -> None:
         managed.state = state
@@ -404,6 +363,6 @@ class ModelManager:
                     await self.unload(managed.entry.id)
 
 
-def _in_flight(engine: Engine) -> int:
+def _in_flight(engine: ServedModel) -> int:
     stats = engine.stats()
     return stats.running_sequences + stats.waiting_sequences

@@ -4,51 +4,18 @@ Engine-agnostic. The engine thread calls plan() before every decode; sequences j
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
 rest of the step's prompt budget in chunks, first come first served. A small prompt budget finishes prompts
 one after another (the first ones get their first token sooner) and keeps long prompts from stalling the
-decoding sequences. A prompt that starts like a running or
-recently finished sequence reuses that sequence's KV cells (kv_prefix_cache.py).
+decoding sequences. A prompt that starts like a recently finished sequence takes over that sequence's KV
+cells (kv_prefix_cache.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from inferno.core.engines.base import SequenceEvent, SequenceRequest
 from inferno.core.kv_prefix_cache import KVCacheOps, KVPrefixCache
-
-EventSink = Callable[[SequenceEvent | BaseException], None]
-
-
-@dataclass(eq=False)
-class SequenceState:
-    """One sequence's progress. Owned by the engine thread once submitted."""
-
-    request: SequenceRequest
-    emit: EventSink
-    submitted_at: float
-    seq_id: int = -1
-    prefilled: int = 0
-    generated: int = 0
-    pending_token: int | None = None
-    # Sampled tokens; all but the pending one are in the KV cache.
-    output_tokens: list[int] = field(default_factory=list)
-    # Prompt tokens taken from another sequence's KV cells rather than computed.
-    reused_prompt_tokens: int = 0
-    finished: bool = False
-    first_token_at: float | None = None
-    last_token_at: float = 0.0
-    # Engine-specific per-sequence objects (sampler chain, detokenizer, stop matcher).
-    runtime: Any = None
-
-    @property
-    def reserved_tokens(self) -> int:
-        return len(self.request.prompt_tokens) + self.request.max_tokens
-
-    def tokens_in_kv(self) -> tuple[int, ...]:
-        fed_back = self.output_tokens[:-1] if self.output_tokens else []
-        return (*self.request.prompt_tokens[: self.prefilled], *fed_back)
+from inferno.core.runtime.sequence import SequenceState
 
 
 @dataclass(frozen=True)
@@ -73,7 +40,6 @@ class ContinuousBatchScheduler:
         kv: KVCacheOps,
         max_prompt_tokens_per_step: int | None = None,
         min_prefix_reuse_tokens: int = 8,
-        share_running_prefixes: bool = True,
     ) -> None:
         self.max_sequences = max_sequences
         self.kv_capacity_tokens = kv_capacity_tokens
@@ -85,7 +51,6 @@ class ContinuousBatchScheduler:
         self._active: list[SequenceState] = []
         self._free_ids = list(range(max_sequences - 1, -1, -1))
         self._reserved_tokens = 0
-        self._share_running_prefixes = share_running_prefixes
 
     @property
     def running(self) -> int:
@@ -135,25 +100,18 @@ class ContinuousBatchScheduler:
             needed = self._reserved_tokens + head.reserved_tokens
             if self._active and needed > self.kv_capacity_tokens:
                 return
-            running = (
-                {s.seq_id: s.request.prompt_tokens[: s.prefilled] for s in self._active}
-                if self._share_running_prefixes
-                else {}
-            )
             match = (
-                self._prefixes.best_match(head.request.prompt_tokens, running)
+                self._prefixes.best_match(head.request.prompt_tokens)
                 if head.request.prompt_logprobs is None
                 else None
             )
-            if match is not None and match.retained:
+            if match is not None:
                 head.seq_id = self._prefixes.take_over(match)
             else:
                 seq_id = self._free_ids.pop() if self._free_ids else self._prefixes.evict_oldest()
                 if seq_id is None:
                     return
                 head.seq_id = seq_id
-                if match is not None:
-                    self._kv.copy_prefix(match.seq_id, seq_id, match.length)
             head.prefilled = head.reused_prompt_tokens = match.length if match else 0
             # Retained cells count against the KV cache too: drop the oldest until the newcomer fits.
             while needed + self._prefixes.retained_tokens > self.kv_capacity_tokens:

@@ -18,7 +18,7 @@ from inferno.config import CoreOptions
 from inferno.config_file import ManagementConfig, load_management_config, parse_duration, parse_size
 from inferno.core.catalog import build_catalog, local_model_entry
 from inferno.core.convert.jobs import JobRunner, JobStore
-from inferno.core.engines.llamacpp.engine import LlamaCppSettings
+from inferno.core.engines.factory import EngineFactory
 from inferno.core.interceptors import ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
@@ -33,6 +33,7 @@ from inferno.core.services.conversion import ConversionServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
 from inferno.core.validation import RequestLimits
+from inferno.engine_settings import EngineSettings
 from inferno.security_config import SecurityConfig, load_security_config
 from inferno.v1 import (
     admin_service_pb2,
@@ -63,13 +64,7 @@ async def serve_core(options: CoreOptions) -> None:
     """Loads the models, serves gRPC until SIGINT/SIGTERM, then drains and frees everything."""
     metrics_registry = CollectorRegistry()
     engine_metrics = EngineMetrics(metrics_registry)
-    settings = LlamaCppSettings(
-        parallel_sequences=options.parallel_sequences,
-        context_length=options.context_length,
-        batch_tokens=options.batch_tokens,
-        prompt_tokens_per_step=options.prompt_tokens_per_step,
-        threads=options.threads,
-    )
+    settings = options.engine
     config = management_config(options)
     security = load_security_config(options.config_path, options.security.overrides())
     security.check_bind(options.host)
@@ -82,6 +77,7 @@ async def serve_core(options: CoreOptions) -> None:
             evict_idle=config.evict_idle,
         ),
         engine_metrics,
+        EngineFactory(engine_metrics),
     )
     await manager.start()
     keys = KeyStore(security.data_dir) if security.api_keys else None
@@ -150,7 +146,7 @@ async def serve_core(options: CoreOptions) -> None:
 
 
 def _registrar(
-    manager: ModelManager, settings: LlamaCppSettings, loop: asyncio.AbstractEventLoop
+    manager: ModelManager, settings: EngineSettings, loop: asyncio.AbstractEventLoop
 ) -> Callable[[Path], str]:
     """Registers a conversion's output with the manager, on the event loop that owns it."""
 

@@ -17,11 +17,11 @@ from inferno.config_file import (
 )
 from inferno.core.catalog import ENGINE_OVERHEAD_BYTES, build_catalog, confine
 from inferno.core.embedded import EMBEDDED_MODEL_ID, embedded_model_path
-from inferno.core.engines.llamacpp.engine import LlamaCppSettings
 from inferno.core.gguf_header import read_gguf_metadata
+from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
 
-DEFAULTS = LlamaCppSettings(parallel_sequences=2, context_length=512)
+DEFAULTS = EngineSettings(parallel_sequences=2, context_length=512)
 # SmolLM2-135M: 30 layers, 3 KV heads of 64 dimensions, f16 K and V.
 SMOLLM2_KV_BYTES_PER_TOKEN = 30 * 3 * (64 + 64) * 2
 
@@ -115,9 +115,8 @@ def test_model_paths_stay_inside_the_models_dirs(tmp_path: Path, path: str, why:
 def test_unknown_config_keys_and_engines_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown keys"):
         load_management_config(_write_config(tmp_path, "[server]\nmodel_dirs = []\n"))
-    config = load_management_config(_write_config(tmp_path, '[[models]]\npath = "a.gguf"\nengine = "vllm"\n'))
-    with pytest.raises(ConfigError, match="engine 'vllm'"):
-        build_catalog(config, (), DEFAULTS)
+    with pytest.raises(ConfigError, match="engine: 'vllm' is not"):
+        load_management_config(_write_config(tmp_path, '[[models]]\npath = "a.gguf"\nengine = "vllm"\n'))
 
 
 def test_a_corrupt_file_fails_with_a_clear_error(tmp_path: Path) -> None:

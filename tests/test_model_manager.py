@@ -14,13 +14,15 @@ from prometheus_client import CollectorRegistry
 from inferno.config_file import ManagementConfig, ModelConfig
 from inferno.core.catalog import ModelEntry, build_catalog
 from inferno.core.embedded import embedded_model_path
-from inferno.core.engines.base import Engine, SamplingConfig, SequenceRequest
-from inferno.core.engines.llamacpp.engine import LlamaCppSettings
+from inferno.core.engines.base import SamplingConfig, SequenceRequest
+from inferno.core.engines.factory import EngineFactory
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import LoadPhase, LoadProgress, ManagerOptions, ModelManager, ModelState
+from inferno.core.runtime.served_model import ServedModel
+from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
 
-SMALL = LlamaCppSettings(parallel_sequences=1, context_length=256, threads=2)
+SMALL = EngineSettings(parallel_sequences=1, context_length=256, threads=2)
 GREEDY = SamplingConfig(0.0, 1.0, 0.0, 0.0, None)
 
 
@@ -35,10 +37,11 @@ def _catalog(tmp_path: Path, *models: ModelConfig) -> list[ModelEntry]:
 
 
 def _manager(entries: list[ModelEntry], **options: object) -> ModelManager:
-    return ModelManager(entries, ManagerOptions(**options), EngineMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    metrics = EngineMetrics(CollectorRegistry())
+    return ModelManager(entries, ManagerOptions(**options), metrics, EngineFactory(metrics))  # type: ignore[arg-type]
 
 
-async def _say(engine: Engine) -> str:
+async def _say(engine: ServedModel) -> str:
     request = SequenceRequest(tuple(engine.tokenize("Hello")), 4, (), GREEDY)
     return "".join([event.text async for event in engine.generate(request)])
 

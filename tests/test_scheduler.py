@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from inferno.core.engines.base import SamplingConfig, SequenceRequest
-from inferno.core.scheduler import ContinuousBatchScheduler, SequenceState
+from inferno.core.runtime.sequence import SequenceState
+from inferno.core.scheduler import ContinuousBatchScheduler
+from inferno.core.text.detokenizer import IncrementalDetokenizer
+from inferno.core.text.stop import StopMatcher
 
 GREEDY = SamplingConfig(0.0, 1.0, 0.0, 0.0, None)
 
 
+def _state(request: SequenceRequest) -> SequenceState:
+    return SequenceState(
+        request=request,
+        emit=lambda _event: None,
+        submitted_at=0.0,
+        detokenizer=IncrementalDetokenizer(lambda _t: b""),
+        stop=StopMatcher(()),
+    )
+
+
 def _sequence(prompt_len: int, max_tokens: int = 8) -> SequenceState:
-    request = SequenceRequest(tuple(range(1, prompt_len + 1)), max_tokens, (), GREEDY)
-    return SequenceState(request=request, emit=lambda _event: None, submitted_at=0.0)
+    return _state(SequenceRequest(tuple(range(1, prompt_len + 1)), max_tokens, (), GREEDY))
 
 
 def test_waiting_prompts_are_chunked_into_the_token_budget() -> None:
@@ -74,9 +86,6 @@ class _RecordingKV:
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
 
-    def copy_prefix(self, source: int, target: int, length: int) -> None:
-        self.calls.append(("copy", source, target, length))
-
     def truncate(self, seq_id: int, length: int) -> None:
         self.calls.append(("truncate", seq_id, length))
 
@@ -99,11 +108,7 @@ def test_finished_sequence_hands_its_prefix_to_the_next_prompt() -> None:
     scheduler.admit(lambda _s: None)
     _finish_prefill(scheduler, first, 99)
     scheduler.release(first, keep_prefix=True)
-    follow_up = SequenceState(
-        request=SequenceRequest((*range(1, 16), 500, 501), 8, (), GREEDY),
-        emit=lambda _e: None,
-        submitted_at=0,
-    )
+    follow_up = _state(SequenceRequest((*range(1, 16), 500, 501), 8, (), GREEDY))
     scheduler.submit(follow_up)
     scheduler.admit(lambda _s: None)
     assert follow_up.seq_id == first.seq_id
@@ -112,7 +117,8 @@ def test_finished_sequence_hands_its_prefix_to_the_next_prompt() -> None:
     assert scheduler.plan()[0].tokens == (500, 501)
 
 
-def test_running_sequence_shares_its_prompt_cells() -> None:
+def test_running_sequences_do_not_share_cells() -> None:
+    """KV streams are per sequence (not unified), so only finished sequences hand cells on."""
     kv = _RecordingKV()
     scheduler = ContinuousBatchScheduler(max_sequences=2, kv_capacity_tokens=1000, max_batch_tokens=64, kv=kv)
     first, second = _sequence(20), _sequence(20)
@@ -122,8 +128,8 @@ def test_running_sequence_shares_its_prompt_cells() -> None:
     scheduler.submit(second)
     scheduler.admit(lambda _s: None)
     assert second.seq_id != first.seq_id
-    assert second.prefilled == 19  # the last prompt token is always computed, for its logits
-    assert kv.calls == [("copy", first.seq_id, second.seq_id, 19)]
+    assert second.prefilled == 0
+    assert kv.calls == []
 
 
 def test_cancelled_sequences_free_their_cells_and_short_matches_are_not_reused() -> None:
@@ -134,9 +140,7 @@ def test_cancelled_sequences_free_their_cells_and_short_matches_are_not_reused()
     scheduler.admit(lambda _s: None)
     scheduler.release(cancelled, keep_prefix=False)
     assert kv.calls == [("clear", cancelled.seq_id)]
-    short = SequenceState(
-        request=SequenceRequest((1, 2, 3, 900), 4, (), GREEDY), emit=lambda _e: None, submitted_at=0
-    )
+    short = _state(SequenceRequest((1, 2, 3, 900), 4, (), GREEDY))
     scheduler.submit(short)
     scheduler.admit(lambda _s: None)
     assert short.prefilled == 0
@@ -150,9 +154,7 @@ def test_retained_prefixes_are_evicted_when_ids_run_out() -> None:
     scheduler.admit(lambda _s: None)
     _finish_prefill(scheduler, first, 5)
     scheduler.release(first, keep_prefix=True)
-    unrelated = SequenceState(
-        request=SequenceRequest(tuple(range(100, 120)), 4, (), GREEDY), emit=lambda _e: None, submitted_at=0
-    )
+    unrelated = _state(SequenceRequest(tuple(range(100, 120)), 4, (), GREEDY))
     scheduler.submit(unrelated)
     scheduler.admit(lambda _s: None)
     assert kv.calls == [("clear", first.seq_id)]

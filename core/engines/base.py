@@ -1,12 +1,10 @@
-"""The interface every engine implements, and the dataclasses that cross it."""
+"""The dataclasses that cross the engine seam: a sequence to generate, its events, a model's description and
+its statistics."""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 
 class FinishReason(Enum):
@@ -101,48 +99,3 @@ class EngineStatsSnapshot:
     avg_latency_ms: float
     last_used: float
     memory_bytes: int
-
-
-class Engine(abc.ABC):
-    """A loaded model that turns prompts into token streams. One engine owns one model."""
-
-    @property
-    @abc.abstractmethod
-    def description(self) -> ModelDescription: ...
-
-    @abc.abstractmethod
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        """Tokens for text, with the model's BOS if it wants one and add_special; special tokens in text are
-        parsed."""
-
-    @abc.abstractmethod
-    def token_bytes(self, token: int) -> bytes:
-        """The raw bytes of one token (control tokens: empty)."""
-
-    def detokenize(self, tokens: list[int]) -> str:
-        """The text of tokens, as generation would stream it."""
-        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
-
-    @abc.abstractmethod
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt text for a conversation, ending where the assistant's reply begins."""
-
-    @abc.abstractmethod
-    def generate(self, request: SequenceRequest) -> AsyncIterator[SequenceEvent]:
-        """Streams a sequence's text as it is produced. Closing the iterator cancels the sequence."""
-
-    @abc.abstractmethod
-    async def embed(self, inputs: list[tuple[int, ...]]) -> list[list[float]]:
-        """One L2-normalized mean-pooled vector per tokenized input."""
-
-    @property
-    @abc.abstractmethod
-    def embedding_limits(self) -> tuple[int, int]:
-        """(longest input in tokens, vector size) for embeddings."""
-
-    @abc.abstractmethod
-    def stats(self) -> EngineStatsSnapshot: ...
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Stops the engine and frees the model."""

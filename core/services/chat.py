@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from inferno.core.engines.base import SequenceRequest
+from inferno.core.services.capability_check import require_capabilities, require_generation
 from inferno.core.services.generation import EngineLookup, Generation, add_event_outcome, logprob_messages
 from inferno.core.structured_output import grammar_for
 from inferno.core.tools.grammar import tool_call_grammar
@@ -45,6 +46,7 @@ async def plan_chat(
 ) -> ChatJob:
     request_limits.check_message_count(len(params.messages))
     engine = await engine_for(check_model(params.model))
+    require_generation(engine)
     tools = resolve_tool_policy(params)
     messages = messages_for_template(check_messages(list(params.messages)), tools)
     sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
@@ -65,6 +67,7 @@ async def plan_chat(
         )
         for j in range(n)
     ]
+    require_capabilities(engine, sequences, "tools" if tools else "response_format", "top_logprobs")
     generation = Generation(engine, engine.description.id, "chatcmpl", sequences, len(prompt))
     log.info(
         "chat completion %s model=%s user=%r n=%d tools=%d prompt_tokens=%d",

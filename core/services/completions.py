@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from inferno.core.engines.base import Engine, SequenceRequest
+from inferno.core.engines.base import SequenceRequest
+from inferno.core.runtime.served_model import ServedModel
+from inferno.core.services.capability_check import require_capabilities, require_generation
 from inferno.core.services.generation import (
     ChoiceResult,
     EngineLookup,
@@ -54,7 +56,7 @@ class CompletionJob:
     logprobs: bool
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> ServedModel:
         return self.generation.engine
 
 
@@ -65,6 +67,7 @@ async def plan_completion(
     request_limits: RequestLimits = DEFAULT_LIMITS,
 ) -> CompletionJob:
     engine = await engine_for(check_model(params.model))
+    require_generation(engine)
     if not params.prompts:
         raise invalid_param("prompt", "'prompt' is required")
     vocab_size = engine.description.vocab_size
@@ -97,6 +100,7 @@ async def plan_completion(
             for j in range(best_of)
         )
     prompt_tokens = sum(len(p.tokens) for p in prompts)
+    require_capabilities(engine, sequences, logprobs_param="best_of" if top_logprobs is None else "logprobs")
     generation = Generation(engine, engine.description.id, "cmpl", sequences, prompt_tokens)
     log.info(
         "completion %s model=%s user=%r prompts=%d n=%d best_of=%d prompt_tokens=%d",
@@ -111,7 +115,7 @@ async def plan_completion(
     return CompletionJob(generation, prompts, n, best_of, params.echo, top_logprobs is not None)
 
 
-def _prompt_input(engine: Engine, prompt: pb.Prompt, index: int) -> PromptInput:
+def _prompt_input(engine: ServedModel, prompt: pb.Prompt, index: int) -> PromptInput:
     if prompt.WhichOneof("kind") == "tokens":
         tokens = tuple(prompt.tokens.ids)
         check_token_ids(tokens, engine.description.vocab_size, f"prompt[{index}]")

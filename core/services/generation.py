@@ -9,11 +9,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from inferno.core.engines.base import Engine, FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
+from inferno.core.engines.base import FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
+from inferno.core.runtime.served_model import ServedModel
 from inferno.v1 import common_pb2, inference_service_pb2
 
 # The engine serving a model id (the model manager's lookup, which may load the model first).
-EngineLookup = Callable[[str], Awaitable[Engine]]
+EngineLookup = Callable[[str], Awaitable[ServedModel]]
 
 FINISH_REASONS = {
     FinishReason.STOP: common_pb2.FINISH_REASON_STOP,
@@ -47,7 +48,7 @@ class ChoiceResult:
 class Generation:
     """The sequences of one request, all on one engine."""
 
-    engine: Engine
+    engine: ServedModel
     model_id: str
     id_prefix: str
     sequences: list[SequenceRequest]
@@ -123,7 +124,7 @@ class Generation:
 
 
 def prompt_logprob_messages(
-    engine: Engine, prompt: Sequence[int], scores: Sequence[TokenLogprobs]
+    engine: ServedModel, prompt: Sequence[int], scores: Sequence[TokenLogprobs]
 ) -> list[inference_service_pb2.PromptTokenLogprob]:
     """The prompt's tokens with their log-probabilities; the first token has none."""
     first = inference_service_pb2.PromptTokenLogprob(token_id=prompt[0], token=engine.token_bytes(prompt[0]))
@@ -138,11 +139,11 @@ def prompt_logprob_messages(
     ]
 
 
-def _top_messages(engine: Engine, lp: TokenLogprobs) -> list[common_pb2.TopLogprob]:
+def _top_messages(engine: ServedModel, lp: TokenLogprobs) -> list[common_pb2.TopLogprob]:
     return [common_pb2.TopLogprob(token_id=t, token=engine.token_bytes(t), logprob=v) for t, v in lp.top]
 
 
-def logprob_messages(engine: Engine, logprobs: Sequence[TokenLogprobs]) -> list[common_pb2.TokenLogprob]:
+def logprob_messages(engine: ServedModel, logprobs: Sequence[TokenLogprobs]) -> list[common_pb2.TokenLogprob]:
     """Engine log-probabilities as proto messages, each token with its bytes."""
     return [
         common_pb2.TokenLogprob(

@@ -90,7 +90,7 @@ class GgufModel:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
 
-    def tokenize(self, text: str, add_special: bool) -> list[int]:
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         data = text.encode()
         capacity = len(data) + 8
         tokens = (llama.llama_token * capacity)()

@@ -1,0 +1,146 @@
+"""llama.cpp behind the runtime's BatchDecoder protocol: the runtime's scheduler plans each step; this runs
+it as one llama_batch and one llama_decode, then samples with each sequence's own sampler chain."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import llama_cpp.llama_cpp as llama
+
+from inferno.core.engines.llamacpp.logprobs import token_logprobs
+from inferno.core.engines.llamacpp.model import GgufModel
+from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
+from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
+from inferno.core.runtime.sequence import SequenceState
+from inferno.core.scheduler import BatchEntry
+from inferno.engine_settings import EngineSettings
+from inferno.errors import InfernoError
+
+log = logging.getLogger(__name__)
+
+
+class LlamaKVCache:
+    """KVCacheOps on a llama.cpp context's KV cache."""
+
+    def __init__(self, memory: llama.llama_memory_t) -> None:
+        self._memory = memory
+
+    def truncate(self, seq_id: int, length: int) -> None:
+        llama.llama_memory_seq_rm(self._memory, seq_id, length, -1)
+
+    def clear(self, seq_id: int) -> None:
+        llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+
+class LlamaCppDecoder:
+    def __init__(
+        self, model_id: str, model: GgufModel, settings: EngineSettings, context_length: int
+    ) -> None:
+        self._model = model
+        params = llama.llama_context_default_params()
+        # One KV stream per sequence (not unified): a sequence's numbers then do not depend on what else is
+        # in the batch, so greedy output is the same alone or among others. The price is context_length
+        # cells per sequence, allocated up front.
+        params.n_ctx = context_length * settings.parallel_sequences
+        params.n_batch = settings.batch_tokens
+        params.n_ubatch = settings.batch_tokens
+        params.n_seq_max = settings.parallel_sequences
+        params.n_threads = params.n_threads_batch = threads_for(settings)
+        params.kv_unified = False
+        params.no_perf = True
+        self._ctx = llama.llama_init_from_model(model.handle, params)
+        if not self._ctx:
+            raise InfernoError("insufficient_memory", f"llama.cpp could not create a context for {model_id}")
+        self._batch = llama.llama_batch_init(settings.batch_tokens, 0, 1)
+        self._kv = LlamaKVCache(llama.llama_get_memory(self._ctx))
+        self._limits = DecoderLimits(
+            max_sequences=settings.parallel_sequences,
+            kv_capacity_tokens=int(llama.llama_n_ctx(self._ctx)),
+            max_batch_tokens=settings.batch_tokens,
+            max_prompt_tokens_per_step=settings.prompt_tokens_per_step or None,
+        )
+        self._samplers: dict[SequenceState, llama.llama_sampler_p] = {}
+
+    @property
+    def limits(self) -> DecoderLimits:
+        return self._limits
+
+    @property
+    def kv(self) -> LlamaKVCache:
+        return self._kv
+
+    def start(self, sequence: SequenceState) -> None:
+        request = sequence.request
+        self._samplers[sequence] = build_sampler_chain(
+            request.sampling, self._model.vocab, self._model.n_vocab, request.max_tokens
+        )
+
+    def release(self, sequence: SequenceState) -> None:
+        sampler = self._samplers.pop(sequence, None)
+        if sampler is not None:
+            free_sampler_chain(sampler)
+
+    def decode(self, entries: Sequence[BatchEntry]) -> StepResult:
+        batch = self._batch
+        n = 0
+        sample_at: list[tuple[SequenceState, int]] = []
+        scored: list[tuple[BatchEntry, int]] = []
+        for entry in entries:
+            seq_id = entry.sequence.seq_id
+            if entry.all_logits:
+                scored.append((entry, n))
+            for offset, token in enumerate(entry.tokens):
+                batch.token[n] = token
+                batch.pos[n] = entry.start_pos + offset
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq_id
+                batch.logits[n] = int(entry.all_logits)
+                n += 1
+            if entry.sample and entry.sequence.request.max_tokens > 0:
+                batch.logits[n - 1] = 1
+                sample_at.append((entry.sequence, n - 1))
+        batch.n_tokens = n
+        status = llama.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise InfernoError("internal_error", f"llama_decode failed with status {status}")
+        for entry, first_index in scored:
+            self._score_prompt_chunk(entry, first_index)
+        result = StepResult()
+        for sequence, index in sample_at:
+            token = llama.llama_sampler_sample(self._samplers[sequence], self._ctx, index)
+            top_n = sequence.request.top_logprobs
+            logprobs = (
+                None if top_n is None else token_logprobs(self._ctx, index, self._model.n_vocab, token, top_n)
+            )
+            result.sampled.append(SampledToken(sequence, token, logprobs))
+        return result
+
+    def _score_prompt_chunk(self, entry: BatchEntry, first_index: int) -> None:
+        """Log-probabilities of the prompt tokens that follow this chunk's positions."""
+        sequence = entry.sequence
+        prompt = sequence.request.prompt_tokens
+        top_n = sequence.request.prompt_logprobs or 0
+        scores = sequence.prompt_logprobs
+        if scores is None:
+            return
+        for offset in range(len(entry.tokens)):
+            position = entry.start_pos + offset
+            if position + 1 < len(prompt):
+                scores.append(
+                    token_logprobs(
+                        self._ctx, first_index + offset, self._model.n_vocab, prompt[position + 1], top_n
+                    )
+                )
+
+    def close(self) -> None:
+        for sampler in self._samplers.values():
+            free_sampler_chain(sampler)
+        self._samplers.clear()
+        llama.llama_batch_free(self._batch)
+        llama.llama_free(self._ctx)
+
+
+def threads_for(settings: EngineSettings) -> int:
+    return settings.threads or os.cpu_count() or 1
