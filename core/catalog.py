@@ -20,7 +20,7 @@ from inferno.core.embedded import (
     embedded_model_path,
     embedding_model_source,
 )
-from inferno.core.engines.registry import LLAMACPP, canonical_engine, detect_format
+from inferno.core.engines.registry import LLAMACPP, canonical_engine, capabilities_of, detect_format
 from inferno.core.gguf_header import kv_cache_bytes, read_gguf_metadata
 from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
@@ -140,7 +140,9 @@ def _configured_entry(
     settings = replace(defaults, **model.settings)
     keep_alive = config.keep_alive_s if model.keep_alive_s is None else (model.keep_alive_s or None)
     entry = _entry(model.id or model_id_for(path), path, model.owned_by, settings, model.load, keep_alive)
-    return entry if engine is None else replace(entry, engine=engine)
+    if engine is None or engine == entry.engine:
+        return entry
+    return replace(entry, engine=engine, format=capabilities_of(engine).formats[0])
 
 
 def local_model_entry(path: Path, settings: EngineSettings) -> ModelEntry:

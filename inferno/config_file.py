@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferno.core.engines.registry import canonical_engine
 from inferno.engine_settings import ENGINE_SETTINGS, SettingSpec
 
 
@@ -38,15 +39,6 @@ class ConfigError(ValueError):
 
 
 # Engine names a [[models]] entry may give (any case), and the engine each means.
-ENGINE_NAMES = {
-    "llama.cpp": "llama.cpp",
-    "llamacpp": "llama.cpp",
-    "llama-cpp": "llama.cpp",
-    "exllamav2": "exllamav2",
-    "exl2": "exllamav2",
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     path: str
@@ -194,9 +186,10 @@ def _model_config(entry: dict[str, Any], where: str) -> ModelConfig:
 def _engine_name(value: Any, where: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or value.lower() not in ENGINE_NAMES:
+    engine = canonical_engine(value) if isinstance(value, str) else None
+    if engine is None:
         raise ConfigError(f"{where}: {value!r} is not llama.cpp or exllamav2")
-    return ENGINE_NAMES[value.lower()]
+    return engine
 
 
 def _only_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -1,13 +1,16 @@
 """Which engines exist, which one a model file or folder needs, and each engine's entry point.
 
 Engines are imported by name only when a model of theirs loads, so the CPU install never imports exllamav2 or
-torch. An engine package's __init__ must stay light: it exposes `load` and `CAPABILITIES`.
+torch. An engine package's __init__ must stay light: it exposes `load` and `CAPABILITIES`. Engines outside
+this package plug in by naming their module in INFERNO_ENGINES ("name=module,name=module"); models choose
+them with `engine = "name"` in inferno.toml.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ _PACKAGES = {
     EXLLAMAV2: "inferno.core.engines.exllamav2",
 }
 ENGINE_NAMES = tuple(_PACKAGES)
+PLUGINS_VARIABLE = "INFERNO_ENGINES"
 # Spellings accepted in inferno.toml's `engine`.
 _ALIASES = {"llamacpp": LLAMACPP, "llama-cpp": LLAMACPP, "exl2": EXLLAMAV2}
 
@@ -33,19 +37,29 @@ class ModelFormat:
     engine: str
 
 
+def engine_packages() -> dict[str, str]:
+    """Engine name -> module: ours, then the plugins named in INFERNO_ENGINES."""
+    packages = dict(_PACKAGES)
+    for item in os.environ.get(PLUGINS_VARIABLE, "").split(","):
+        name, _, module = item.partition("=")
+        if name.strip() and module.strip():
+            packages[name.strip().lower()] = module.strip()
+    return packages
+
+
 def canonical_engine(name: str) -> str | None:
     """The engine's canonical name, or None when there is no such engine."""
     name = _ALIASES.get(name.lower(), name.lower())
-    return name if name in _PACKAGES else None
+    return name if name in engine_packages() else None
 
 
 def loader_for(engine: str) -> EngineLoader:
-    loader: EngineLoader = importlib.import_module(_PACKAGES[engine]).load
+    loader: EngineLoader = importlib.import_module(engine_packages()[engine]).load
     return loader
 
 
 def capabilities_of(engine: str) -> EngineCapabilities:
-    capabilities: EngineCapabilities = importlib.import_module(_PACKAGES[engine]).CAPABILITIES
+    capabilities: EngineCapabilities = importlib.import_module(engine_packages()[engine]).CAPABILITIES
     return capabilities
 
 

@@ -141,16 +141,24 @@ class GenerationRuntime:
             if command is _SHUTDOWN:
                 return False
             if isinstance(command, _Submit):
-                self._stats.submitted()
-                refusal = self._stepper.submit(command.sequence)
-                if refusal is not None:
-                    self._finish(command.sequence, error=refusal)
+                self._submit(command.sequence)
             elif isinstance(command, _Cancel) and not command.sequence.finished:
                 self._finish(command.sequence, cancelled=True)
             try:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 return True
+
+    def _submit(self, sequence: SequenceState) -> None:
+        self._stats.submitted()
+        request = sequence.request
+        if request.max_tokens == 0 and request.prompt_logprobs is None:
+            # Nothing to compute (echo of a prompt, no scores): the engine never sees it.
+            self._finish(sequence, last=self._event(sequence, "", FinishReason.LENGTH, ()))
+            return
+        refusal = self._stepper.submit(sequence)
+        if refusal is not None:
+            self._finish(sequence, error=refusal)
 
     def _step(self) -> None:
         started = time.monotonic()
