@@ -77,19 +77,13 @@ def test_bad_jobs_are_refused_at_once(
     assert reply.json()["error"]["details"]["param"] == param
 
 
-def test_unsupported_architectures_and_exl2_fail_at_once(
-    managed_http: httpx.Client, managed_root: Path
-) -> None:
+def test_unsupported_architectures_fail_at_once(managed_http: httpx.Client, managed_root: Path) -> None:
     folder = managed_root / "models" / "gpt2-like"
     folder.mkdir(exist_ok=True)
     (folder / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
     (folder / "model.safetensors").write_bytes(b"")
     reply = managed_http.post("/v1/convert", json={"source_model": "gpt2-like"})
     assert reply.status_code == 400 and "LlamaForCausalLM" in reply.json()["error"]["message"]
-    if not (managed_root / "models" / "tiny-llama").exists():
-        write_tiny_llama(managed_root / "models" / "tiny-llama")
-    exl2 = managed_http.post("/v1/convert", json={"source_model": "tiny-llama", "target_format": "exl2"})
-    assert exl2.status_code == 503 and exl2.json()["error"]["code"] == "gpu_unavailable"
 
 
 def _slow_converter(gate: threading.Event) -> object:
@@ -150,7 +144,9 @@ def test_jobs_persist_and_a_restart_marks_unfinished_ones_failed(tmp_path: Path)
 
 def test_the_runner_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     runner = JobRunner(JobStore(tmp_path / "db.sqlite"), lambda path: path.stem)
-    with pytest.raises(InfernoError) as caught:
-        runner.submit(tmp_path, "x", tmp_path / "x.gguf", "x.gguf", "exl2", "f16")
-    assert caught.value.code == "gpu_unavailable"
+    for target, quantization, param in [("onnx", "f16", "target_format"), ("exl2", "f16", "quantization")]:
+        with pytest.raises(InfernoError) as caught:
+            runner.submit(tmp_path, "x", tmp_path / "x.out", "x.out", target, quantization)
+        assert caught.value.code == "invalid_parameters" and caught.value.details == {"param": param}
+    assert runner.all() == []
     runner.close()

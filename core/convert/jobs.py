@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from inferno.core.convert import exl2
 from inferno.core.convert.architectures import architecture_of
 from inferno.core.convert.checkpoint import open_checkpoint
 from inferno.core.convert.converter import QUANTIZATIONS, ConversionResult, Progress, convert_checkpoint
@@ -147,19 +148,54 @@ class _Cancelled(Exception):
 
 
 Converter = Callable[[Path, Path, str, Progress], ConversionResult]
-# Told of each finished conversion: (output path) -> the model id the registry now serves it under.
+# Told of each finished conversion: (output path: a GGUF file or an EXL2 folder) -> the model id the registry
+# now serves it under.
 OnConverted = Callable[[Path], str]
+
+
+def job_quantization(target: str, quantization: str) -> str:
+    """The quantization a job stores: a GGUF type (default f16), or EXL2 bits per weight as "4.0bpw" (default
+    4.0). invalid_parameters naming the field when either is not allowed."""
+    if target == "gguf":
+        quantization = quantization or "f16"
+        if quantization not in QUANTIZATIONS:
+            raise invalid_param("quantization", f"'quantization' must be one of {', '.join(QUANTIZATIONS)}")
+        return quantization
+    if target == "exl2":
+        return exl2.bits_label(exl2.parse_bits(quantization or str(exl2.DEFAULT_BITS)))
+    raise invalid_param("target_format", "'target_format' must be gguf or exl2")
+
+
+def default_output_name(source_name: str, target: str, quantization: str) -> str:
+    """SOURCE.QUANT.gguf for GGUF; the folder SOURCE-exl2-4.0bpw for EXL2."""
+    return f"{source_name}-exl2-{quantization}" if target == "exl2" else f"{source_name}.{quantization}.gguf"
+
+
+def convert_exl2_job(source: Path, output: Path, quantization: str, progress: Progress) -> ConversionResult:
+    """The EXL2 converter in the shape the runner calls: quantization is the stored "4.0bpw"."""
+    return exl2.convert_to_exl2(source, output, exl2.parse_bits(quantization), progress)
+
+
+def _check_exl2(source: Path, output: Path, output_label: str) -> None:
+    exl2.exl2_weights(source)
+    if output.exists():
+        raise invalid_param("output_file", f"{output_label} already exists; EXL2 output is a new folder")
+    exl2.require_exl2()
 
 
 class JobRunner:
     """Queues jobs on one worker thread. Paths are resolved by the caller (inside the models dirs)."""
 
     def __init__(
-        self, store: JobStore, on_converted: OnConverted, converter: Converter = convert_checkpoint
+        self,
+        store: JobStore,
+        on_converted: OnConverted,
+        converter: Converter = convert_checkpoint,
+        exl2_converter: Converter = convert_exl2_job,
     ) -> None:
         self._store = store
         self._on_converted = on_converted
-        self._converter = converter
+        self._converters = {"gguf": converter, "exl2": exl2_converter}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversion")
         self._live: dict[str, ConversionJob] = {}
         self._cancel: set[str] = set()
@@ -168,19 +204,16 @@ class JobRunner:
     def submit(
         self, source: Path, source_label: str, output: Path, output_label: str, target: str, quantization: str
     ) -> ConversionJob:
-        if target == "exl2":
-            raise InfernoError(
-                "gpu_unavailable", "EXL2 conversion needs a CUDA GPU (ExLlamaV2), and none is available here"
-            )
-        if target != "gguf":
-            raise invalid_param("target_format", "'target_format' must be gguf or exl2")
-        if quantization not in QUANTIZATIONS:
-            raise invalid_param("quantization", f"'quantization' must be one of {', '.join(QUANTIZATIONS)}")
+        """Queues a conversion, or refuses it at once (bad parameters, unusable source, no GPU for EXL2)."""
+        quantization = job_quantization(target, quantization)
         if not (source / "config.json").is_file():
             raise invalid_param(
                 "source_model", f"{source_label} is not a Hugging Face model folder (no config.json)"
             )
-        architecture_of(open_checkpoint(source))  # an unsupported architecture fails now, not in the queue
+        if target == "exl2":
+            _check_exl2(source, output, output_label)
+        else:  # an unsupported architecture fails now, not in the queue
+            architecture_of(open_checkpoint(source))
         job = ConversionJob(
             job_id="conv_" + secrets.token_hex(6), source=source_label, target_format=target,
             quantization=quantization, status=JobStatus.QUEUED, progress=0.0, created=time.time(),
@@ -243,7 +276,7 @@ class JobRunner:
             self._update(current, save)
 
         try:
-            result = self._converter(source, output, job.quantization, progress)
+            result = self._converters[job.target_format](source, output, job.quantization, progress)
             model_id = self._on_converted(result.output)
         except _Cancelled:
             output.with_name(output.name + ".partial").unlink(missing_ok=True)

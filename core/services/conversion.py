@@ -9,7 +9,13 @@ import grpc
 
 from inferno.config_file import ConfigError
 from inferno.core.catalog import confine
-from inferno.core.convert.jobs import ConversionJob, JobRunner, JobStatus
+from inferno.core.convert.jobs import (
+    ConversionJob,
+    JobRunner,
+    JobStatus,
+    default_output_name,
+    job_quantization,
+)
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import conversion_service_pb2 as pb
 from inferno.v1 import conversion_service_pb2_grpc
@@ -61,15 +67,13 @@ class ConversionServicer(conversion_service_pb2_grpc.ConversionServiceServicer):
             )
         if not request.source:
             raise invalid_param("source_model", "'source_model' is required")
-        quantization = request.quantization or "f16"
+        target = request.target_format or "gguf"
+        quantization = job_quantization(target, request.quantization)
         source = self._inside(request.source, "source_model")
-        output_name = request.output_file or f"{source.name}.{quantization}.gguf"
-        if not output_name.endswith(".gguf") or "/" in output_name:
-            raise invalid_param("output_file", "'output_file' must be a file name ending in .gguf")
+        output_name = request.output_file or default_output_name(source.name, target, quantization)
+        _check_output_name(output_name, target)
         output = self._inside(output_name, "output_file")
-        job = self._runner.submit(
-            source, request.source, output, output_name, request.target_format or "gguf", quantization
-        )
+        job = self._runner.submit(source, request.source, output, output_name, target, quantization)
         return pb.CreateConversionJobResponse(job=job_message(job))
 
     async def GetConversionJob(
@@ -92,3 +96,14 @@ class ConversionServicer(conversion_service_pb2_grpc.ConversionServiceServicer):
             return confine(path_text, self._roots, f"'{param}'")
         except ConfigError as error:
             raise invalid_param(param, str(error)) from None
+
+
+def _check_output_name(name: str, target: str) -> None:
+    if "/" in name:
+        raise invalid_param("output_file", "'output_file' must be a name inside the models directory")
+    if target == "gguf" and not name.endswith(".gguf"):
+        raise invalid_param("output_file", "'output_file' must be a file name ending in .gguf")
+    if target == "exl2" and (name.endswith(".gguf") or name.startswith(".")):
+        raise invalid_param(
+            "output_file", "'output_file' for exl2 names a new folder (not .gguf, not hidden)"
+        )
