@@ -54,6 +54,9 @@ def model_status_json(
         "estimated_memory": human_bytes(model.estimated_memory_bytes),
         "load_seconds": _from_float32(status.load_seconds),
         "engine": {
+            "name": status.engine,
+            "device": status.device or None,
+            "gpu_memory_used": human_bytes(status.gpu_memory_bytes) if status.gpu_memory_bytes else None,
             "running_sequences": stats.running_sequences,
             "waiting_sequences": stats.waiting_sequences,
             "decode_steps": stats.decode_steps,

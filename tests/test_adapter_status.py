@@ -128,6 +128,9 @@ def test_model_status_has_the_seed_shape_plus_engine_figures() -> None:
     assert rendered["engine"]["running_sequences"] == 2
     assert rendered["engine"]["kv_cache_usage"] == 0.25
     assert set(rendered["engine"]) == {
+        "name",
+        "device",
+        "gpu_memory_used",
         "running_sequences",
         "waiting_sequences",
         "decode_steps",
@@ -138,3 +141,15 @@ def test_model_status_has_the_seed_shape_plus_engine_figures() -> None:
         "prompt_tokens_total",
         "generated_tokens_total",
     }
+
+
+def test_model_status_names_the_engine_device_and_gpu_memory() -> None:
+    status = model_service_pb2.GetModelStatusResponse(
+        model_id="big",
+        state=model_service_pb2.MODEL_STATE_LOADED,
+        engine="exllamav2",
+        device="NVIDIA H200",
+        gpu_memory_bytes=5 << 29,  # 2.5 GiB
+    )
+    engine = model_status_json(status, model_service_pb2.Model(id="big", format="exl2"))["engine"]
+    assert (engine["name"], engine["device"], engine["gpu_memory_used"]) == ("exllamav2", "NVIDIA H200", "2.5GB")

@@ -73,10 +73,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             load_progress=managed.percent if managed.state is ModelState.LOADING else 0.0,
             error=managed.error.message if managed.error is not None else "",
             load_seconds=managed.load_seconds,
+            engine=managed.entry.engine,
         )
         if managed.engine is not None:
             s = managed.engine.stats()
             reply.memory_bytes = s.memory_bytes
+            memory = managed.engine.memory()
+            reply.device = memory.device_name or "cpu"
+            reply.gpu_memory_bytes = memory.device_bytes
             reply.stats.CopyFrom(
                 pb.EngineStats(
                     running_sequences=s.running_sequences,

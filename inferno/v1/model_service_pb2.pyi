@@ -295,6 +295,9 @@ class GetModelStatusResponse(_message.Message):
     LOAD_PROGRESS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     LOAD_SECONDS_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     state: Global___ModelState.ValueType
     memory_bytes: _builtins.int
@@ -305,6 +308,12 @@ class GetModelStatusResponse(_message.Message):
     """When state is FAILED: why."""
     load_seconds: _builtins.float
     """Seconds the last load took."""
+    engine: _builtins.str
+    """The engine serving it ("llama.cpp", "exllamav2")."""
+    device: _builtins.str
+    """Where it runs while loaded: "cpu", or the accelerator's name ("NVIDIA H200")."""
+    gpu_memory_bytes: _builtins.int
+    """Accelerator memory it holds while loaded, as the engine measures it (torch.cuda.memory_allocated)."""
     @_builtins.property
     def stats(self) -> Global___EngineStats:
         """Set while loaded."""
@@ -319,10 +328,13 @@ class GetModelStatusResponse(_message.Message):
         load_progress: _builtins.float = ...,
         error: _builtins.str = ...,
         load_seconds: _builtins.float = ...,
+        engine: _builtins.str = ...,
+        device: _builtins.str = ...,
+        gpu_memory_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "load_progress", b"load_progress", "load_seconds", b"load_seconds", "memory_bytes", b"memory_bytes", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "engine", b"engine", "error", b"error", "gpu_memory_bytes", b"gpu_memory_bytes", "load_progress", b"load_progress", "load_seconds", b"load_seconds", "memory_bytes", b"memory_bytes", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
