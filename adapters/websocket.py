@@ -9,8 +9,9 @@ chats and subscriptions may run at once, one task each; closing the socket cance
 
 Credentials: the upgrade request's Authorization header, or a first message {"type": "auth", "data":
 {"api_key": "..."}} (or "token"), answered with "auth_ok" or an authentication_failed error. The core checks
-them on every call the socket makes. Messages beyond [security] ws_messages_per_second (bursts of twice
-that) are refused with rate_limit_exceeded.
+them on every call the socket makes. Messages beyond the core's WebSocket rate (GetServerStatus's
+websocket_limits, read when the socket opens: [security] ws_messages_per_second of the core) are refused with
+rate_limit_exceeded; a message that does work is also a core call under the core's own rate limit.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from inferno.errors import InfernoError, invalid_param
-from inferno.v1 import auth_service_pb2, inference_service_pb2
+from inferno.v1 import admin_service_pb2, auth_service_pb2, inference_service_pb2
 
-from .core_client import AUTHORIZATION, CORE, SECURITY
+from .core_client import AUTHORIZATION, CORE
 from .metrics import METRICS
 from .openai.requests import parse_chat_request, parse_json_object
 from .openai.responses import finish_reason_name, usage_json
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 WS_MAX_MESSAGE_BYTES = 1024 * 1024
 _HEARTBEAT_S = 30.0
+_LIMITS_TIMEOUT_S = 10.0
 _CLIENT_CLOSED = 499
 
 ChatId = str | int
@@ -50,8 +52,15 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
     socket = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE_BYTES, heartbeat=_HEARTBEAT_S)
     if not socket.can_prepare(request).ok:
         raise InfernoError("invalid_parameters", "GET /ws expects a WebSocket upgrade request")
+    core = request.app[CORE]
+    status = await core.unary(
+        request,
+        core.admin.GetServerStatus,
+        admin_service_pb2.GetServerStatusRequest(),
+        timeout=_LIMITS_TIMEOUT_S,
+    )
     await socket.prepare(request)
-    session = _ChatSession(request, socket)
+    session = _ChatSession(request, socket, _MessageAllowance(status.websocket_limits))
     try:
         async for message in socket:
             if message.type is WSMsgType.TEXT:
@@ -96,19 +105,18 @@ class ChatFrames:
 class _ChatSession:
     """The running chats of one socket; sends from all of them go out one at a time."""
 
-    def __init__(self, request: web.Request, socket: web.WebSocketResponse) -> None:
+    def __init__(
+        self, request: web.Request, socket: web.WebSocketResponse, allowance: _MessageAllowance
+    ) -> None:
         self._request = request
         self._socket = socket
+        self._allowance = allowance
         # Running chats by id, for "cancel"; a chat leaves it just before its last frame. _tasks holds every
         # task until it ends (the event loop keeps only weak references).
         self._chats: dict[ChatId, asyncio.Task[None]] = {}
         self._subscriptions: dict[ChatId, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
-        self._per_second = request.app[SECURITY].ws_messages_per_second or 1_000_000
-        self._burst = 2 * self._per_second
-        self._allowance = float(self._burst)
-        self._allowance_at = time.monotonic()
 
     async def handle(self, text: str) -> None:
         """Act on one client message; every problem is answered with an error frame."""
@@ -118,7 +126,7 @@ class _ChatSession:
             if _is_chat_id(frame.get("id")):
                 chat_id = frame["id"]
             kind = frame.get("type")
-            self._take_message_allowance()
+            self._allowance.take()
             if kind == "auth":
                 await self._authenticate(chat_id, frame.get("data"))
                 return
@@ -144,18 +152,6 @@ class _ChatSession:
                 await self._unsubscribe(chat_id)
         except InfernoError as error:
             await self.send_error(chat_id, error)
-
-    def _take_message_allowance(self) -> None:
-        now = time.monotonic()
-        self._allowance = min(self._burst, self._allowance + (now - self._allowance_at) * self._per_second)
-        self._allowance_at = now
-        if self._allowance < 1:
-            raise InfernoError(
-                "rate_limit_exceeded",
-                f"at most {self._per_second} WebSocket messages per second are accepted",
-                {"ws_messages_per_second": str(self._per_second)},
-            )
-        self._allowance -= 1
 
     async def _authenticate(self, frame_id: ChatId | None, data: Any) -> None:
         secret = data.get("api_key") or data.get("token") if isinstance(data, dict) else None
@@ -267,6 +263,30 @@ class _ChatSession:
                 await self._socket.send_str(text)
             except ConnectionResetError:
                 return
+
+
+class _MessageAllowance:
+    """One socket's token bucket, with the core's numbers; a rate of 0 lets every message through."""
+
+    def __init__(self, limits: admin_service_pb2.WebSocketLimits) -> None:
+        self._per_second = limits.messages_per_second
+        self._burst = max(limits.message_burst, 1)
+        self._tokens = float(self._burst)
+        self._updated = time.monotonic()
+
+    def take(self) -> None:
+        if not self._per_second:
+            return
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
+        if self._tokens < 1:
+            raise InfernoError(
+                "rate_limit_exceeded",
+                f"at most {self._per_second} WebSocket messages per second are accepted",
+                {"ws_messages_per_second": str(self._per_second)},
+            )
+        self._tokens -= 1
 
 
 def _is_chat_id(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Token buckets per caller: rate_limit requests per minute, bursts of up to burst_limit."""
+"""Token buckets per caller: rate_limit requests per minute, bursts of up to burst_limit; and the WebSocket
+message rate the gateway applies per socket."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from inferno.security_config import SecurityConfig
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,24 @@ class RateLimiter:
             reset_at=math.ceil(time.time() + full_in),
             retry_after=retry_after,
         )
+
+
+@dataclass(frozen=True)
+class WebSocketMessageRate:
+    """Client messages per second on one WebSocket, bursts of twice that; 0: unlimited.
+
+    Only the gateway sees a socket's frames (pings and cancels make no core call), so it counts them, with
+    these numbers, which GetServerStatus serves. Frames that do work are core calls under RateLimiter too."""
+
+    per_second: int
+
+    @property
+    def burst(self) -> int:
+        return 2 * self.per_second
+
+    @classmethod
+    def from_security(cls, security: SecurityConfig) -> WebSocketMessageRate:
+        return cls(security.ws_messages_per_second)
+
+
+DEFAULT_WS_MESSAGE_RATE = WebSocketMessageRate.from_security(SecurityConfig())

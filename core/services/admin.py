@@ -12,14 +12,23 @@ from prometheus_client import CollectorRegistry, generate_latest
 from inferno import __version__
 from inferno.core.health import health_verdict
 from inferno.core.model_manager import ModelManager, ModelState
+from inferno.core.security.rate_limiter import DEFAULT_WS_MESSAGE_RATE, WebSocketMessageRate
 from inferno.v1 import admin_service_pb2 as pb
 from inferno.v1 import admin_service_pb2_grpc
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, manager: ModelManager, metrics_registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics_registry: CollectorRegistry,
+        ws_message_rate: WebSocketMessageRate = DEFAULT_WS_MESSAGE_RATE,
+    ) -> None:
         self._manager = manager
         self._metrics_registry = metrics_registry
+        self._websocket_limits = pb.WebSocketLimits(
+            messages_per_second=ws_message_rate.per_second, message_burst=ws_message_rate.burst
+        )
         self._started = time.monotonic()
         self._process = psutil.Process()
         psutil.cpu_percent(interval=None)  # primes the counter: later calls measure since the previous one
@@ -49,6 +58,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             models_loaded=[e.description.id for e in self._manager.loaded_engines()],
             default_model=self._manager.default_model_id,
             system=system,
+            websocket_limits=self._websocket_limits,
         )
         status.health_status, status.health_reason = health_verdict(status)
         return status

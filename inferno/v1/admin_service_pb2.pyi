@@ -122,6 +122,7 @@ class GetServerStatusResponse(_message.Message):
     MODELS_FAILED_FIELD_NUMBER: _builtins.int
     HEALTH_STATUS_FIELD_NUMBER: _builtins.int
     HEALTH_REASON_FIELD_NUMBER: _builtins.int
+    WEBSOCKET_LIMITS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_seconds: _builtins.float
     default_model: _builtins.str
@@ -144,6 +145,10 @@ class GetServerStatusResponse(_message.Message):
     def models_failed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Models whose last load failed."""
 
+    @_builtins.property
+    def websocket_limits(self) -> Global___WebSocketLimits:
+        """The core's limits on WebSocket clients, for the gateway to apply to the frames only it sees."""
+
     def __init__(
         self,
         *,
@@ -158,14 +163,41 @@ class GetServerStatusResponse(_message.Message):
         models_failed: _abc.Iterable[_builtins.str] | None = ...,
         health_status: Global___HealthStatus.ValueType = ...,
         health_reason: _builtins.str = ...,
+        websocket_limits: Global___WebSocketLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system", "websocket_limits", b"websocket_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "health_reason", b"health_reason", "health_status", b"health_status", "models_failed", b"models_failed", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_model", b"default_model", "generated_tokens_total", b"generated_tokens_total", "health_reason", b"health_reason", "health_status", b"health_status", "models_failed", b"models_failed", "models_loaded", b"models_loaded", "models_loading", b"models_loading", "requests_total", b"requests_total", "system", b"system", "uptime_seconds", b"uptime_seconds", "version", b"version", "websocket_limits", b"websocket_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerStatusResponse: _TypeAlias = GetServerStatusResponse  # noqa: Y015
+
+@_typing.final
+class WebSocketLimits(_message.Message):
+    """[security] ws_messages_per_second as the core applies it: a token bucket per socket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MESSAGE_BURST_FIELD_NUMBER: _builtins.int
+    messages_per_second: _builtins.int
+    """Client messages per second on one socket; 0: unlimited."""
+    message_burst: _builtins.int
+    """Messages a socket may send at once before the rate applies."""
+    def __init__(
+        self,
+        *,
+        messages_per_second: _builtins.int = ...,
+        message_burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_burst", b"message_burst", "messages_per_second", b"messages_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebSocketLimits: _TypeAlias = WebSocketLimits  # noqa: Y015
 
 @_typing.final
 class GetMetricsRequest(_message.Message):
