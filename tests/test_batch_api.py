@@ -12,6 +12,7 @@ from inferno.errors import error_from_rpc
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
 from tests.grpc_helpers import chat_params, engine_stats
+from tests.servers import running_inferno
 
 # The default [security] max_batch_items.
 MAX_BATCH_ITEMS = 256
@@ -112,3 +113,16 @@ def test_batch_over_the_cap_is_the_cores_400(http: httpx.Client, model_id: str) 
     error = reply.json()["error"]
     assert error["code"] == "invalid_parameters" and error["details"]["param"] == "requests"
     assert f"at most {MAX_BATCH_ITEMS} items" in error["message"]
+
+
+def test_the_batch_cap_is_the_cores_setting(model_id: str) -> None:
+    with running_inferno(env={"INFERNO_MAX_BATCH_ITEMS": "2"}) as small:
+        message = [{"role": "user", "content": "Hi"}]
+        body = {
+            "model": model_id,
+            "max_tokens": 1,
+            "requests": [{"id": i, "messages": message} for i in range(3)],
+        }
+        reply = httpx.post(small.base_url + "/v1/batch", json=body, timeout=60)
+    assert reply.status_code == 400
+    assert "at most 2 items, got 3" in reply.json()["error"]["message"]
