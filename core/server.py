@@ -26,7 +26,7 @@ from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.interceptor import AuthInterceptor
 from inferno.core.security.jwt_verifier import JwtVerifier
 from inferno.core.security.keystore import KeyStore
-from inferno.core.security.rate_limiter import RateLimiter
+from inferno.core.security.rate_limiter import RateLimiter, WebSocketMessageRate
 from inferno.core.services.admin import AdminServicer
 from inferno.core.services.auth import AuthServicer
 from inferno.core.services.conversion import ConversionServicer
@@ -94,7 +94,7 @@ async def serve_core(options: CoreOptions) -> None:
         )
     # The error interceptor is outermost, so refusals by the auth interceptor become statuses like any error.
     server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(engine_metrics.record_error), auth])
-    limits = RequestLimits(security.max_messages, security.max_prompt_tokens, security.max_tokens_cap)
+    limits = RequestLimits.from_security(security)
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(manager, limits), server
     )
@@ -106,7 +106,7 @@ async def serve_core(options: CoreOptions) -> None:
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(manager, metrics_registry), server
+        AdminServicer(manager, metrics_registry, WebSocketMessageRate.from_security(security)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
