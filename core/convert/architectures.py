@@ -73,6 +73,39 @@ class Llama:
                 data = _interleave_rotary(data, kv_heads)
             yield _required(_rename(self.gguf_arch, blocks, name), name), data
 
+    def hf_tensor_names(self, blocks: int) -> dict[str, str]:
+        """GGUF name to LlamaForCausalLM's name for every tensor a llama GGUF holds: the inverse of
+        tensors(), through the same name map (for exporting a GGUF back to a Hugging Face folder)."""
+        names = [
+            *_LLAMA_HF_TOP_LEVEL,
+            *(f"model.layers.{b}.{part}.weight" for b in range(blocks) for part in _LLAMA_HF_BLOCK),
+        ]
+        return {_required(_rename(self.gguf_arch, blocks, name), name): name for name in names}
+
+    def hf_tensor(self, hf_name: str, data: np.ndarray, heads: int, kv_heads: int) -> np.ndarray:
+        """Undoes tensors()' transform of one weight: q and k back to HF's split rotary halves."""
+        if hf_name.endswith("q_proj.weight"):
+            return _split_rotary(data, heads)
+        if hf_name.endswith("k_proj.weight"):
+            return _split_rotary(data, kv_heads)
+        return data
+
+
+# LlamaForCausalLM's own tensor names; reading a checkpoint accepts every alias in the gguf package's map,
+# writing one needs the names transformers and ExLlamaV2 look for.
+_LLAMA_HF_TOP_LEVEL = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight")
+_LLAMA_HF_BLOCK = (
+    "input_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
 
 @dataclass(frozen=True)
 class Bert:
@@ -125,6 +158,16 @@ def _interleave_rotary(weights: np.ndarray, heads: int) -> np.ndarray:
     rows = weights.shape[0]
     return (
         weights.reshape(heads, 2, rows // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def _split_rotary(weights: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of _interleave_rotary."""
+    rows = weights.shape[0]
+    return (
+        weights.reshape(heads, rows // heads // 2, 2, *weights.shape[1:])
         .swapaxes(1, 2)
         .reshape(weights.shape)
     )
