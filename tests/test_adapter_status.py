@@ -50,9 +50,24 @@ def test_health_carries_the_fields_of_both_seed_documents() -> None:
         "system": {"cpu_usage": 45.2, "memory_usage": "8.5GB", "gpu_usage": None, "uptime": "2h 15m 30s"},
         "model": "tiny",
         "gpu_memory_used": None,
+        "gpu": None,
         "uptime_seconds": 8130,
         "gpu_unavailable_reason": "no CUDA device",
     }
+
+
+def test_health_names_the_gpu_and_its_memory_when_a_model_uses_one() -> None:
+    status = admin_service_pb2.GetServerStatusResponse(
+        health_status=admin_service_pb2.HEALTH_STATUS_HEALTHY,
+        models_loaded=["big"],
+        system=admin_service_pb2.SystemResources(gpu_name="NVIDIA H200", gpu_memory_used_bytes=3 << 30),
+    )
+    rendered = health_json(status)
+    assert (rendered["gpu"], rendered["gpu_memory_used"], rendered["gpu_unavailable_reason"]) == (
+        "NVIDIA H200",
+        "3.0GB",
+        None,
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import grpc
-import llama_cpp.llama_cpp as llama
 import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -43,10 +42,12 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             memory_total_bytes=memory.total,
             process_rss_bytes=self._process.memory_info().rss,
         )
-        if not llama.llama_supports_gpu_offload():
-            system.gpu_unavailable_reason = (
-                "llama.cpp in this build has no GPU offload; models run on the CPU"
-            )
+        on_gpu = [m for m in (e.memory() for e in self._manager.loaded_engines()) if m.device_name]
+        if on_gpu:
+            system.gpu_memory_used_bytes = sum(m.device_bytes for m in on_gpu)
+            system.gpu_name = on_gpu[0].device_name
+        else:
+            system.gpu_unavailable_reason = "no loaded model runs on a GPU; GGUF models run on the CPU"
         stats = [engine.stats() for engine in self._manager.loaded_engines()]
         status = pb.GetServerStatusResponse(
             generated_tokens_total=sum(s.generated_tokens_total for s in stats),

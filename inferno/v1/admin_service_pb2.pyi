@@ -70,6 +70,7 @@ class SystemResources(_message.Message):
     GPU_PERCENT_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
     GPU_UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    GPU_NAME_FIELD_NUMBER: _builtins.int
     cpu_percent: _builtins.float
     """Percent of all cores, 0 to 100."""
     memory_used_bytes: _builtins.int
@@ -81,6 +82,8 @@ class SystemResources(_message.Message):
     gpu_memory_used_bytes: _builtins.int
     gpu_unavailable_reason: _builtins.str
     """Why GPU figures are missing, if they are."""
+    gpu_name: _builtins.str
+    """The GPU the loaded models use ("NVIDIA H200"), from the engine (torch); empty without one."""
     def __init__(
         self,
         *,
@@ -91,10 +94,11 @@ class SystemResources(_message.Message):
         gpu_percent: _builtins.float | None = ...,
         gpu_memory_used_bytes: _builtins.int | None = ...,
         gpu_unavailable_reason: _builtins.str = ...,
+        gpu_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_percent", b"gpu_percent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "cpu_percent", b"cpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_percent", b"gpu_percent", "gpu_unavailable_reason", b"gpu_unavailable_reason", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "process_rss_bytes", b"process_rss_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "cpu_percent", b"cpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_name", b"gpu_name", "gpu_percent", b"gpu_percent", "gpu_unavailable_reason", b"gpu_unavailable_reason", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "process_rss_bytes", b"process_rss_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gpu_memory_used_bytes: _TypeAlias = _typing.Literal["gpu_memory_used_bytes"]  # noqa: Y015
     _WhichOneofArgType__gpu_memory_used_bytes: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes"]  # noqa: Y015
