@@ -58,31 +58,6 @@ class CoreOptions:
     keep_alive: str | None = None
     security: SecurityFlags = field(default_factory=SecurityFlags)
 
-    # TODO(lead): remove once server.py reads options.engine
-    @property
-    def threads(self) -> int:
-        return self.engine.threads
-
-    # TODO(lead): remove once server.py reads options.engine
-    @property
-    def parallel_sequences(self) -> int:
-        return self.engine.parallel_sequences
-
-    # TODO(lead): remove once server.py reads options.engine
-    @property
-    def context_length(self) -> int:
-        return self.engine.context_length
-
-    # TODO(lead): remove once server.py reads options.engine
-    @property
-    def batch_tokens(self) -> int:
-        return self.engine.batch_tokens
-
-    # TODO(lead): remove once server.py reads options.engine
-    @property
-    def prompt_tokens_per_step(self) -> int:
-        return self.engine.prompt_tokens_per_step
-
 
 def resolve_engine_settings(
     file_values: Mapping[str, int], environ: Mapping[str, str], flags: Mapping[str, int | None]

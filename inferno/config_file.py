@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferno.core.engines.registry import canonical_engine
+from inferno.core.engines.registry import canonical_engine, engine_packages
 from inferno.engine_settings import ENGINE_SETTINGS, SettingSpec
 
 
@@ -38,7 +38,6 @@ class ConfigError(ValueError):
     """inferno.toml or a flag is wrong; the message says where."""
 
 
-# Engine names a [[models]] entry may give (any case), and the engine each means.
 @dataclass(frozen=True)
 class ModelConfig:
     path: str
@@ -55,16 +54,6 @@ class ModelConfig:
         unknown = set(self.settings) - {spec.name for spec in ENGINE_SETTINGS}
         if unknown:
             raise ConfigError(f"model {self.path}: {', '.join(sorted(unknown))} are not engine settings")
-
-    # TODO(lead): remove once catalog.py applies settings
-    @property
-    def context_length(self) -> int | None:
-        return self.settings.get("context_length")
-
-    # TODO(lead): remove once catalog.py applies settings
-    @property
-    def parallel(self) -> int | None:
-        return self.settings.get("parallel_sequences")
 
 
 @dataclass(frozen=True)
@@ -188,7 +177,7 @@ def _engine_name(value: Any, where: str) -> str | None:
         return None
     engine = canonical_engine(value) if isinstance(value, str) else None
     if engine is None:
-        raise ConfigError(f"{where}: {value!r} is not llama.cpp or exllamav2")
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(engine_packages())}")
     return engine
 
 

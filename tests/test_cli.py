@@ -109,3 +109,26 @@ def test_an_engine_setting_out_of_range_stops_the_command_with_its_source(tmp_pa
             text=True,
         )
         assert (done.returncode, done.stderr.strip()) == (2, f"inferno: {message}")
+
+
+def test_engine_settings_reach_the_core_from_the_config_file_and_per_model(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copy(embedded_model_path(), tmp_path / "models" / "short.gguf")
+    (tmp_path / "inferno.toml").write_text(
+        "[engine]\nparallel = 1\ncontext_length = 384\n\n"
+        '[[models]]\npath = "short.gguf"\ncontext_length = 256\n'
+    )
+    port = free_port()
+    core = _inferno(
+        "core", "--grpc-port", str(port), "--config", str(tmp_path / "inferno.toml"), cwd=tmp_path
+    )
+    try:
+        _wait_for_grpc(f"127.0.0.1:{port}", core)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            models = stub.ListModels(model_service_pb2.ListModelsRequest()).models
+        contexts = {m.id: m.context_length for m in models}
+        assert contexts["short"] == 256 and contexts["smollm2-135m-instruct"] == 384
+    finally:
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(timeout=30) == 0

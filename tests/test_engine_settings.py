@@ -162,7 +162,9 @@ def test_models_entries_carry_their_own_settings_and_engine(tmp_path: Path) -> N
 
 def test_an_unknown_engine_is_refused_where_it_is_written(tmp_path: Path) -> None:
     (tmp_path / "inferno.toml").write_text('[[models]]\npath = "a.gguf"\nengine = "vllm"\n')
-    with pytest.raises(ConfigError, match=r"\[\[models\]\] #1 engine: 'vllm' is not llama.cpp or exllamav2"):
+    with pytest.raises(
+        ConfigError, match=r"\[\[models\]\] #1 engine: 'vllm' is not one of llama.cpp, exllamav2"
+    ):
         load_management_config(tmp_path / "inferno.toml")
 
 
