@@ -20,6 +20,7 @@ from inferno.config import (
     resolve_engine_settings,
 )
 from inferno.config_file import ConfigError, load_management_config
+from inferno.convert_cli import add_convert_arguments
 from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 
 
@@ -155,13 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--config", type=Path, help="inferno.toml: its data_dir and admin key")
     _add_security_arguments(keys)
 
-    convert = commands.add_parser("convert", help="convert a Hugging Face model folder to GGUF")
-    convert.add_argument(
-        "source", type=Path, help="folder with config.json and safetensors (or .bin/.pt) weights"
-    )
-    convert.add_argument("--to", choices=["gguf", "exl2"], default="gguf")
-    convert.add_argument("--quant", default="f16", choices=["f32", "f16", "q8_0", "q4_0", "q4_1"])
-    convert.add_argument("--out", type=Path, help="output file (default: SOURCE.QUANT.gguf here)")
+    convert = commands.add_parser("convert", help="convert a Hugging Face model folder to GGUF or EXL2")
+    add_convert_arguments(convert)
 
     gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
     gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
@@ -201,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
         from inferno.convert_cli import run_convert_command
 
-        return run_convert_command(args.source, args.to, args.quant, args.out)
+        return run_convert_command(args.source, args.to, args.quant, args.out, bits=args.bits)
     if args.command == "keys":
         from inferno.keys_cli import KeyCommand, run_keys_command
         from inferno.security_config import load_security_config
