@@ -82,7 +82,7 @@ stage() {
     # A child bash runs the (exported) function; timeout stops its whole process group. The last line it
     # prints (pytest's summary, say) becomes the stage's detail.
     set +e
-    timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" 2>&1 | tee "$WORK/stage.out"
+    timeout --kill-after=10 "$limit" bash -c 'set -euo pipefail; "$@"' "$name" "$@" 2>&1 | tee "$WORK/stage.out"
     rc="${PIPESTATUS[0]}"
     set -e
     local last
