@@ -25,14 +25,14 @@ def _cuda_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _cuda_available():
+    gpu_items = [item for item in items if _HERE in item.path.resolve().parents]
+    if not gpu_items or _cuda_available():
         return
     if os.environ.get("INFERNO_GPU_REQUIRED"):  # set by scripts/gpu-check.sh on the GPU machine
         raise pytest.UsageError("INFERNO_GPU_REQUIRED is set, but torch sees no CUDA device")
     skip = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu-check.sh runs it on one)")
-    for item in items:
-        if _HERE in item.path.resolve().parents:
-            item.add_marker(skip)
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
