@@ -6,9 +6,9 @@ the core's rate-limit metadata so the response can carry it as X-RateLimit-* hea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 from aiohttp import web
@@ -135,7 +135,8 @@ class CoreStream(Generic[_Reply]):
         if not self._received_any:
             self._received_any = True
             _keep_rate_limit_headers(self._request, await self._call.initial_metadata())
-        return message  # type: ignore[no-any-return]
+        # grpc-stubs type read() as `object | reply` (EOF's alias is object); EOF is ruled out above.
+        return cast(_Reply, message)
 
 
 async def copy_core_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -161,7 +162,9 @@ def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     return tuple(metadata)
 
 
-def _keep_rate_limit_headers(request: web.Request, *metadata: Sequence[tuple[str, Any]] | None) -> None:
+def _keep_rate_limit_headers(
+    request: web.Request, *metadata: Iterable[tuple[str, str | bytes]] | None
+) -> None:
     for entries in metadata:
         for key, value in entries or ():
             header = _RATE_LIMIT_HEADERS.get(key.lower())

@@ -73,7 +73,7 @@ def bench_inferno(threads: int, repeats: int) -> dict[int, float]:
                 time.sleep(0.5)
             rates = {}
             for size in SIZES:
-                body = {"model": MODEL_ID, "input": _sentences(size)}
+                body: dict[str, object] = {"model": MODEL_ID, "input": _sentences(size)}
 
                 def run(body: dict[str, object] = body) -> None:
                     reply = client.post("/v1/embeddings", json=body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
@@ -12,6 +12,8 @@ from grpc_status import rpc_status
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
 
 
 async def _abort(
@@ -39,9 +41,11 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -57,10 +61,10 @@ Behavior = Callable[..., Any]
 
 
 def rewrap_handler(
-    handler: grpc.RpcMethodHandler,
+    handler: grpc.RpcMethodHandler[_Request, _Response],
     wrap_unary: Callable[[Behavior], Behavior],
     wrap_stream: Callable[[Behavior], Behavior],
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[_Request, _Response]:
     """The handler with its unary-unary or unary-stream behaviour wrapped; other kinds (the reflection
     service's stream-stream) as they are. Every interceptor of ours wraps calls this way."""
     if handler.unary_unary is not None:

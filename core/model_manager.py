@@ -306,10 +306,10 @@ class ModelManager:
             raise
         except Exception as exc:
             log.exception("loading %s failed", managed.entry.id)
-            error = InfernoError("model_load_failed", f"loading '{managed.entry.id}' failed: {exc}")
-            managed.error = error
+            failure = InfernoError("model_load_failed", f"loading '{managed.entry.id}' failed: {exc}")
+            managed.error = failure
             self._set_state(managed, ModelState.FAILED)
-            raise error from exc
+            raise failure from exc
         finally:
             managed.load_task = None
         if entry is not managed.entry:

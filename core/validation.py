@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import InfernoError, invalid_param
@@ -93,10 +93,15 @@ class RequestLimits:
 DEFAULT_LIMITS = RequestLimits()
 
 
+_FloatSamplingField = Literal[
+    "temperature", "top_p", "presence_penalty", "frequency_penalty", "min_p", "repetition_penalty"
+]
+
+
 def resolve_sampling(
     sampling: common_pb2.SamplingParams, defaults: SamplingDefaults, vocab_size: int
 ) -> SamplingConfig:
-    def pick(field: str, default: float) -> float:
+    def pick(field: _FloatSamplingField, default: float) -> float:
         return float(getattr(sampling, field)) if sampling.HasField(field) else default
 
     for token, bias in sampling.logit_bias.items():

@@ -306,7 +306,11 @@ def completion_logprobs_json(
     tokens: list[str] = []
     token_logprobs: list[float | None] = []
     top_logprobs: list[dict[str, float] | None] = []
-    for entry in (*prompt_logprobs, *logprobs):
+    entries: tuple[inference_service_pb2.PromptTokenLogprob | common_pb2.TokenLogprob, ...] = (
+        *prompt_logprobs,
+        *logprobs,
+    )
+    for entry in entries:
         tokens.append(_token_text(entry.token))
         scored = not isinstance(entry, inference_service_pb2.PromptTokenLogprob) or entry.HasField("logprob")
         token_logprobs.append(entry.logprob if scored else None)

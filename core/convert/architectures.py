@@ -15,7 +15,8 @@ from inferno.errors import InfernoError
 
 
 class Architecture(Protocol):
-    gguf_arch: gguf.MODEL_ARCH
+    @property
+    def gguf_arch(self) -> gguf.MODEL_ARCH: ...
 
     def write_metadata(self, checkpoint: Checkpoint, writer: gguf.GGUFWriter) -> None: ...
 
@@ -51,10 +52,10 @@ class Llama:
         writer.add_embedding_length(hidden)
         writer.add_feed_forward_length(_hparam(c, "intermediate_size"))
         writer.add_head_count(heads)
-        writer.add_head_count_kv(int(c.get("num_key_value_heads") or heads))  # type: ignore[call-overload]
-        writer.add_rope_freq_base(float(c.get("rope_theta", 10000.0)))  # type: ignore[arg-type]
-        writer.add_layer_norm_rms_eps(float(c.get("rms_norm_eps", 1e-6)))  # type: ignore[arg-type]
-        head_dim = int(c.get("head_dim") or hidden // heads)  # type: ignore[call-overload]
+        writer.add_head_count_kv(int(c.get("num_key_value_heads") or heads))
+        writer.add_rope_freq_base(float(c.get("rope_theta", 10000.0)))
+        writer.add_layer_norm_rms_eps(float(c.get("rms_norm_eps", 1e-6)))
+        head_dim = int(c.get("head_dim") or hidden // heads)
         writer.add_rope_dimension_count(head_dim)
         writer.add_vocab_size(write_bpe_vocab(checkpoint, writer))
 
@@ -62,7 +63,7 @@ class Llama:
         c = checkpoint.config
         blocks = _hparam(c, "num_hidden_layers")
         heads = _hparam(c, "num_attention_heads")
-        kv_heads = int(c.get("num_key_value_heads") or heads)  # type: ignore[call-overload]
+        kv_heads = int(c.get("num_key_value_heads") or heads)
         for name, data in checkpoint.tensors():
             if name.endswith("rotary_emb.inv_freq"):
                 continue
@@ -120,10 +121,10 @@ class Bert:
         writer.add_embedding_length(_hparam(c, "hidden_size"))
         writer.add_feed_forward_length(_hparam(c, "intermediate_size"))
         writer.add_head_count(_hparam(c, "num_attention_heads"))
-        writer.add_layer_norm_eps(float(c.get("layer_norm_eps", 1e-12)))  # type: ignore[arg-type]
+        writer.add_layer_norm_eps(float(c.get("layer_norm_eps", 1e-12)))
         writer.add_causal_attention(False)
         writer.add_pooling_type(_pooling(checkpoint))
-        writer.add_token_type_count(int(c.get("type_vocab_size", 2)))  # type: ignore[call-overload]
+        writer.add_token_type_count(int(c.get("type_vocab_size", 2)))
         writer.add_vocab_size(write_wordpiece_vocab(checkpoint, writer))
 
     def tensors(self, checkpoint: Checkpoint) -> Iterator[tuple[str, np.ndarray]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -21,6 +21,9 @@ from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonym
 from inferno.core.security.rate_limiter import RateDecision, RateLimiter
 from inferno.errors import InfernoError
 from inferno.permissions import UNLIMITED_RPCS, Access, grants, requirement_of
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -38,9 +41,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

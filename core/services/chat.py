@@ -99,7 +99,7 @@ async def complete_chat(job: ChatJob) -> pb.CreateChatCompletionResponse:
     choices: list[pb.ChatCompletionChoice] = []
     for i, result in enumerate(results):
         message = pb.ChatMessage(role="assistant", content=result.text)
-        finish_reason = result.finish_reason
+        finish_reason = common_pb2.FinishReason.ValueType(result.finish_reason)
         if job.tools is not None:
             parser = ToolCallParser()
             parser.feed(result.text)
@@ -155,7 +155,9 @@ async def stream_chat(job: ChatJob) -> AsyncIterator[pb.StreamChatCompletionResp
         yield message
 
 
-def _with_tool_calls(finish_reason: int, called: bool) -> int:
+def _with_tool_calls(
+    finish_reason: common_pb2.FinishReason.ValueType, called: bool
+) -> common_pb2.FinishReason.ValueType:
     """A reply that stopped after calling tools finishes with tool_calls, as OpenAI's do."""
     if called and finish_reason == common_pb2.FINISH_REASON_STOP:
         return common_pb2.FINISH_REASON_TOOL_CALLS
