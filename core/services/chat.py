@@ -99,7 +99,7 @@ async def complete_chat(job: ChatJob) -> pb.CreateChatCompletionResponse:
     choices: list[pb.ChatCompletionChoice] = []
     for i, result in enumerate(results):
         message = pb.ChatMessage(role="assistant", content=result.text)
-        finish_reason = common_pb2.FinishReason.ValueType(result.finish_reason)
+        finish_reason = result.finish_reason
         if job.tools is not None:
             parser = ToolCallParser()
             parser.feed(result.text)

@@ -32,7 +32,6 @@ from inferno.core.validation import (
     resolve_sampling,
 )
 from inferno.errors import invalid_param
-from inferno.v1 import common_pb2
 from inferno.v1 import inference_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ async def complete(job: CompletionJob) -> pb.CreateCompletionResponse:
             choice = pb.CompletionChoice(
                 index=p * job.n + k,
                 text=prompt.text + result.text if job.echo else result.text,
-                finish_reason=common_pb2.FinishReason.ValueType(result.finish_reason),
+                finish_reason=result.finish_reason,
             )
             if job.logprobs:
                 choice.logprobs.extend(logprob_messages(job.engine, result.logprobs))

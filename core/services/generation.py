@@ -33,7 +33,7 @@ class IndexedEvent:
 @dataclass
 class ChoiceResult:
     text: str = ""
-    finish_reason: int = common_pb2.FINISH_REASON_UNSPECIFIED
+    finish_reason: common_pb2.FinishReason.ValueType = common_pb2.FINISH_REASON_UNSPECIFIED
     logprobs: list[TokenLogprobs] = field(default_factory=list)
     prompt_logprobs: tuple[TokenLogprobs, ...] = ()
 
