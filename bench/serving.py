@@ -41,6 +41,8 @@ from typing import Any
 import aiohttp
 import psutil
 
+from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SERVER_NAMES = ("inferno", "peer", "bare")
@@ -256,6 +258,8 @@ class HttpServerSpec:
     # Non-OpenAI request fields this server needs for the workload to match the others.
     extra_body: dict[str, Any]
     cwd: Path
+    # Added to the server's environment.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -265,7 +269,13 @@ def free_port() -> int:
 
 
 def inferno_spec(
-    port: int, threads: int, model: Path, n_ctx: int, parallel: int, extra_args: Sequence[str]
+    port: int,
+    threads: int,
+    model: Path,
+    n_ctx: int,
+    parallel: int,
+    extra_args: Sequence[str],
+    repack: bool = True,
 ) -> HttpServerSpec:
     launcher = VENV_BIN / "inferno"
     base = [str(launcher)] if launcher.exists() else [sys.executable, "-m", "inferno.cli"]
@@ -274,12 +284,22 @@ def inferno_spec(
         "--threads", str(threads), "--model", str(model), "--ctx-size", str(n_ctx),
         "--parallel", str(parallel), *extra_args,
     ]  # fmt: skip
-    return HttpServerSpec("inferno", command, {"ignore_eos": True}, REPO_ROOT)
+    env = {REPACK_ENV: "on" if repack else "off"}
+    return HttpServerSpec("inferno", command, {"ignore_eos": True}, REPO_ROOT, env)
 
 
-def peer_spec(port: int, threads: int, model: Path, n_ctx: int) -> HttpServerSpec:
+# llama-cpp-python's server has no option for weight repacking: this runs it with repacking off.
+_PEER_WITHOUT_REPACK = (
+    "import runpy; from inferno.core.engines.llamacpp.cpu_path import apply_to_llama_cpp_python; "
+    "apply_to_llama_cpp_python(False); "
+    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)"
+)
+
+
+def peer_spec(port: int, threads: int, model: Path, n_ctx: int, repack: bool = True) -> HttpServerSpec:
+    launch = ["-m", "llama_cpp.server"] if repack else ["-c", _PEER_WITHOUT_REPACK]
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+        sys.executable, *launch, "--model", str(model),
         "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", str(n_ctx),
         "--interrupt_requests", "False", "--port", str(port), "--host", "127.0.0.1",
     ]  # fmt: skip
@@ -330,7 +350,7 @@ def running_server(spec: HttpServerSpec, port: int, log_dir: Path) -> Iterator[s
     log_path = log_dir / f"{spec.name}.log"
     with log_path.open("wb") as log:
         # Inferno's per-address rate limit (1000 a minute by default) would cap the load; the peers have none.
-        env = {**os.environ, "INFERNO_RATE_LIMIT": "0"}
+        env = {**os.environ, "INFERNO_RATE_LIMIT": "0", **spec.env}
         process = subprocess.Popen(
             spec.command, stdout=log, stderr=subprocess.STDOUT, cwd=spec.cwd, start_new_session=True, env=env
         )
@@ -428,13 +448,16 @@ async def http_prompt_tokens(target: HttpTarget) -> list[int | None]:
 class BareBatchedLoop:
     """All N sequences share one llama_context (unified KV, one seq id each) and one llama_batch per step."""
 
-    def __init__(self, model_path: Path, threads: int, n_ctx: int, n_seq_max: int, n_batch: int) -> None:
+    def __init__(
+        self, model_path: Path, threads: int, n_ctx: int, n_seq_max: int, n_batch: int, repack: bool = True
+    ) -> None:
         import llama_cpp.llama_cpp as llc
 
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         self._llc = llc
         llc.llama_backend_init()
         model_params = llc.llama_model_default_params()
+        model_params.use_extra_bufts = repack
         self._model = llc.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self._model:
             raise RuntimeError(f"could not load {model_path}")
@@ -534,6 +557,8 @@ class BenchConfig:
     n_ctx: int
     inferno_args: list[str]
     attempts: int
+    # llama.cpp weight repacking for all three, as Inferno's core chooses it on this machine (cpu_path.py).
+    repack: bool = True
 
 
 def _progress(message: str) -> None:
@@ -583,7 +608,9 @@ def bench_http(config: BenchConfig, spec: HttpServerSpec, port: int, log_dir: Pa
 def bench_bare(config: BenchConfig) -> ServerReport:
     n_seq_max = max(16, *config.concurrency)
     _progress(f"[bare] loading {config.model.name} in-process (n_ctx={config.n_ctx}, n_seq_max={n_seq_max})")
-    loop = BareBatchedLoop(config.model, config.threads, config.n_ctx, n_seq_max, n_batch=config.n_ctx)
+    loop = BareBatchedLoop(
+        config.model, config.threads, config.n_ctx, n_seq_max, n_batch=config.n_ctx, repack=config.repack
+    )
     try:
 
         def run_prompts(prompts: list[str]) -> RunResult:
@@ -592,7 +619,7 @@ def bench_bare(config: BenchConfig) -> ServerReport:
         description = (
             f"in-process llama_decode loop, per-sequence KV streams (n_ctx={config.n_ctx} total), "
             f"n_seq_max={n_seq_max}, "
-            f"greedy, flash_attn_type={loop.flash_attn_type}"
+            f"greedy, flash_attn_type={loop.flash_attn_type}, repack={'on' if config.repack else 'off'}"
         )
         report = ServerReport("bare", description, [len(loop.tokenize(render_prompt(q))) for q in QUESTIONS])
         report.levels = _timed_levels(config, run_prompts)
@@ -610,11 +637,17 @@ def run_benchmark(config: BenchConfig) -> list[ServerReport]:
             if name == "inferno":
                 parallel = max(config.concurrency)
                 spec = inferno_spec(
-                    port, config.threads, config.model, config.n_ctx, parallel, config.inferno_args
+                    port,
+                    config.threads,
+                    config.model,
+                    config.n_ctx,
+                    parallel,
+                    config.inferno_args,
+                    config.repack,
                 )
                 reports.append(bench_http(config, spec, port, log_dir))
             elif name == "peer":
-                spec = peer_spec(port, config.threads, config.model, config.n_ctx)
+                spec = peer_spec(port, config.threads, config.model, config.n_ctx, config.repack)
                 reports.append(bench_http(config, spec, port, log_dir))
             else:
                 reports.append(bench_bare(config))
@@ -718,7 +751,7 @@ def render_notes(reports: Sequence[ServerReport], config: BenchConfig, facts: di
         f"- machine: {facts['nproc']} CPUs ({facts['cpu_model']}), {facts['platform']}, date {facts['date']}",
         f"- model: {config.model.name}; threads {config.threads}; n_ctx {config.n_ctx}; "
         f"{config.max_tokens} tokens/stream at temperature 0; median of {config.repeats} repeats; "
-        f"llama-cpp-python {facts['llama_cpp_python']}",
+        f"llama-cpp-python {facts['llama_cpp_python']}; llama.cpp CPU path for all: {facts['cpu_path']}",
     ]
     for r in reports:
         summaries = [s for s in (r.summary(c) for c in config.concurrency) if s]
@@ -828,7 +861,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, json_path = parse_args(argv)
-    facts = machine_facts()
+    # One CPU path for Inferno, the peer and the bare loop: the one Inferno's core takes on this machine.
+    cpu_path = process_cpu_path()
+    config = replace(config, repack=cpu_path.repack)
+    facts = {**machine_facts(), "cpu_path": cpu_path.device}
+    _progress(f"llama.cpp CPU path for all servers: {cpu_path.device}")
     reports = run_benchmark(config)
     lines = [
         *render_main_table(reports, config.concurrency),

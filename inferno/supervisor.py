@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,6 +24,97 @@ from inferno.security_config import SecurityConfig, load_security_config
 _CORE_READY_TIMEOUT_S = 600.0
 _RESTART_LIMIT = 5
 _RESTART_WINDOW_S = 60.0
+# Two deaths by a signal in a decode step within this long: the next request would kill it again.
+_CRASH_WINDOW_S = 600.0
+# The core child writes the shape of the decode step it runs to this file, and clears it after the step.
+INFLIGHT_FILE_ENV = "INFERNO_INFLIGHT_FILE"
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """One decode step of the core, as its supervisor learns it when the core dies in it."""
+
+    model: str
+    # Per sequence in the step: (prompt tokens, max_tokens).
+    sequences: tuple[tuple[int, int], ...]
+    # Tokens the step feeds to the model.
+    step_tokens: int
+
+    def describe(self) -> str:
+        prompts = "/".join(str(prompt) for prompt, _ in self.sequences)
+        max_tokens = "/".join(str(limit) for _, limit in self.sequences)
+        count = len(self.sequences)
+        return (
+            f"model {self.model}, {count} sequence{'s' if count != 1 else ''} "
+            f"(prompt tokens {prompts}, max_tokens {max_tokens}), a step of {self.step_tokens} tokens"
+        )
+
+
+class InflightRecord:
+    """The core's side: the shape of the step it is about to run, cleared when the step returns. A process
+    that dies by a signal leaves its last write in the page cache, where the supervisor reads it."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+
+    def begin(self, shape: RequestShape) -> None:
+        data = json.dumps(asdict(shape)).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def end(self) -> None:
+        os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read_inflight(path: Path) -> RequestShape | None:
+    """The step the core was running when it died; None when it was between steps."""
+    try:
+        data = json.loads(path.read_bytes() or b"null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        sequences = tuple((int(prompt), int(limit)) for prompt, limit in data["sequences"])
+        return RequestShape(str(data["model"]), sequences, int(data["step_tokens"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class CrashLoopGuard:
+    """Restarting a core that dies by a signal in a decode step runs into the same death on the next such
+    request: after the second within _CRASH_WINDOW_S, the supervisor stops and says what killed it."""
+
+    def __init__(self, window_s: float = _CRASH_WINDOW_S) -> None:
+        self._window_s = window_s
+        self._last: tuple[float, RequestShape] | None = None
+
+    def check(self, returncode: int | None, shape: RequestShape | None, now: float) -> str | None:
+        """None: restart the core. Otherwise why not, in one line."""
+        if returncode is None or returncode >= 0 or shape is None:
+            return None
+        previous, self._last = self._last, (now, shape)
+        if previous is None or now - previous[0] > self._window_s:
+            return None
+        serving = shape.describe()
+        if previous[1] != shape:
+            serving = f"{previous[1].describe()}, then {serving}"
+        died = f"core died with {_signal_text(-returncode)}"
+        return f"inferno: {died} twice while serving {serving}; not restarting"
+
+
+def _signal_text(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
+
+
+def _exit_text(code: int | None) -> str:
+    return f"died with {_signal_text(-code)}" if code is not None and code < 0 else f"exited with {code}"
 
 
 @dataclass
@@ -27,9 +122,10 @@ class _Child:
     name: str
     command: list[str]
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command)
+        self.process = subprocess.Popen(self.command, env=self.env)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -116,17 +212,28 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    core_child = _Child("core", core_command(core))
-    gateway_child = _Child("gateway", gateway_command(gateway))
-    print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
-    core_child.start()
-    if not _wait_for_core(gateway.core_address, security, core_child, stop):
-        core_child.stop()
-        if stop.is_set():
-            return 0
-        print("inferno: the core did not start; see its log above", file=sys.stderr, flush=True)
-        return 1
-    gateway_child.start()
+    handle, inflight_name = tempfile.mkstemp(prefix="inferno-inflight-", suffix=".json")
+    os.close(handle)
+    inflight = Path(inflight_name)
+    try:
+        core_env = {**os.environ, INFLIGHT_FILE_ENV: str(inflight)}
+        core_child = _Child("core", core_command(core), env=core_env)
+        gateway_child = _Child("gateway", gateway_command(gateway))
+        print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
+        core_child.start()
+        if not _wait_for_core(gateway.core_address, security, core_child, stop):
+            core_child.stop()
+            if stop.is_set():
+                return 0
+            print("inferno: the core did not start; see its log above", file=sys.stderr, flush=True)
+            return 1
+        _announce(core, gateway, security)
+        return supervise(core_child, gateway_child, stop, inflight)
+    finally:
+        inflight.unlink(missing_ok=True)
+
+
+def _announce(core: CoreOptions, gateway: GatewayOptions, security: SecurityConfig) -> None:
     scheme = "https" if security.tls_enabled else "http"
     base = f"{scheme}://{gateway.host}:{gateway.port}"
     ws = f"{'wss' if security.tls_enabled else 'ws'}://{gateway.host}:{gateway.port}/ws"
@@ -137,21 +244,39 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
         f"  health      {base}/health\n  gRPC        {core.host}:{core.grpc_port}\nPress Ctrl-C to stop.",
         flush=True,
     )
+
+
+def supervise(core_child: _Child, gateway_child: _Child, stop: threading.Event, inflight: Path) -> int:
+    """Starts the gateway and keeps both children up until stop is set: restarts one that dies (at most 5
+    times a minute), but not a core that died by a signal in a decode step twice (CrashLoopGuard). Returns
+    the exit status of `inferno serve`."""
+    gateway_child.start()
     restarts: list[float] = []
-    while not stop.wait(0.5):
+    guard = CrashLoopGuard()
+    failed = False
+    while not failed and not stop.wait(0.5):
         for child in (core_child, gateway_child):
             if child.alive():
                 continue
             now = time.monotonic()
-            restarts = [t for t in restarts if now - t < _RESTART_WINDOW_S] + [now]
-            if len(restarts) > _RESTART_LIMIT:
-                print(f"inferno: {child.name} keeps exiting; giving up", file=sys.stderr, flush=True)
-                stop.set()
-                break
             code = child.process.returncode if child.process else None
-            print(f"inferno: {child.name} exited with {code}; restarting", file=sys.stderr, flush=True)
+            shape = read_inflight(inflight) if child is core_child else None
+            verdict = guard.check(code, shape, now)
+            restarts = [t for t in restarts if now - t < _RESTART_WINDOW_S] + [now]
+            if verdict is None and len(restarts) > _RESTART_LIMIT:
+                verdict = f"inferno: {child.name} keeps exiting; giving up"
+            if verdict is not None:
+                print(verdict, file=sys.stderr, flush=True)
+                failed = True
+                break
+            during = f" while serving {shape.describe()}" if shape is not None else ""
+            print(
+                f"inferno: {child.name} {_exit_text(code)}{during}; restarting", file=sys.stderr, flush=True
+            )
+            if child is core_child:
+                inflight.write_bytes(b"")
             child.start()
     print("inferno: shutting down", flush=True)
     gateway_child.stop()
     core_child.stop()
-    return 1 if len(restarts) > _RESTART_LIMIT else 0
+    return 1 if failed else 0

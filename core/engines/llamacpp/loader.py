@@ -10,8 +10,10 @@ import psutil
 from inferno.core.chat_template import CHATML_TEMPLATE, ChatTemplate
 from inferno.core.engines.base import ModelDescription
 from inferno.core.engines.capabilities import EngineCapabilities
-from inferno.core.engines.llamacpp.decoder import LlamaCppDecoder, threads_for
+from inferno.core.engines.llamacpp.cpu_path import process_cpu_path
+from inferno.core.engines.llamacpp.decoder import threads_for
 from inferno.core.engines.llamacpp.embedder import LlamaCppEmbedder
+from inferno.core.engines.llamacpp.inflight import make_decoder
 from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
 from inferno.core.engines.loading import DeviceMemory, EmbeddingDecodeSink, EngineLoad, LoadedEngine
 from inferno.core.gguf_header import read_gguf_metadata
@@ -35,8 +37,11 @@ def load(request: EngineLoad) -> LoadedEngine:
     init_llama_backend()
     read_gguf_metadata(request.path)  # a clear error for a missing or corrupt file before llama.cpp sees it
     request.report("reading_weights", 0.0)
+    cpu_path = process_cpu_path()  # probes the fast path in a child process before the first load
     rss_before = psutil.Process().memory_info().rss
-    model = GgufModel(request.path, lambda f: request.report("reading_weights", f * _WEIGHTS_SHARE))
+    model = GgufModel(
+        request.path, lambda f: request.report("reading_weights", f * _WEIGHTS_SHARE), cpu_path.repack
+    )
     request.report("creating_context", _WEIGHTS_SHARE)
     try:
         return _loaded(request, model, rss_before)
@@ -59,7 +64,7 @@ def _loaded(request: EngineLoad, model: GgufModel, rss_before: int) -> LoadedEng
         embedders.append(LlamaCppEmbedder(model, threads, on_decode))
         return embedders[-1]
 
-    decoder = None if embedding_only else LlamaCppDecoder(description.id, model, settings, context_length)
+    decoder = None if embedding_only else make_decoder(description.id, model, settings, context_length)
     template = None
     if decoder is not None:
         source = model.chat_template() or CHATML_TEMPLATE

@@ -33,14 +33,18 @@ def init_llama_backend() -> None:
 class GgufModel:
     """Owns a llama_model. Tokenization is thread-safe in llama.cpp, so any thread may call it."""
 
-    def __init__(self, path: Path, on_progress: Callable[[float], None] | None = None) -> None:
-        """on_progress gets the fraction of the weights read, 0 to 1, on the loading thread."""
+    def __init__(
+        self, path: Path, on_progress: Callable[[float], None] | None = None, repack: bool = True
+    ) -> None:
+        """on_progress gets the fraction of the weights read, 0 to 1, on the loading thread. repack: let
+        llama.cpp repack weights for its fast CPU kernels (extra buffer types; see cpu_path.py)."""
         if not path.is_file():
             raise InfernoError(
                 "model_load_failed", f"model file {path.name} does not exist", {"path": path.name}
             )
         self.path = path
         params = llama.llama_model_default_params()
+        params.use_extra_bufts = repack
         if on_progress is not None:
 
             def report(progress: float, _user_data: ctypes.c_void_p) -> bool:
