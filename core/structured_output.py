@@ -6,8 +6,6 @@ import json
 import math
 from typing import Any
 
-from llama_cpp.llama_grammar import json_schema_to_gbnf
-
 from inferno.core.struct_json import schema_from
 from inferno.errors import invalid_param
 from inferno.v1 import inference_service_pb2 as pb
@@ -21,6 +19,10 @@ _JSON_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 def grammar_for(response_format: pb.ResponseFormat) -> str | None:
     """The GBNF that constrains sampling to the format, or None for free text."""
+    # llama-cpp-python's schema converter is pure Python, but importing its package loads llama.cpp: only
+    # when a grammar is needed, so the GPU core starts without it.
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
     kind = response_format.type
     if kind in (pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED, pb.RESPONSE_FORMAT_TYPE_TEXT):
         return None

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-from llama_cpp.llama_grammar import SchemaConverter
-
 from inferno.core.structured_output import enforceable, json_strings_only
 from inferno.core.tools.policy import ToolMode, ToolPolicy
 
@@ -31,6 +29,9 @@ def _literal(text: str) -> str:
 
 
 def tool_call_grammar(policy: ToolPolicy) -> str:
+    # Imported here: importing llama-cpp-python's package loads llama.cpp (structured_output.py says why).
+    from llama_cpp.llama_grammar import SchemaConverter
+
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     rules: dict[str, str] = {}
     call_rules: list[str] = []
