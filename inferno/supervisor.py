@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inferno.config import CoreOptions, GatewayOptions
 from inferno.core_channel import sync_channel
 from inferno.engine_settings import ENGINE_SETTINGS
+from inferno.inflight import INFLIGHT_FILE_ENV, RequestShape, read_inflight
 from inferno.security_config import SecurityConfig, load_security_config
 
 _CORE_READY_TIMEOUT_S = 600.0
@@ -26,62 +26,6 @@ _RESTART_LIMIT = 5
 _RESTART_WINDOW_S = 60.0
 # Two deaths by a signal in a decode step within this long: the next request would kill it again.
 _CRASH_WINDOW_S = 600.0
-# The core child writes the shape of the decode step it runs to this file, and clears it after the step.
-INFLIGHT_FILE_ENV = "INFERNO_INFLIGHT_FILE"
-
-
-@dataclass(frozen=True)
-class RequestShape:
-    """One decode step of the core, as its supervisor learns it when the core dies in it."""
-
-    model: str
-    # Per sequence in the step: (prompt tokens, max_tokens).
-    sequences: tuple[tuple[int, int], ...]
-    # Tokens the step feeds to the model.
-    step_tokens: int
-
-    def describe(self) -> str:
-        prompts = "/".join(str(prompt) for prompt, _ in self.sequences)
-        max_tokens = "/".join(str(limit) for _, limit in self.sequences)
-        count = len(self.sequences)
-        return (
-            f"model {self.model}, {count} sequence{'s' if count != 1 else ''} "
-            f"(prompt tokens {prompts}, max_tokens {max_tokens}), a step of {self.step_tokens} tokens"
-        )
-
-
-class InflightRecord:
-    """The core's side: the shape of the step it is about to run, cleared when the step returns. A process
-    that dies by a signal leaves its last write in the page cache, where the supervisor reads it."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-
-    def begin(self, shape: RequestShape) -> None:
-        data = json.dumps(asdict(shape)).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
-
-    def end(self) -> None:
-        os.ftruncate(self._fd, 0)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def read_inflight(path: Path) -> RequestShape | None:
-    """The step the core was running when it died; None when it was between steps."""
-    try:
-        data = json.loads(path.read_bytes() or b"null")
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        sequences = tuple((int(prompt), int(limit)) for prompt, limit in data["sequences"])
-        return RequestShape(str(data["model"]), sequences, int(data["step_tokens"]))
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 class CrashLoopGuard:

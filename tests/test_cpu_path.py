@@ -10,7 +10,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -26,18 +25,10 @@ from inferno.core.engines.llamacpp.cpu_path import (
     choose_cpu_path,
 )
 from inferno.core.engines.llamacpp.cpu_probe import SIMULATE_CRASH_ENV, write_probe_model
-from inferno.core.engines.llamacpp.inflight import step_shape
 from inferno.core.engines.loading import EngineLoad
 from inferno.engine_settings import EngineSettings
-from inferno.supervisor import (
-    INFLIGHT_FILE_ENV,
-    CrashLoopGuard,
-    InflightRecord,
-    RequestShape,
-    _Child,
-    read_inflight,
-    supervise,
-)
+from inferno.inflight import INFLIGHT_FILE_ENV, InflightRecord, RequestShape, read_inflight
+from inferno.supervisor import CrashLoopGuard, _Child, supervise
 from tests.servers import running_inferno
 
 # A sanity bound only: the probe takes well under a second here; this catches a hang, not a slowdown.
@@ -168,19 +159,12 @@ def test_a_server_whose_fast_path_dies_serves_with_the_safe_path(tmp_path: Path)
 # ----------------------------------------------------------------------------------------------------
 # The supervisor's crash-loop guard
 
-_SHAPE = RequestShape("smollm2", ((40, 16),), 40)
+_SHAPE = RequestShape("smollm2", ((40, 16),))
 
 
 def test_the_core_records_each_step_and_clears_it_after(tmp_path: Path) -> None:
     record = InflightRecord(tmp_path / "inflight.json")
-    request = SimpleNamespace(prompt_tokens=tuple(range(40)), max_tokens=16)
-    other = SimpleNamespace(prompt_tokens=(1, 2, 3), max_tokens=7)
-    entries = [
-        SimpleNamespace(sequence=SimpleNamespace(request=request), tokens=tuple(range(32))),
-        SimpleNamespace(sequence=SimpleNamespace(request=other), tokens=(9,)),
-    ]
-    shape = step_shape("smollm2", entries)  # type: ignore[arg-type]
-    assert shape == RequestShape("smollm2", ((40, 16), (3, 7)), 33)
+    shape = RequestShape("smollm2", ((40, 16), (3, 7)))
     record.begin(shape)
     assert read_inflight(tmp_path / "inflight.json") == shape
     record.end()
@@ -193,8 +177,8 @@ def test_the_guard_stops_after_two_signal_deaths_in_a_step() -> None:
     assert guard.check(-4, _SHAPE, now=0.0) is None
     message = guard.check(-4, _SHAPE, now=10.0)
     assert message == (
-        "inferno: core died with SIGILL (signal 4) twice while serving model smollm2, 1 sequence "
-        "(prompt tokens 40, max_tokens 16), a step of 40 tokens; not restarting"
+        "inferno: core died with SIGILL (signal 4) twice while serving model smollm2, 1 sequence in flight "
+        "(prompt tokens 40, max_tokens 16); not restarting"
     )
 
 
@@ -209,11 +193,11 @@ def test_the_guard_restarts_a_core_that_exited_or_died_between_steps() -> None:
 _FAKE_CORE = """
 import os, signal, sys
 from pathlib import Path
-from inferno.supervisor import INFLIGHT_FILE_ENV, InflightRecord, RequestShape
+from inferno.inflight import INFLIGHT_FILE_ENV, InflightRecord, RequestShape
 with open(sys.argv[1], "a") as starts:
     starts.write("started\\n")
 if sys.argv[2] == "in-step":
-    InflightRecord(Path(os.environ[INFLIGHT_FILE_ENV])).begin(RequestShape("fake", ((40, 16),), 40))
+    InflightRecord(Path(os.environ[INFLIGHT_FILE_ENV])).begin(RequestShape("fake", ((40, 16),)))
 os.kill(os.getpid(), signal.SIGILL)
 """
 
@@ -248,7 +232,7 @@ def test_the_supervisor_does_not_restart_a_core_that_dies_twice_in_a_step(
     status, starts = _supervise_fake_core(tmp_path, "in-step")
     err = capsys.readouterr().err
     assert (status, starts) == (1, 2)
-    shape = "model fake, 1 sequence (prompt tokens 40, max_tokens 16), a step of 40 tokens"
+    shape = "model fake, 1 sequence in flight (prompt tokens 40, max_tokens 16)"
     assert f"inferno: core died with SIGILL (signal 4) while serving {shape}; restarting" in err
     assert f"inferno: core died with SIGILL (signal 4) twice while serving {shape}; not restarting" in err
 

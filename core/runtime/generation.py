@@ -26,6 +26,7 @@ from inferno.core.runtime.steppers import Stepper
 from inferno.core.text.detokenizer import IncrementalDetokenizer
 from inferno.core.text.stop import StopMatcher
 from inferno.errors import InfernoError
+from inferno.inflight import RequestShape, process_record
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class GenerationRuntime:
     """Runs one model's sequences on its own thread, whatever the engine's shape."""
 
     def __init__(self, name: str, stepper: Stepper, vocabulary: Vocabulary, stats: StatsRecorder) -> None:
+        self._name = name
+        self._inflight = process_record()
         self._stepper = stepper
         self._vocabulary = vocabulary
         self._stats = stats
@@ -162,8 +165,15 @@ class GenerationRuntime:
 
     def _step(self) -> None:
         started = time.monotonic()
+        if self._inflight is not None:
+            shape = tuple(
+                (len(s.request.prompt_tokens), s.request.max_tokens) for s in self._stepper.sequences()
+            )
+            self._inflight.begin(RequestShape(self._name, shape))
         try:
             result = self._stepper.step()
+            if self._inflight is not None:
+                self._inflight.end()
             self._apply(result, started)
         except Exception:
             # A bug must not kill the thread and leave every caller waiting forever: fail what is in flight,

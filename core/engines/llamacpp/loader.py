@@ -11,9 +11,8 @@ from inferno.core.chat_template import CHATML_TEMPLATE, ChatTemplate
 from inferno.core.engines.base import ModelDescription
 from inferno.core.engines.capabilities import EngineCapabilities
 from inferno.core.engines.llamacpp.cpu_path import process_cpu_path
-from inferno.core.engines.llamacpp.decoder import threads_for
+from inferno.core.engines.llamacpp.decoder import LlamaCppDecoder, threads_for
 from inferno.core.engines.llamacpp.embedder import LlamaCppEmbedder
-from inferno.core.engines.llamacpp.inflight import make_decoder
 from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
 from inferno.core.engines.loading import DeviceMemory, EmbeddingDecodeSink, EngineLoad, LoadedEngine
 from inferno.core.gguf_header import read_gguf_metadata
@@ -64,7 +63,7 @@ def _loaded(request: EngineLoad, model: GgufModel, rss_before: int) -> LoadedEng
         embedders.append(LlamaCppEmbedder(model, threads, on_decode))
         return embedders[-1]
 
-    decoder = None if embedding_only else make_decoder(description.id, model, settings, context_length)
+    decoder = None if embedding_only else LlamaCppDecoder(description.id, model, settings, context_length)
     template = None
     if decoder is not None:
         source = model.chat_template() or CHATML_TEMPLATE
