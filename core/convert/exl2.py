@@ -9,7 +9,6 @@ CPU install has neither.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from inferno.core.convert.converter import ConversionResult, Progress
+from inferno.core.engines.exllamav2.availability import exllamav2_missing
 from inferno.errors import InfernoError, invalid_param
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ MIN_BITS, MAX_BITS, DEFAULT_BITS = 2.0, 8.0, 4.0
 # The output head's width; the converter knows only these.
 HEAD_BITS_OPTIONS = (2, 3, 4, 5, 6, 8)
 DEFAULT_HEAD_BITS = 6
-INSTALL_HINT = "pip install 'inferno-server[exllamav2]'"
 
 # How often the progress callback runs while the converter is silent (a long layer), so a cancel gets through.
 _POLL_S = 0.5
@@ -63,13 +62,7 @@ def exl2_available() -> str | None:
 
     Looks for exllamav2 without importing it; imports torch (when installed) only when called.
     """
-    missing = []
-    if importlib.util.find_spec("exllamav2") is None:
-        missing.append(f"exllamav2 is not installed ({INSTALL_HINT})")
-    cuda = _cuda_missing()
-    if cuda:
-        missing.append(cuda)
-    return "; ".join(missing) or None
+    return exllamav2_missing()
 
 
 def require_exl2() -> None:
@@ -81,20 +74,6 @@ def require_exl2() -> None:
             f"EXL2 conversion runs ExLlamaV2 on a CUDA GPU, and cannot here: {reason}",
             {"reason": reason},
         )
-
-
-def _cuda_missing() -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "no CUDA device (torch is not installed)"
-    try:
-        import torch
-    except (ImportError, OSError) as error:  # a broken or mismatched install
-        return f"no CUDA device (torch does not import: {error})"
-    if torch.version.cuda is None and torch.version.hip is None:
-        return f"no CUDA device (torch {torch.__version__} is a CPU build)"
-    if not torch.cuda.is_available():
-        return "no CUDA device"
-    return None
 
 
 def parse_bits(text: str) -> float:

@@ -24,6 +24,8 @@ CAPABILITIES = EngineCapabilities(
     # Paged mode shares cache pages between sequences with a common prefix; unpaged mode reuses the
     # previous sequence's cache.
     prefix_reuse=True,
+    # POST /v1/convert with format exl2 runs ExLlamaV2's own converter (core/convert/exl2.py).
+    conversion_targets=("exl2",),
 )
 
 

@@ -8,7 +8,6 @@ package on the CPU install to read its capabilities.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 from inferno.core.chat_template import CHATML_TEMPLATE, ChatTemplate
 from inferno.core.engines.capabilities import EngineCapabilities
+from inferno.core.engines.exllamav2.availability import INSTALL_HINT, exllamav2_missing
 from inferno.core.engines.exllamav2.model_folder import chat_template_source, describe_model_folder
 from inferno.core.engines.loading import DeviceMemory, EngineLoad, LoadedEngine
 from inferno.engine_settings import EngineSettings
@@ -29,7 +29,6 @@ PAGE_TOKENS = 256
 # The generator's max_q_size default: tokens per sequence per forward pass. With the model's default
 # max_batch_size 1 and max_input_len 2048, 2048 / 8 = 256 sequences at most.
 _MAX_Q_SIZE = 8
-INSTALL_HINT = "pip install 'inferno-server[exllamav2]'"
 # The exllamav2 extra's Python packages.
 _EXTRA_MODULES = ("exllamav2", "tokenizers", "llguidance")
 # Share of a load's progress given to reading weights; building the generator and grammar tables is the rest.
@@ -176,7 +175,7 @@ def bias_tensor(logit_bias: tuple[tuple[int, float], ...], padded_vocab: int) ->
 def llguidance_filter_class(base: type) -> type:
     """An ExLlamaV2Filter that forwards the generator's calls to a grammar.GrammarConstraint."""
 
-    class LlguidanceFilter(base):  # type: ignore[valid-type, misc]
+    class LlguidanceFilter(base):
         def __init__(self, model: Any, tokenizer: Any, constraint: Any) -> None:
             super().__init__(model, tokenizer)
             self.constraint = constraint
@@ -201,27 +200,13 @@ def llguidance_filter_class(base: type) -> type:
 
 
 def _require_gpu() -> None:
-    missing = [f"{name} is not installed ({INSTALL_HINT})" for name in _EXTRA_MODULES if not _installed(name)]
-    if not _installed("torch"):
-        missing.append("no CUDA device (torch is not installed)")
-    else:
-        import torch
-
-        if torch.version.cuda is None:
-            missing.append(f"no CUDA device (torch {torch.__version__} is a CPU build)")
-        elif not torch.cuda.is_available():
-            missing.append("no CUDA device")
-    reason = "; ".join(missing)
+    reason = exllamav2_missing(_EXTRA_MODULES)
     if reason:
         raise InfernoError(
             "gpu_unavailable",
             f"ExLlamaV2 models run on a CUDA GPU, and cannot here: {reason}",
             {"reason": reason},
         )
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def _import_exllamav2() -> SimpleNamespace:
