@@ -68,6 +68,7 @@ def health_json(status: admin_service_pb2.GetServerStatusResponse) -> dict[str, 
         "model": status.default_model or None,
         "gpu_memory_used": gpu_memory,
         "gpu": system.gpu_name or None,
+        "cpu_path": system.cpu_path or None,
         "uptime_seconds": int(status.uptime_seconds),
         "gpu_unavailable_reason": system.gpu_unavailable_reason or None,
     }

@@ -51,6 +51,7 @@ def test_health_carries_the_fields_of_both_seed_documents() -> None:
         "model": "tiny",
         "gpu_memory_used": None,
         "gpu": None,
+        "cpu_path": None,
         "uptime_seconds": 8130,
         "gpu_unavailable_reason": "no CUDA device",
     }

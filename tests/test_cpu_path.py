@@ -148,7 +148,14 @@ def test_a_server_whose_fast_path_dies_serves_with_the_safe_path(tmp_path: Path)
         reply = http.post("/v1/chat/completions", json=body)
         assert reply.status_code == 200, reply.text
         assert reply.json()["usage"]["completion_tokens"] > 0
+        device = http.get(f"/v1/models/{model_id}/status").json()["engine"]["device"]
+        cpu_path_in_health = http.get("/health").json()["cpu_path"]
         log = server.log_path.read_text()
+    assert (
+        device
+        == cpu_path_in_health
+        == "cpu, weights not repacked (the fast path died with SIGILL in a probe)"
+    )
     assert "llama.cpp CPU path: weights not repacked" in log
     assert "the fast path died with SIGILL in a probe" in log
     assert [(e["repack"], e["reason"]) for e in _cached(tmp_path / "inferno")] == [

@@ -52,6 +52,8 @@ class DeviceMemory:
     device_bytes: int = 0
     # The accelerator's name ("NVIDIA H200"); empty for CPU engines.
     device_name: str = ""
+    # CPU engines: how the weights run on this CPU and why ("cpu, repacked weights (probe passed)").
+    cpu_path: str = ""
 
 
 @dataclass

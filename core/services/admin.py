@@ -42,7 +42,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             memory_total_bytes=memory.total,
             process_rss_bytes=self._process.memory_info().rss,
         )
-        on_gpu = [m for m in (e.memory() for e in self._manager.loaded_engines()) if m.device_name]
+        memories = [e.memory() for e in self._manager.loaded_engines()]
+        system.cpu_path = next((m.cpu_path for m in memories if m.cpu_path), "")
+        on_gpu = [m for m in memories if m.device_name]
         if on_gpu:
             system.gpu_memory_used_bytes = sum(m.device_bytes for m in on_gpu)
             system.gpu_name = on_gpu[0].device_name

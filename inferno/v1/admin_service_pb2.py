@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einferno/v1/admin_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\"\x18\n\x16GetServerStatusRequest\"\x92\x02\n\x0fSystemResources\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x02\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\x12\x19\n\x11process_rss_bytes\x18\x04 \x01(\x04\x12\x18\n\x0bgpu_percent\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x1e\n\x16gpu_unavailable_reason\x18\x07 \x01(\t\x12\x10\n\x08gpu_name\x18\x08 \x01(\tB\x0e\n\x0c_gpu_percentB\x18\n\x16_gpu_memory_used_bytes\"\x83\x03\n\x17GetServerStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x15\n\rmodels_loaded\x18\x03 \x03(\t\x12\x15\n\rdefault_model\x18\x04 \x01(\t\x12+\n\x06system\x18\x05 \x01(\x0b\x32\x1b.inferno.v1.SystemResources\x12\x1e\n\x16generated_tokens_total\x18\x06 \x01(\x04\x12\x16\n\x0erequests_total\x18\x07 \x01(\x04\x12\x16\n\x0emodels_loading\x18\x08 \x03(\t\x12\x15\n\rmodels_failed\x18\t \x03(\t\x12/\n\rhealth_status\x18\n \x01(\x0e\x32\x18.inferno.v1.HealthStatus\x12\x15\n\rhealth_reason\x18\x0b \x01(\t\x12\x35\n\x10websocket_limits\x18\x0c \x01(\x0b\x32\x1b.inferno.v1.WebSocketLimits\"E\n\x0fWebSocketLimits\x12\x1b\n\x13messages_per_second\x18\x01 \x01(\r\x12\x15\n\rmessage_burst\x18\x02 \x01(\r\"\x13\n\x11GetMetricsRequest\"\"\n\x12GetMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\t*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\xf6\x01\n\x0c\x41\x64minService\x12y\n\x0fGetServerStatus\x12\".inferno.v1.GetServerStatusRequest\x1a#.inferno.v1.GetServerStatusResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/server/status\x12k\n\nGetMetrics\x12\x1d.inferno.v1.GetMetricsRequest\x1a\x1e.inferno.v1.GetMetricsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/server/metricsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einferno/v1/admin_service.proto\x12\ninferno.v1\x1a\x1cgoogle/api/annotations.proto\"\x18\n\x16GetServerStatusRequest\"\xa4\x02\n\x0fSystemResources\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x02\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\x12\x19\n\x11process_rss_bytes\x18\x04 \x01(\x04\x12\x18\n\x0bgpu_percent\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x1e\n\x16gpu_unavailable_reason\x18\x07 \x01(\t\x12\x10\n\x08gpu_name\x18\x08 \x01(\t\x12\x10\n\x08\x63pu_path\x18\t \x01(\tB\x0e\n\x0c_gpu_percentB\x18\n\x16_gpu_memory_used_bytes\"\x83\x03\n\x17GetServerStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x15\n\rmodels_loaded\x18\x03 \x03(\t\x12\x15\n\rdefault_model\x18\x04 \x01(\t\x12+\n\x06system\x18\x05 \x01(\x0b\x32\x1b.inferno.v1.SystemResources\x12\x1e\n\x16generated_tokens_total\x18\x06 \x01(\x04\x12\x16\n\x0erequests_total\x18\x07 \x01(\x04\x12\x16\n\x0emodels_loading\x18\x08 \x03(\t\x12\x15\n\rmodels_failed\x18\t \x03(\t\x12/\n\rhealth_status\x18\n \x01(\x0e\x32\x18.inferno.v1.HealthStatus\x12\x15\n\rhealth_reason\x18\x0b \x01(\t\x12\x35\n\x10websocket_limits\x18\x0c \x01(\x0b\x32\x1b.inferno.v1.WebSocketLimits\"E\n\x0fWebSocketLimits\x12\x1b\n\x13messages_per_second\x18\x01 \x01(\r\x12\x15\n\rmessage_burst\x18\x02 \x01(\r\"\x13\n\x11GetMetricsRequest\"\"\n\x12GetMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\t*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\xf6\x01\n\x0c\x41\x64minService\x12y\n\x0fGetServerStatus\x12\".inferno.v1.GetServerStatusRequest\x1a#.inferno.v1.GetServerStatusResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/server/status\x12k\n\nGetMetrics\x12\x1d.inferno.v1.GetMetricsRequest\x1a\x1e.inferno.v1.GetMetricsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/server/metricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,20 +36,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINSERVICE'].methods_by_name['GetServerStatus']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/server/status'
   _globals['_ADMINSERVICE'].methods_by_name['GetMetrics']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['GetMetrics']._serialized_options = b'\202\323\344\223\002\030\022\026/api/v1/server/metrics'
-  _globals['_HEALTHSTATUS']._serialized_start=898
-  _globals['_HEALTHSTATUS']._serialized_end=1027
+  _globals['_HEALTHSTATUS']._serialized_start=916
+  _globals['_HEALTHSTATUS']._serialized_end=1045
   _globals['_GETSERVERSTATUSREQUEST']._serialized_start=76
   _globals['_GETSERVERSTATUSREQUEST']._serialized_end=100
   _globals['_SYSTEMRESOURCES']._serialized_start=103
-  _globals['_SYSTEMRESOURCES']._serialized_end=377
-  _globals['_GETSERVERSTATUSRESPONSE']._serialized_start=380
-  _globals['_GETSERVERSTATUSRESPONSE']._serialized_end=767
-  _globals['_WEBSOCKETLIMITS']._serialized_start=769
-  _globals['_WEBSOCKETLIMITS']._serialized_end=838
-  _globals['_GETMETRICSREQUEST']._serialized_start=840
-  _globals['_GETMETRICSREQUEST']._serialized_end=859
-  _globals['_GETMETRICSRESPONSE']._serialized_start=861
-  _globals['_GETMETRICSRESPONSE']._serialized_end=895
-  _globals['_ADMINSERVICE']._serialized_start=1030
-  _globals['_ADMINSERVICE']._serialized_end=1276
+  _globals['_SYSTEMRESOURCES']._serialized_end=395
+  _globals['_GETSERVERSTATUSRESPONSE']._serialized_start=398
+  _globals['_GETSERVERSTATUSRESPONSE']._serialized_end=785
+  _globals['_WEBSOCKETLIMITS']._serialized_start=787
+  _globals['_WEBSOCKETLIMITS']._serialized_end=856
+  _globals['_GETMETRICSREQUEST']._serialized_start=858
+  _globals['_GETMETRICSREQUEST']._serialized_end=877
+  _globals['_GETMETRICSRESPONSE']._serialized_start=879
+  _globals['_GETMETRICSRESPONSE']._serialized_end=913
+  _globals['_ADMINSERVICE']._serialized_start=1048
+  _globals['_ADMINSERVICE']._serialized_end=1294
 # @@protoc_insertion_point(module_scope)

@@ -71,6 +71,7 @@ class SystemResources(_message.Message):
     GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
     GPU_UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
     GPU_NAME_FIELD_NUMBER: _builtins.int
+    CPU_PATH_FIELD_NUMBER: _builtins.int
     cpu_percent: _builtins.float
     """Percent of all cores, 0 to 100."""
     memory_used_bytes: _builtins.int
@@ -84,6 +85,10 @@ class SystemResources(_message.Message):
     """Why GPU figures are missing, if they are."""
     gpu_name: _builtins.str
     """The GPU the loaded models use ("NVIDIA H200"), from the engine (torch); empty without one."""
+    cpu_path: _builtins.str
+    """How llama.cpp runs on this CPU once a GGUF model has loaded, and why ("cpu, weights not repacked (the
+    fast path died with SIGILL in a probe)"); empty before.
+    """
     def __init__(
         self,
         *,
@@ -95,10 +100,11 @@ class SystemResources(_message.Message):
         gpu_memory_used_bytes: _builtins.int | None = ...,
         gpu_unavailable_reason: _builtins.str = ...,
         gpu_name: _builtins.str = ...,
+        cpu_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_percent", b"gpu_percent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "cpu_percent", b"cpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_name", b"gpu_name", "gpu_percent", b"gpu_percent", "gpu_unavailable_reason", b"gpu_unavailable_reason", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "process_rss_bytes", b"process_rss_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes", "_gpu_percent", b"_gpu_percent", "cpu_path", b"cpu_path", "cpu_percent", b"cpu_percent", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_name", b"gpu_name", "gpu_percent", b"gpu_percent", "gpu_unavailable_reason", b"gpu_unavailable_reason", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "process_rss_bytes", b"process_rss_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gpu_memory_used_bytes: _TypeAlias = _typing.Literal["gpu_memory_used_bytes"]  # noqa: Y015
     _WhichOneofArgType__gpu_memory_used_bytes: _TypeAlias = _typing.Literal["_gpu_memory_used_bytes", b"_gpu_memory_used_bytes"]  # noqa: Y015

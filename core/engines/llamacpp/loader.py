@@ -43,13 +43,13 @@ def load(request: EngineLoad) -> LoadedEngine:
     )
     request.report("creating_context", _WEIGHTS_SHARE)
     try:
-        return _loaded(request, model, rss_before)
+        return _loaded(request, model, rss_before, cpu_path.device)
     except BaseException:
         model.close()
         raise
 
 
-def _loaded(request: EngineLoad, model: GgufModel, rss_before: int) -> LoadedEngine:
+def _loaded(request: EngineLoad, model: GgufModel, rss_before: int, cpu_path: str) -> LoadedEngine:
     settings = request.settings
     threads = threads_for(settings)
     embedding_only = model.metadata("general.architecture") in EMBEDDING_ONLY_ARCHITECTURES
@@ -82,7 +82,7 @@ def _loaded(request: EngineLoad, model: GgufModel, rss_before: int) -> LoadedEng
         chat_template=template,
         generator=decoder,
         make_embedder=make_embedder,
-        memory=lambda: DeviceMemory(host_bytes=host_bytes),
+        memory=lambda: DeviceMemory(host_bytes=host_bytes, cpu_path=cpu_path),
         close=close,
     )
 
