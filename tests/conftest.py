@@ -12,9 +12,17 @@ import pytest
 from openai import OpenAI
 
 from inferno.core.embedded import embedded_model_path
+from inferno.core.engines.llamacpp.cpu_path import apply_to_llama_cpp_python, process_cpu_path
 from inferno.v1 import model_service_pb2_grpc
 from tests.security_fixtures import SecuredServer, write_secured_config
 from tests.servers import RunningServer, running_inferno
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reference_models_take_the_cores_cpu_path() -> None:
+    """llama-cpp-python models the tests build as references load the way the core does: without repacked
+    weights on a CPU whose fast path crashes (core/engines/llamacpp/cpu_path.py)."""
+    apply_to_llama_cpp_python(process_cpu_path().repack)
 
 
 @pytest.fixture(scope="session")
