@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from chat_prompts import QUESTIONS, render_prompt
 
 from inferno.v1 import (
     common_pb2,
@@ -41,28 +42,11 @@ from inferno.v1 import (
     model_service_pb2_grpc,
 )
 
-SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-QUESTIONS = (
-    "Explain in detail how a steam engine works.",
-    "Describe the water cycle step by step.",
-    "What were the main causes of the French Revolution?",
-    "How do vaccines train the immune system?",
-    "Give me detailed tips for learning a new programming language.",
-    "Describe the life cycle of a star.",
-    "What should I pack for a week-long hiking trip?",
-    "Explain how the internet works to a beginner.",
-)
 STREAM_TIMEOUT_S = 300.0
 
 
-def render_prompt(number: int) -> str:
-    """ChatML as the model's template renders it; the request number keeps prompts apart beyond the header."""
-    question = QUESTIONS[number % len(QUESTIONS)]
-    return (
-        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
-        f"<|im_start|>user\nRequest {number:04d}. {question}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+def _numbered_prompt(number: int) -> str:
+    return render_prompt(QUESTIONS[number % len(QUESTIONS)], number)
 
 
 @dataclass(frozen=True)
@@ -349,7 +333,7 @@ def to_json(
 def _prompts(config: BenchConfig) -> tuple[list[Sequence[int] | str], list[Sequence[int]] | None]:
     """The prompts for the core and, with a model folder, the same as token ids for transformers."""
     count = max(config.streams)
-    texts = [render_prompt(number) for number in range(count)]
+    texts = [_numbered_prompt(number) for number in range(count)]
     if config.model_dir is None:
         return list(texts), None
     from transformers import AutoTokenizer
