@@ -1136,23 +1136,35 @@ Global___DetokenizeResponse: _TypeAlias = DetokenizeResponse  # noqa: Y015
 
 @_typing.final
 class BatchItem(_message.Message):
+    """One request of a batch: a chat completion (params) or a text completion (completion_params), exactly one
+    of the two. A model left empty is the batch's.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
+    COMPLETION_PARAMS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The caller's id for this item, echoed in its result."""
     @_builtins.property
-    def params(self) -> Global___ChatCompletionParams: ...
+    def params(self) -> Global___ChatCompletionParams:
+        """A chat item (messages)."""
+
+    @_builtins.property
+    def completion_params(self) -> Global___CompletionParams:
+        """A text-completion item (prompts)."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         params: Global___ChatCompletionParams | None = ...,
+        completion_params: Global___CompletionParams | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completion_params", b"completion_params", "params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "params", b"params"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_params", b"completion_params", "id", b"id", "params", b"params"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1163,16 +1175,22 @@ class CreateBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The batch's model, required. It is checked once before any item runs: an unknown model fails the whole
+    batch (NOT_FOUND, model_not_found), as do the other reasons it cannot serve. Items may name another.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___BatchItem] | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "model", b"model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1233,23 +1251,31 @@ class BatchItemResult(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     COMPLETION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    TEXT_COMPLETION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     @_builtins.property
-    def completion(self) -> Global___CreateChatCompletionResponse: ...
+    def completion(self) -> Global___CreateChatCompletionResponse:
+        """The answer to a chat item."""
+
     @_builtins.property
     def error(self) -> Global___BatchItemError: ...
+    @_builtins.property
+    def text_completion(self) -> Global___CreateCompletionResponse:
+        """The answer to a text-completion item."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         completion: Global___CreateChatCompletionResponse | None = ...,
         error: Global___BatchItemError | None = ...,
+        text_completion: Global___CreateCompletionResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "error", b"error", "outcome", b"outcome", "text_completion", b"text_completion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "error", b"error", "id", b"id", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "error", b"error", "id", b"id", "outcome", b"outcome", "text_completion", b"text_completion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["completion", "error"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["completion", "error", "text_completion"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 

@@ -110,7 +110,8 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateBatch(self, request, context):
-        """Runs many chat completions at once through the continuous batcher; one failing item fails alone.
+        """Runs many chat and text completions at once through the continuous batcher. One failing item fails
+        alone; a batch the core cannot take (too many items, no model, a model it cannot serve) fails whole.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,9 @@ class InferenceServiceStub:
     StreamCompletion: _grpc.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]
     """Continues a text prompt and streams the continuation as it is produced."""
     CreateBatch: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.CreateBatchRequest, _inference_service_pb2.CreateBatchResponse]
-    """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
+    """Runs many chat and text completions at once through the continuous batcher. One failing item fails
+    alone; a batch the core cannot take (too many items, no model, a model it cannot serve) fails whole.
+    """
     Tokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]
@@ -66,7 +68,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     StreamCompletion: _aio.UnaryStreamMultiCallable[_inference_service_pb2.StreamCompletionRequest, _inference_service_pb2.StreamCompletionResponse]  # type: ignore[assignment]
     """Continues a text prompt and streams the continuation as it is produced."""
     CreateBatch: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.CreateBatchRequest, _inference_service_pb2.CreateBatchResponse]  # type: ignore[assignment]
-    """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
+    """Runs many chat and text completions at once through the continuous batcher. One failing item fails
+    alone; a batch the core cannot take (too many items, no model, a model it cannot serve) fails whole.
+    """
     Tokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.TokenizeRequest, _inference_service_pb2.TokenizeResponse]  # type: ignore[assignment]
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]  # type: ignore[assignment]
@@ -117,7 +121,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_service_pb2.CreateBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_service_pb2.CreateBatchResponse, _abc.Awaitable[_inference_service_pb2.CreateBatchResponse]]:
-        """Runs many chat completions at once through the continuous batcher; one failing item fails alone."""
+        """Runs many chat and text completions at once through the continuous batcher. One failing item fails
+        alone; a batch the core cannot take (too many items, no model, a model it cannot serve) fails whole.
+        """
 
     @_abc_1.abstractmethod
     def Tokenize(

@@ -301,7 +301,7 @@ class GetModelStatusResponse(_message.Message):
     model_id: _builtins.str
     state: Global___ModelState.ValueType
     memory_bytes: _builtins.int
-    """Measured while loaded; the estimate otherwise."""
+    """Measured while loaded; 0 in every other state (Model.estimated_memory_bytes is the estimate)."""
     load_progress: _builtins.float
     """While loading: 0 to 100."""
     error: _builtins.str
