@@ -160,9 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_arguments(convert)
 
     gateway = commands.add_parser("gateway", help="run the HTTP/WebSocket gateway alone")
-    gateway.add_argument("--core", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", metavar="HOST:PORT")
-    gateway.add_argument("--host", default=DEFAULT_HOST)
-    gateway.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
+    gateway.add_argument(
+        "--core",
+        default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}",
+        metavar="HOST:PORT",
+        help="gRPC address of the running core to serve (default: %(default)s)",
+    )
+    gateway.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
+    gateway.add_argument(
+        "--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (default: %(default)s)"
+    )
     gateway.add_argument("--config", type=Path, help="inferno.toml: its [security] table")
     _add_security_arguments(gateway)
     return parser
@@ -197,7 +204,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
         from inferno.convert_cli import run_convert_command
 
-        return run_convert_command(args.source, args.to, args.quant, args.out, bits=args.bits)
+        return run_convert_command(
+            args.source, args.to, args.quant, args.out, bits=args.bits, force=args.force
+        )
     if args.command == "keys":
         from inferno.keys_cli import KeyCommand, run_keys_command
         from inferno.security_config import load_security_config

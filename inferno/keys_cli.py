@@ -39,9 +39,19 @@ def run_keys_command(
         else:
             _on_server(command, security, core, out)
     except InfernoError as error:
-        print(f"inferno keys {command.action}: {error.code}: {error.message}", file=sys.stderr)
+        message = error.message
+        if core is not None and error.code in _ADMIN_KEY_CODES:
+            message = f"{message}; {_ADMIN_KEY_HINT}"
+        print(f"inferno keys {command.action}: {error.code}: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+# A running core manages keys only for its admin key (or a key with the admin permission).
+_ADMIN_KEY_CODES = ("authentication_failed", "permission_denied")
+_ADMIN_KEY_HINT = (
+    "set INFERNO_ADMIN_KEY to the server's admin key (or admin_key_file in [security] of the --config file)"
+)
 
 
 def _on_database(command: KeyCommand, security: SecurityConfig, out: TextIO) -> None:

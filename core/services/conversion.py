@@ -63,7 +63,8 @@ class ConversionServicer(conversion_service_pb2_grpc.ConversionServiceServicer):
         if not self._roots:
             raise InfernoError(
                 "invalid_parameters",
-                "conversion needs a models directory: set [server] models_dirs in inferno.toml",
+                "conversion needs a models directory: set models_dirs in [server] of inferno.toml, "
+                "or pass --models-dir DIR to inferno serve (or inferno core)",
             )
         if not request.source:
             raise invalid_param("source_model", "'source_model' is required")
