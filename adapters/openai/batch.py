@@ -1,8 +1,10 @@
-"""POST /v1/batch: the seed's batch of chat requests, sent to the core as one CreateBatch call.
+"""POST /v1/batch: the seed's batch of chat (`messages`) and completion (`prompt`) requests, sent to the core
+as one CreateBatch call.
 
 Top-level fields are defaults for every item; an item's own fields win. An item that fails here (bad shape)
-or in the core gets an error entry under its id; the others are unaffected. The core caps the items it takes
-([security] max_batch_items) and refuses a larger batch whole; that error is the response.
+or in the core gets an error entry under its id; the others are unaffected. What is wrong with the batch as a
+whole is the response, with its own status: a body that is not a batch (400), no model (400), a model the
+core cannot serve (404 model_not_found and the like), more items than [security] max_batch_items (400).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from inferno.errors import InfernoError, details_from_metadata, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 
 from ..core_client import CORE
-from .requests import parse_chat_request, parse_json_object
-from .responses import chat_completion_json
+from .requests import optional_str, parse_chat_request, parse_completion_request, parse_json_object
+from .responses import chat_completion_json, completion_json
 
 JsonObject = dict[str, Any]
 
@@ -26,7 +28,9 @@ async def batch(request: web.Request) -> web.Response:
     body = parse_json_object(await request.read())
     items = body.get("requests")
     if not isinstance(items, list) or not items:
-        raise invalid_param("requests", "'requests' must be a non-empty array of chat requests")
+        raise invalid_param("requests", "'requests' must be a non-empty array of chat or completion requests")
+    # Missing or empty is the core's to refuse (gRPC callers meet the same check); a wrong type is JSON shape.
+    model = optional_str(body.get("model"), "model") or ""
     defaults = {k: v for k, v in body.items() if k != "requests"}
     entries: list[JsonObject | None] = []
     accepted: list[tuple[int, pb.BatchItem]] = []
@@ -36,40 +40,50 @@ async def batch(request: web.Request) -> web.Response:
             entries.append({"id": item_id, "error": parsed.to_body()["error"]})
         else:
             entries.append(None)
-            accepted.append((index, pb.BatchItem(id=str(item_id), params=parsed)))
-    if accepted:
-        core = request.app[CORE]
-        reply = await core.unary(
-            request, core.inference.CreateBatch, pb.CreateBatchRequest(items=[i for _, i in accepted])
-        )
-        for (index, _item), result in zip(accepted, reply.results, strict=True):
-            entries[index] = _result_json(items[index].get("id"), result)
+            accepted.append((index, parsed))
+    # Called even when every item failed here: the batch's own errors (its model) come first.
+    core = request.app[CORE]
+    reply = await core.unary(
+        request,
+        core.inference.CreateBatch,
+        pb.CreateBatchRequest(model=model, items=[item for _, item in accepted]),
+    )
+    for (index, _item), result in zip(accepted, reply.results, strict=True):
+        entries[index] = _result_json(items[index].get("id"), result)
     return web.json_response({"object": "batch_completion", "responses": entries})
 
 
-def _parse_item(
-    index: int, item: Any, defaults: JsonObject
-) -> tuple[Any, pb.ChatCompletionParams | InfernoError]:
+def _parse_item(index: int, item: Any, defaults: JsonObject) -> tuple[Any, pb.BatchItem | InfernoError]:
+    """The item as a BatchItem: a completion when it (or the defaults) has 'prompt', else a chat request."""
+    where = f"requests[{index}]"
     if not isinstance(item, dict):
-        return None, invalid_param(f"requests[{index}]", f"'requests[{index}]' must be an object")
+        return None, invalid_param(where, f"'{where}' must be an object")
     item_id = item.get("id")
     if not isinstance(item_id, str | int) or isinstance(item_id, bool):
-        return None, invalid_param(
-            f"requests[{index}].id", f"'requests[{index}].id' must be a string or an integer"
-        )
+        return None, invalid_param(f"{where}.id", f"'{where}.id' must be a string or an integer")
     merged = {**defaults, **{k: v for k, v in item.items() if k != "id"}}
     if merged.get("stream"):
-        return item_id, invalid_param(f"requests[{index}].stream", "batch items cannot stream")
+        return item_id, invalid_param(f"{where}.stream", "batch items cannot stream")
+    if "prompt" in merged and "messages" in merged:
+        return item_id, invalid_param(
+            where, f"'{where}' has both 'messages' (chat) and 'prompt' (completion); give one"
+        )
     try:
-        return item_id, parse_chat_request(merged).params
+        if "prompt" in merged:
+            completion = parse_completion_request(merged).params
+            return item_id, pb.BatchItem(id=str(item_id), completion_params=completion)
+        return item_id, pb.BatchItem(id=str(item_id), params=parse_chat_request(merged).params)
     except InfernoError as error:
         return item_id, error
 
 
 def _result_json(item_id: Any, result: pb.BatchItemResult) -> JsonObject:
-    if result.WhichOneof("outcome") == "error":
+    outcome = result.WhichOneof("outcome")
+    if outcome == "error":
         error = InfernoError(
             result.error.code, result.error.message, details_from_metadata(result.error.details)
         )
         return {"id": item_id, "error": error.to_body()["error"]}
+    if outcome == "text_completion":
+        return {**completion_json(result.text_completion), "id": item_id}
     return {**chat_completion_json(result.completion), "id": item_id}

@@ -9,11 +9,18 @@ from collections.abc import AsyncIterator
 import grpc
 
 from inferno.core.model_manager import ModelManager
+from inferno.core.services.capability_check import require_generation
 from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
 from inferno.core.services.completions import complete, plan_completion, stream_completion
 from inferno.core.services.embeddings import create_embeddings
 from inferno.core.tools.prompt import messages_for_template
-from inferno.core.validation import DEFAULT_LIMITS, RequestLimits, check_messages, check_token_ids
+from inferno.core.validation import (
+    DEFAULT_LIMITS,
+    RequestLimits,
+    check_messages,
+    check_model,
+    check_token_ids,
+)
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
@@ -57,16 +64,18 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def CreateBatch(
         self, request: pb.CreateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateBatchResponse:
-        """All items go to the engines at once, so the continuous batcher decodes them together."""
+        """All items go to the engines at once, so the continuous batcher decodes them together. What is
+        wrong with the batch as a whole (too many items, no model, a model that cannot serve) fails it before
+        any item runs; what is wrong with one item is that item's result."""
         self._limits.check_batch_size(len(request.items))
-        results = await asyncio.gather(*(self._batch_item(item) for item in request.items))
+        model = check_model(request.model)
+        require_generation(await self._manager.engine_for(model))
+        results = await asyncio.gather(*(self._batch_item(item, model) for item in request.items))
         return pb.CreateBatchResponse(results=results)
 
-    async def _batch_item(self, item: pb.BatchItem) -> pb.BatchItemResult:
+    async def _batch_item(self, item: pb.BatchItem, model: str) -> pb.BatchItemResult:
         try:
-            completion = await complete_chat(
-                await plan_chat(self._manager.engine_for, item.params, self._limits)
-            )
+            return await self._run_batch_item(item, model)
         except Exception as exc:  # one item's failure is its own result, never the batch's
             if not isinstance(exc, InfernoError):
                 log.exception("batch item %r failed", item.id)
@@ -79,7 +88,23 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                 code=error.code, message=error.message, details=error.details_as_metadata()
             )
             return pb.BatchItemResult(id=item.id, error=failure)
-        return pb.BatchItemResult(id=item.id, completion=completion)
+
+    async def _run_batch_item(self, item: pb.BatchItem, model: str) -> pb.BatchItemResult:
+        if item.HasField("params") == item.HasField("completion_params"):
+            raise invalid_param(
+                "requests", "a batch item is either a chat request ('messages') or a completion ('prompt')"
+            )
+        if item.HasField("completion_params"):
+            completion_params = pb.CompletionParams()
+            completion_params.CopyFrom(item.completion_params)
+            completion_params.model = completion_params.model or model
+            job = await plan_completion(self._manager.engine_for, completion_params, False, self._limits)
+            return pb.BatchItemResult(id=item.id, text_completion=await complete(job))
+        chat_params = pb.ChatCompletionParams()
+        chat_params.CopyFrom(item.params)
+        chat_params.model = chat_params.model or model
+        chat = await plan_chat(self._manager.engine_for, chat_params, self._limits)
+        return pb.BatchItemResult(id=item.id, completion=await complete_chat(chat))
 
     async def Tokenize(
         self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
