@@ -33,17 +33,21 @@ def model_status_json(
     status: model_service_pb2.GetModelStatusResponse, model: model_service_pb2.Model
 ) -> dict[str, Any]:
     stats = status.stats
+    # Only a loaded model holds memory: null in every other state, where the estimate has its own field.
+    memory = (
+        human_bytes(status.memory_bytes) if status.state == model_service_pb2.MODEL_STATE_LOADED else None
+    )
     return {
         "model_id": status.model_id,
         "status": state_name(status.state),
         "backend": model.format,
-        "memory_usage": human_bytes(status.memory_bytes),
+        "memory_usage": memory,
         "metrics": {
             "total_requests": stats.requests_total,
             "avg_latency_ms": _from_float32(stats.avg_latency_ms),
             "tokens_per_second": _from_float32(stats.tokens_per_second),
             "last_used": iso_utc(stats.last_used),
-            "memory_usage": human_bytes(status.memory_bytes),
+            "memory_usage": memory,
             "queue_depth": stats.waiting_sequences,
             "running_sequences": stats.running_sequences,
         },

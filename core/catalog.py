@@ -49,10 +49,10 @@ class ModelEntry:
     convert_quantization: str = "f16"
 
     def with_file_facts(self) -> ModelEntry:
-        """The entry with the file's current size and time: a file made after start-up (a conversion on first
-        use) had neither when the catalog was built."""
+        """The entry with the file's current size: a file made after start-up (a conversion on first use) had
+        none when the catalog was built. An entry made from a source keeps the source's time."""
         created, size = _file_facts(self.path)
-        return replace(self, created=created, file_size_bytes=size)
+        return replace(self, created=self.created if self.convert_from else created, file_size_bytes=size)
 
     def estimated_memory_bytes(self) -> int:
         """Weights (the file) + KV cache for every parallel sequence + a fixed overhead. A file whose header
@@ -123,7 +123,7 @@ def build_catalog(
     if source is not None and data_dir is not None and not any(e.id == EMBEDDING_MODEL_ID for e in entries):
         converted = data_dir / "models" / f"{EMBEDDING_MODEL_ID}.{EMBEDDING_MODEL_QUANTIZATION}.gguf"
         entry = _entry(EMBEDDING_MODEL_ID, converted, EMBEDDING_MODEL_OWNER, defaults, False, None)
-        add(replace(entry, convert_from=source, convert_quantization=EMBEDDING_MODEL_QUANTIZATION))
+        add(_converted_from(entry, source, EMBEDDING_MODEL_QUANTIZATION))
     if not any(e.load_at_start for e in entries):
         first = next((e for e in entries if e.id == EMBEDDED_MODEL_ID), entries[0])
         entries[entries.index(first)] = _with_load_at_start(first)
@@ -192,6 +192,13 @@ def _entry(
         created=created,
         file_size_bytes=size,
     )
+
+
+def _converted_from(entry: ModelEntry, source: Path, quantization: str) -> ModelEntry:
+    """An entry whose file is made from source on first load. Its created time is the source's, before and
+    after the conversion, so the models list shows one real time from the start."""
+    created, _size = _file_facts(source)
+    return replace(entry, convert_from=source, convert_quantization=quantization, created=created)
 
 
 def _file_facts(path: Path) -> tuple[int, int]:

@@ -165,9 +165,15 @@ def check_stop(limits: common_pb2.GenerationLimits) -> tuple[str, ...]:
 
 
 def resolve_max_tokens(
-    limits: common_pb2.GenerationLimits, prompt_tokens: int, context_length: int, allow_zero: bool = False
+    limits: common_pb2.GenerationLimits,
+    prompt_tokens: int,
+    context_length: int,
+    prompt_param: str,
+    allow_zero: bool = False,
 ) -> int:
-    """max_tokens as asked, or the default capped to the room left; over the context length is an error.
+    """max_tokens as asked, or the default capped to the room left; over the context length is an error that
+    names max_tokens when it was asked for and there is room for a token, else prompt_param: the field the
+    client sent the prompt in ("messages", "prompt", "prompt[1]").
 
     allow_zero: 0 is valid (echo: score the prompt, generate nothing)."""
     room = context_length - prompt_tokens
@@ -185,7 +191,7 @@ def resolve_max_tokens(
             f"{prompt_tokens + asked} tokens ({prompt_tokens} in the prompt, {asked} for the completion). "
             "Please reduce the prompt or max_tokens.",
             {
-                "param": "max_tokens" if limits.HasField("max_tokens") and room >= 1 else "messages",
+                "param": "max_tokens" if limits.HasField("max_tokens") and room >= 1 else prompt_param,
                 "context_length": str(context_length),
                 "prompt_tokens": str(prompt_tokens),
                 "max_tokens": str(asked),

@@ -191,6 +191,31 @@ def test_max_tokens_0_without_echo_is_refused(http: httpx.Client, model_id: str)
     assert reply.json()["error"]["details"]["param"] == "max_tokens"
 
 
+# Longer than the model's 8192-token context.
+TOO_LONG = "word " * 9000
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value", "param"),
+    [
+        ("/v1/completions", "prompt", TOO_LONG, "prompt"),
+        ("/v1/completions", "prompt", [1] * 9000, "prompt"),
+        ("/v1/completions", "prompt", ["Hello", TOO_LONG], "prompt[1]"),
+        ("/v1/completions", "prompt", [[1, 2], [1] * 9000], "prompt[1]"),
+        ("/v1/chat/completions", "messages", [{"role": "user", "content": TOO_LONG}], "messages"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_context_length_exceeded_names_the_field_the_prompt_came_in(
+    http: httpx.Client, model_id: str, path: str, field: str, value: object, param: str, stream: bool
+) -> None:
+    reply = http.post(path, json={"model": model_id, field: value, "stream": stream})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["details"]["param"] == param
+
+
 def test_prompt_tokens_are_counted_once_however_many_choices(openai_client: OpenAI, model_id: str) -> None:
     one = openai_client.completions.create(model=model_id, prompt=PROMPT, max_tokens=2)
     three = openai_client.completions.create(model=model_id, prompt=PROMPT, max_tokens=2, n=3)

@@ -8,12 +8,20 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import psutil
+from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferno.core.embedded import EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID, embedded_model_path
+from inferno.adapters.humanize import human_bytes
+from inferno.core.embedded import (
+    EMBEDDED_MODEL_ID,
+    EMBEDDING_MODEL_ID,
+    embedded_model_path,
+    embedding_model_source,
+)
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
 from tests.management_helpers import model_state as _status
@@ -233,3 +241,46 @@ def test_errors_by_code_and_inter_token_latency_move(managed_http: httpx.Client)
     after = _samples(managed_http.get("/metrics").text)
     assert after[itl_count] >= before.get(itl_count, 0) + 1
     assert after[error_count] == before.get(error_count, 0) + 1
+
+
+def test_only_a_loaded_model_reports_memory_in_its_status(
+    managed_http: httpx.Client, models_stub: model_service_pb2_grpc.ModelServiceStub
+) -> None:
+    _unloaded(managed_http, "second")
+    estimate = models_stub.GetModel(pb.GetModelRequest(model_id="second")).model.estimated_memory_bytes
+    unloaded = managed_http.get("/v1/models/second/status").json()
+    assert unloaded["status"] == "unloaded"
+    assert unloaded["memory_usage"] is None and unloaded["metrics"]["memory_usage"] is None
+    assert unloaded["estimated_memory"] == human_bytes(estimate)
+    assert models_stub.GetModelStatus(pb.GetModelStatusRequest(model_id="second")).memory_bytes == 0
+
+    assert managed_http.post("/v1/models/broken/load").status_code == 500
+    failed = managed_http.get("/v1/models/broken/status").json()
+    assert failed["status"] == "failed" and failed["memory_usage"] is None
+
+    assert managed_http.post("/v1/models/second/load").status_code == 200
+    loaded = managed_http.get("/v1/models/second/status").json()
+    measured = models_stub.GetModelStatus(pb.GetModelStatusRequest(model_id="second")).memory_bytes
+    assert measured > 0
+    assert loaded["memory_usage"] == loaded["metrics"]["memory_usage"] == human_bytes(measured)
+
+
+def test_every_listed_model_has_a_real_created_time(managed_http: httpx.Client, managed_root: Path) -> None:
+    created = {m["id"]: m["created"] for m in managed_http.get("/v1/models").json()["data"]}
+    assert {"second", "broken", EMBEDDED_MODEL_ID, EMBEDDING_MODEL_ID} <= set(created)
+    assert all(isinstance(t, int) and t > 0 for t in created.values()), created
+    assert created["second"] == int((managed_root / "models" / "second.gguf").stat().st_mtime)
+
+
+def test_the_embedding_model_is_dated_by_its_source_before_and_after_conversion(
+    managed_http: httpx.Client, http: httpx.Client, openai_client: OpenAI
+) -> None:
+    source = embedding_model_source()
+    assert source is not None
+    source_time = int(source.stat().st_mtime)
+    # The managed server has not converted it: it is converted on first use.
+    assert _status(managed_http, EMBEDDING_MODEL_ID) == "unloaded"
+    assert managed_http.get(f"/v1/models/{EMBEDDING_MODEL_ID}").json()["created"] == source_time
+    # The suite's server converts it on first use, if nothing did before.
+    openai_client.embeddings.create(model=EMBEDDING_MODEL_ID, input="Hello")
+    assert http.get(f"/v1/models/{EMBEDDING_MODEL_ID}").json()["created"] == source_time

@@ -60,7 +60,7 @@ async def plan_chat(
     prompt = tuple(engine.tokenize(engine.render_chat(messages)))
     request_limits.check_prompt_length(len(prompt), "messages")
     limits = request_limits.cap(params.limits)
-    max_tokens = resolve_max_tokens(limits, len(prompt), engine.description.context_length)
+    max_tokens = resolve_max_tokens(limits, len(prompt), engine.description.context_length, "messages")
     sequences = [
         SequenceRequest(
             prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs

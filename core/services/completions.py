@@ -79,13 +79,16 @@ async def plan_completion(
     engine_top_logprobs = top_logprobs if top_logprobs is not None or best_of == n else 0
     prompt_logprobs = top_logprobs if params.echo else None
     stop = check_stop(params.limits)
-    prompts = tuple(_prompt_input(engine, prompt, i) for i, prompt in enumerate(params.prompts))
+    names = [_prompt_param(i, len(params.prompts)) for i in range(len(params.prompts))]
+    prompts = tuple(
+        _prompt_input(engine, prompt, name) for prompt, name in zip(params.prompts, names, strict=True)
+    )
     limits = request_limits.cap(params.limits)
     sequences: list[SequenceRequest] = []
-    for i, prompt in enumerate(prompts):
-        request_limits.check_prompt_length(len(prompt.tokens), f"prompt[{i}]")
+    for prompt, name in zip(prompts, names, strict=True):
+        request_limits.check_prompt_length(len(prompt.tokens), name)
         max_tokens = resolve_max_tokens(
-            limits, len(prompt.tokens), engine.description.context_length, allow_zero=params.echo
+            limits, len(prompt.tokens), engine.description.context_length, name, allow_zero=params.echo
         )
         sequences.extend(
             SequenceRequest(
@@ -115,16 +118,22 @@ async def plan_completion(
     return CompletionJob(generation, prompts, n, best_of, params.echo, top_logprobs is not None)
 
 
-def _prompt_input(engine: ServedModel, prompt: pb.Prompt, index: int) -> PromptInput:
+def _prompt_param(index: int, count: int) -> str:
+    """The field errors about one prompt name: "prompt" for a single prompt (a string or one token list), as
+    the client sent it; "prompt[i]" in an array of prompts."""
+    return "prompt" if count == 1 else f"prompt[{index}]"
+
+
+def _prompt_input(engine: ServedModel, prompt: pb.Prompt, param: str) -> PromptInput:
     if prompt.WhichOneof("kind") == "tokens":
         tokens = tuple(prompt.tokens.ids)
-        check_token_ids(tokens, engine.description.vocab_size, f"prompt[{index}]")
+        check_token_ids(tokens, engine.description.vocab_size, param)
         text = engine.detokenize(list(tokens))
     else:
         text = prompt.text
         tokens = tuple(engine.tokenize(text))
     if not tokens:
-        raise invalid_param(f"prompt[{index}]", f"'prompt[{index}]' is empty")
+        raise invalid_param(param, f"'{param}' is empty")
     return PromptInput(tokens, text)
 
 

@@ -69,13 +69,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         reply = pb.GetModelStatusResponse(
             model_id=managed.entry.id,
             state=_STATES[managed.state],
-            memory_bytes=managed.estimated_memory_bytes,
             load_progress=managed.percent if managed.state is ModelState.LOADING else 0.0,
             error=managed.error.message if managed.error is not None else "",
             load_seconds=managed.load_seconds,
             engine=managed.entry.engine,
         )
-        if managed.engine is not None:
+        # Only a loaded model holds memory (and has figures); the estimate is Model.estimated_memory_bytes.
+        if managed.engine is not None and managed.state is ModelState.LOADED:
             s = managed.engine.stats()
             reply.memory_bytes = s.memory_bytes
             memory = managed.engine.memory()
