@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 # their gRPC calls) and waits up to as long again.
 _SHUTDOWN_TIMEOUT_S = 3.0
 
+# A model id (which may contain "/") that does not end in the path of a model action route.
+_MODEL_ID_NOT_ACTION = r"(?!.*/(?:status|load|unload)$).+"
+
 
 def build_app(core_address: str, security: SecurityConfig | None = None) -> web.Application:
     """The OpenAI-compatible REST/SSE API, /ws, /health and /metrics over the core at core_address.
@@ -49,8 +52,9 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     app.cleanup_ctx.append(_core_channel(core_address, security))
     app.on_response_prepare.append(copy_core_headers)
 
-    # Route names are the `endpoint` label of the request metrics. Model ids may contain "/", so
-    # .../status is registered before the catch-all model route.
+    # Route names are the `endpoint` label of the request metrics. Model ids may contain "/", so the model
+    # route refuses ids ending in an action's suffix: GET .../load matches only the load route and is a 405
+    # (Allow: POST), not a lookup of the model "<id>/load".
     router = app.router
     router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
     router.add_post("/v1/completions", openai.completions, name="completions")
@@ -62,7 +66,7 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_get("/v1/models/{model_id:.+}/status", model_status, name="model_status")
     router.add_post("/v1/models/{model_id:.+}/load", load_model, name="model_load")
     router.add_post("/v1/models/{model_id:.+}/unload", unload_model, name="model_unload")
-    router.add_get("/v1/models/{model_id:.+}", openai.get_model, name="model")
+    router.add_get(f"/v1/models/{{model_id:{_MODEL_ID_NOT_ACTION}}}", openai.get_model, name="model")
     router.add_post("/v1/auth/keys", auth_routes.create_key, name="auth_keys_create")
     router.add_get("/v1/auth/keys", auth_routes.list_keys, name="auth_keys_list")
     router.add_delete("/v1/auth/keys/{key_id}", auth_routes.revoke_key, name="auth_keys_revoke")

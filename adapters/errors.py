@@ -9,17 +9,49 @@ from aiohttp.typedefs import Handler
 
 from inferno.errors import InfernoError
 
+from .core_client import AUTHORIZATION
+
 logger = logging.getLogger(__name__)
 
+# The protection space named in WWW-Authenticate challenges (RFC 6750 section 3).
+REALM = "inferno"
+_INVALID_TOKEN = "the credentials are invalid, expired or revoked"
 
-def error_response(error: InfernoError) -> web.Response:
+
+def error_response(error: InfernoError, request: web.BaseRequest | None = None) -> web.Response:
     """{"error": {"type", "code", "message", "details"}} with the code's HTTP status; a model still loading
-    also says when to retry (Retry-After, from the load's progress)."""
+    also says when to retry (Retry-After, from the load's progress); a refusal of credentials carries a
+    Bearer challenge (WWW-Authenticate)."""
     response = web.json_response(error.to_body(), status=error.kind.http_status)
     retry_after = error.details.get("retry_after_s") if isinstance(error.details, dict) else None
     if error.code == "model_not_ready":
         response.headers["Retry-After"] = str(retry_after or 5)
+    challenge = bearer_challenge(error, _sent_bearer_token(request))
+    if challenge is not None:
+        response.headers["WWW-Authenticate"] = challenge
     return response
+
+
+def bearer_challenge(error: InfernoError, sent_token: bool) -> str | None:
+    """The RFC 6750 challenge for a 401 (error="invalid_token" only when a bearer token was sent: a request
+    without one gets no error code) or for a 403 naming the permission it lacked; None for other errors."""
+    if error.code == "authentication_failed":
+        if not sent_token:
+            return f'Bearer realm="{REALM}"'
+        return f'Bearer realm="{REALM}", error="invalid_token", error_description="{_INVALID_TOKEN}"'
+    if error.code == "permission_denied":
+        challenge = f'Bearer realm="{REALM}", error="insufficient_scope"'
+        needed = error.details.get("required_permission")
+        return f'{challenge}, scope="{needed}"' if isinstance(needed, str) and needed else challenge
+    return None
+
+
+def _sent_bearer_token(request: web.BaseRequest | None) -> bool:
+    if request is None:
+        return False
+    authorization = request.get(AUTHORIZATION) or request.headers.get("Authorization") or ""
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
 
 
 @web.middleware
@@ -31,7 +63,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except InfernoError as error:
-        return error_response(error)
+        return error_response(error, request)
     except web.HTTPMethodNotAllowed as refusal:
         allowed = sorted(refusal.allowed_methods)
         message = f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"

@@ -2,10 +2,12 @@
 
 The core raises `InfernoError`; its gRPC interceptor turns it into a status with a `google.rpc.ErrorInfo`
 whose reason is the code. The adapter reads the reason back and renders the seed's error body.
+docs/errors.md explains each HTTP status; tests/test_error_table.py keeps it equal to this table.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,6 +24,9 @@ class ErrorKind:
     error_type: str
 
 
+# HTTP statuses stay within the seed's table (200, 201, 400, 401, 403, 404, 429, 500, 503) except 405 (a wrong
+# method, which must carry Allow) and 413 (a body or prompt over a configured size, which HTTP clients and
+# proxies recognise). docs/errors.md says why each code has its status.
 ERROR_KINDS: dict[str, ErrorKind] = {
     "invalid_json": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
     "invalid_parameters": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
@@ -30,11 +35,13 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "method_not_allowed": ErrorKind(grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
-    "model_not_loaded": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 409, "invalid_request_error"),
+    # The client must load the model first: a request error that retrying as is cannot fix.
+    "model_not_loaded": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 400, "invalid_request_error"),
     "authentication_failed": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
     "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     "rate_limit_exceeded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
-    "insufficient_memory": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 507, "server_error"),
+    # The server lacks memory for the model now; unloading another model (or a larger budget) fixes it.
+    "insufficient_memory": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "server_error"),
     "gpu_unavailable": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 503, "server_error"),
     "model_not_ready": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable"),
     "server_overloaded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "service_unavailable"),
@@ -55,12 +62,35 @@ _CODE_FOR_BARE_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "core_unavailable",
 }
 
+# Detail keys whose values are numbers. ErrorInfo metadata holds only strings, so the core writes these as
+# strings and the error body renders them as JSON numbers; any other key stays a string even when it looks
+# like a number (a `param` named "0").
+NUMERIC_DETAILS = frozenset(
+    {
+        "budget_bytes",
+        "burst_limit",
+        "context_length",
+        "in_use_bytes",
+        "index",
+        "limit",
+        "max_concurrent_streams",
+        "max_prompt_tokens",
+        "max_tokens",
+        "prompt_tokens",
+        "required_bytes",
+        "retry_after_s",
+        "tokens",
+        "ws_messages_per_second",
+    }
+)
+
 
 @dataclass
 class InfernoError(Exception):
     """An error with a code from ERROR_KINDS, a human message and structured details.
 
-    details values are strings or lists of strings so they fit ErrorInfo metadata.
+    details values are strings or lists of strings so they fit ErrorInfo metadata; values of the keys in
+    NUMERIC_DETAILS are numbers written as strings, and the error body shows them as numbers.
     """
 
     code: str
@@ -83,7 +113,7 @@ class InfernoError(Exception):
                 "type": self.kind.error_type,
                 "code": self.code,
                 "message": self.message,
-                "details": dict(self.details),
+                "details": {key: _rendered(key, value) for key, value in self.details.items()},
             }
         }
 
@@ -102,6 +132,25 @@ class InfernoError(Exception):
         status = status_pb2.Status(code=self.kind.grpc_status.value[0], message=self.message)
         status.details.add().Pack(info)
         return status
+
+
+def _rendered(key: str, value: str | list[str]) -> str | int | float | list[str]:
+    if isinstance(value, list):
+        return list(value)
+    return _number(value) if key in NUMERIC_DETAILS else value
+
+
+def _number(text: str) -> str | int | float:
+    """The number "12" or "0.5" spells; text that is not a finite number stays as it is."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def invalid_param(param: str, message: str) -> InfernoError:
