@@ -19,21 +19,24 @@ class FakeClock:
         return self.now
 
 
-def test_token_bucket_bursts_then_refills_at_the_rate() -> None:
+def test_a_caller_may_spend_its_minute_at_once_then_one_per_sixtieth() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
-    decisions = [limiter.check("a") for _ in range(4)]
-    assert [d.allowed for d in decisions] == [True, True, True, False]
-    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
-    assert decisions[3].retry_after == 1
+    limiter = RateLimiter(per_minute=5, burst=100, clock=clock)
+    decisions = [limiter.check("a") for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
+    assert decisions[5].retry_after == 12
     assert limiter.check("b").allowed  # buckets are per caller
-    clock.now = 1.0
+    clock.now = 11.9
+    assert not limiter.check("a").allowed
+    clock.now = 12.0  # exactly when Retry-After said
     assert limiter.check("a").allowed and not limiter.check("a").allowed
 
 
-def test_a_keys_own_rate_scales_its_burst() -> None:
+def test_a_keys_own_rate_is_its_whole_bucket() -> None:
     limiter = RateLimiter(per_minute=1000, burst=100, clock=FakeClock())
-    assert sum(limiter.check("k", per_minute=60).allowed for _ in range(10)) == 6
+    assert sum(limiter.check("k", per_minute=5).allowed for _ in range(10)) == 5
+    assert sum(limiter.check("m", per_minute=60).allowed for _ in range(100)) == 60
 
 
 def test_rate_limit_0_switches_limiting_off() -> None:

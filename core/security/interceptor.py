@@ -133,10 +133,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _rate_limited(decision: RateDecision) -> InfernoError:
+    # Detail values are strings for ErrorInfo; the HTTP body shows these keys as numbers (NUMERIC_DETAILS).
+    details: dict[str, str | list[str]] = {
+        "limit": str(decision.limit),
+        "retry_after_s": str(decision.retry_after),
+    }
+    if decision.burst_limit:
+        return InfernoError(
+            "rate_limit_exceeded",
+            f"More than {decision.burst_limit} requests in a burst; retry in {decision.retry_after} s",
+            {**details, "burst_limit": str(decision.burst_limit)},
+        )
     return InfernoError(
         "rate_limit_exceeded",
         f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s",
-        {"limit": str(decision.limit), "retry_after_s": str(decision.retry_after)},
+        details,
     )
 
 

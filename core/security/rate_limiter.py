@@ -1,5 +1,11 @@
-"""Token buckets per caller: rate_limit requests per minute, bursts of up to burst_limit; and the WebSocket
-message rate the gateway applies per socket."""
+"""Request rate limits per caller (rate_limit per minute, with a burst_limit ceiling), and the WebSocket
+message rate the gateway applies per socket.
+
+Each caller has a bucket of `limit` requests (its per-minute limit) that refills continuously at limit/60
+a second: a request takes one, so X-RateLimit-Remaining counts down from X-RateLimit-Limit and
+X-RateLimit-Reset is when the bucket is full again. burst_limit caps how fast a caller may spend it: a
+second bucket of burst_limit requests that refills burst_limit a second (0: no ceiling).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +20,16 @@ from inferno.security_config import SecurityConfig
 @dataclass(frozen=True)
 class RateDecision:
     allowed: bool
-    # Requests per minute, as X-RateLimit-Limit reports it.
+    # Requests per minute, as X-RateLimit-Limit reports it; 0: not limited.
     limit: int
+    # Requests the caller may still make in the minute (X-RateLimit-Remaining), counting this one.
     remaining: int
-    # Unix seconds when the bucket is full again (X-RateLimit-Reset).
+    # Unix seconds when remaining is back to limit (X-RateLimit-Reset).
     reset_at: int
-    # Seconds until one request is allowed again; 0 when allowed.
+    # Whole seconds until the next request passes; 0 when allowed.
     retry_after: int
+    # The ceiling that refused the request when it was the burst limit rather than the minute's; else 0.
+    burst_limit: int = 0
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         pairs = [
@@ -35,8 +44,25 @@ class RateDecision:
 
 @dataclass
 class _Bucket:
+    """capacity requests, refilled continuously at per_second."""
+
+    capacity: float
+    per_second: float
     tokens: float
     updated: float
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+
+    def seconds_until(self, tokens: float) -> float:
+        return max(0.0, tokens - self.tokens) / self.per_second
+
+
+@dataclass
+class _Caller:
+    minute: _Bucket
+    burst: _Bucket | None
 
 
 class RateLimiter:
@@ -46,34 +72,44 @@ class RateLimiter:
         self._per_minute = per_minute
         self._burst = burst
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._callers: dict[str, _Caller] = {}
 
     def check(self, caller: str, per_minute: int | None = None) -> RateDecision:
-        """Takes one token from the caller's bucket if it has one. per_minute overrides the default (a key's
-        own limit); the burst is then scaled with it."""
+        """Takes one request from the caller's buckets if both have one. per_minute overrides the default (a
+        key's own limit); the burst ceiling is the same for every caller."""
         rate = per_minute or self._per_minute
         if rate == 0:  # 0 switches rate limiting off
             return RateDecision(True, 0, 0, 0, 0)
-        capacity = max(1, self._burst * rate // self._per_minute if per_minute else self._burst)
-        refill_per_s = rate / 60
         now = self._clock()
-        bucket = self._buckets.get(caller)
-        if bucket is None:
-            bucket = self._buckets[caller] = _Bucket(float(capacity), now)
-        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * refill_per_s)
-        bucket.updated = now
-        allowed = bucket.tokens >= 1
+        state = self._callers.get(caller)
+        if state is None or state.minute.capacity != rate:
+            state = self._callers[caller] = self._new_caller(rate, now)
+        minute, burst = state.minute, state.burst
+        minute.refill(now)
+        if burst is not None:
+            burst.refill(now)
+        allowed = minute.tokens >= 1 and (burst is None or burst.tokens >= 1)
         if allowed:
-            bucket.tokens -= 1
-        full_in = (capacity - bucket.tokens) / refill_per_s
-        retry_after = 0 if allowed else math.ceil((1 - bucket.tokens) / refill_per_s)
+            minute.tokens -= 1
+            if burst is not None:
+                burst.tokens -= 1
+        wait = 0.0 if allowed else max(minute.seconds_until(1), burst.seconds_until(1) if burst else 0.0)
+        refused_by_burst = not allowed and minute.tokens >= 1 and burst is not None
         return RateDecision(
             allowed=allowed,
             limit=rate,
-            remaining=int(bucket.tokens),
-            reset_at=math.ceil(time.time() + full_in),
-            retry_after=retry_after,
+            remaining=int(minute.tokens),
+            reset_at=math.ceil(time.time() + minute.seconds_until(minute.capacity)),
+            retry_after=0 if allowed else max(1, math.ceil(wait)),
+            burst_limit=self._burst if refused_by_burst else 0,
         )
+
+    def _new_caller(self, rate: int, now: float) -> _Caller:
+        minute = _Bucket(float(rate), rate / 60, float(rate), now)
+        # A ceiling at or above the minute's limit could never refuse anything.
+        if not 0 < self._burst < rate:
+            return _Caller(minute, None)
+        return _Caller(minute, _Bucket(float(self._burst), float(self._burst), float(self._burst), now))
 
 
 @dataclass(frozen=True)
