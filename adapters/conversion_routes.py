@@ -19,7 +19,7 @@ _OPTIMIZATIONS = (None, "speed", "balanced", "size")
 
 
 async def create_job(request: web.Request) -> web.Response:
-    """{"source_model", "target_format", "quantization", "optimization"?, "output_file"?}: 202, the job."""
+    """{"source_model", "target_format", "quantization", "optimization"?, "output_file"?}: 201, the job."""
     body = parse_json_object(await request.read())
     fields = {
         name: optional_str(body.get(name), name) or ""
@@ -35,7 +35,7 @@ async def create_job(request: web.Request) -> web.Response:
     )
     core = request.app[CORE]
     reply = await core.unary(request, core.conversion.CreateConversionJob, message)
-    return web.json_response(job_json(reply.job), status=202)
+    return web.json_response(job_json(reply.job), status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ def cors_middleware(origins: tuple[str, ...]) -> web.middleware:  # type: ignore
         origin = request.headers.get("Origin")
         permitted = origin is not None and ("*" in allowed or origin in allowed)
         if request.method == "OPTIONS" and permitted and "Access-Control-Request-Method" in request.headers:
-            response: web.StreamResponse = web.Response(status=204)
+            response: web.StreamResponse = web.Response(status=200)
         else:
             response = await handler(request)
         if permitted:

@@ -18,15 +18,12 @@ async def model_status(request: web.Request) -> web.Response:
     """GET /v1/models/{model_id}/status"""
     core = request.app[CORE]
     model_id = request.match_info["model_id"]
-    # The status reply has no file format, which the seed shows as "backend"; GetModel has it.
-    model = await core.unary(
-        request, core.models.GetModel, model_service_pb2.GetModelRequest(model_id=model_id)
-    )
+    # One call: the reply carries the catalog entry (the seed's "backend" is its format).
     status = await core.unary(
         request, core.models.GetModelStatus, model_service_pb2.GetModelStatusRequest(model_id=model_id)
     )
-    request[SERVED_MODEL] = model.model.id
-    return web.json_response(model_status_json(status, model.model))
+    request[SERVED_MODEL] = status.model.id
+    return web.json_response(model_status_json(status, status.model))
 
 
 def model_status_json(

@@ -37,7 +37,7 @@ def test_a_converted_folder_becomes_a_served_model(managed_http: httpx.Client, m
             "optimization": "balanced",
         },
     )
-    assert created.status_code == 202, created.text
+    assert created.status_code == 201, created.text
     body = created.json()
     assert body["job_id"].startswith("conv_") and body["status"] in ("queued", "processing", "completed")
     assert 0 <= body["progress"] <= 100

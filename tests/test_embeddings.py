@@ -107,7 +107,7 @@ def test_bad_embedding_requests_name_the_field(
     error = reply.json()["error"]
     assert error["code"] == code and error["details"]["param"] == param
     if code == "context_length_exceeded":
-        assert error["details"]["index"] == "1"
+        assert error["details"]["index"] == 1
 
 
 def test_native_dimensions_are_accepted_and_grpc_works(grpc_channel: grpc.Channel, model_id: str) -> None:

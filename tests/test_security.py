@@ -253,7 +253,7 @@ def test_cors_is_answered_for_configured_origins_only(secured: SecuredServer) ->
             "/v1/chat/completions",
             headers={"Origin": "https://dash.example", "Access-Control-Request-Method": "POST"},
         )
-        assert preflight.status_code == 204
+        assert preflight.status_code == 200
         assert preflight.headers["Access-Control-Allow-Origin"] == "https://dash.example"
         assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
         other = client.get("/health", headers={"Origin": "https://evil.example"})

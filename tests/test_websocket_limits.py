@@ -76,7 +76,7 @@ def test_gateway_limits_socket_messages_at_the_cores_rate_not_its_own() -> None:
     assert kinds[:4] == ["pong"] * 4 and kinds[4:] == ["error"] * 4
     error = replies[4]["data"]["error"]
     assert error["code"] == "rate_limit_exceeded"
-    assert error["details"]["ws_messages_per_second"] == "2"
+    assert error["details"]["ws_messages_per_second"] == 2
 
 
 def test_a_core_rate_of_0_leaves_socket_messages_unlimited() -> None:

@@ -73,6 +73,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             error=managed.error.message if managed.error is not None else "",
             load_seconds=managed.load_seconds,
             engine=managed.entry.engine,
+            model=_model_message(managed),
         )
         # Only a loaded model holds memory (and has figures); the estimate is Model.estimated_memory_bytes.
         if managed.engine is not None and managed.state is ModelState.LOADED:

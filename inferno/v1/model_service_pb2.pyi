@@ -298,6 +298,7 @@ class GetModelStatusResponse(_message.Message):
     ENGINE_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     state: Global___ModelState.ValueType
     memory_bytes: _builtins.int
@@ -318,6 +319,10 @@ class GetModelStatusResponse(_message.Message):
     def stats(self) -> Global___EngineStats:
         """Set while loaded."""
 
+    @_builtins.property
+    def model(self) -> Global___Model:
+        """The catalog entry (format, estimated memory), so one call answers a status page."""
+
     def __init__(
         self,
         *,
@@ -331,10 +336,11 @@ class GetModelStatusResponse(_message.Message):
         engine: _builtins.str = ...,
         device: _builtins.str = ...,
         gpu_memory_bytes: _builtins.int = ...,
+        model: Global___Model | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "engine", b"engine", "error", b"error", "gpu_memory_bytes", b"gpu_memory_bytes", "load_progress", b"load_progress", "load_seconds", b"load_seconds", "memory_bytes", b"memory_bytes", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "engine", b"engine", "error", b"error", "gpu_memory_bytes", b"gpu_memory_bytes", "load_progress", b"load_progress", "load_seconds", b"load_seconds", "memory_bytes", b"memory_bytes", "model", b"model", "model_id", b"model_id", "state", b"state", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
