@@ -1,5 +1,5 @@
 """POST /v1/models/{model_id}/load and /unload in the seed's shapes; ?stream=true streams load progress
-as server-sent events."""
+as server-sent events: the core's coalesced updates (about ten a second), then a "loaded" event at 100."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def load_model(request: web.Request) -> web.StreamResponse:
                 body = loaded_json(update)
                 if events is None:
                     return web.json_response(body)
-                await events.send({"type": "loaded", **body})
+                await events.send({"type": "loaded", **body, "progress": 100.0})
                 await events.close()
                 return events.response
             if streaming:

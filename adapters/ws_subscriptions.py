@@ -2,7 +2,8 @@
 
 subscribe_metrics: {"interval": ms (100 to 60000, default 1000), "metrics": any of cpu, memory, gpu,
 inference_rate (default all)} -> "metrics_update" frames every interval. subscribe_models -> "model_status"
-frames: every model's state first, then each change and each step of a load's progress.
+frames: every model's state first, then each change, and a load's progress as the core coalesces it (about ten
+a second per model, every change of state kept).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Loads and unloads models on demand under a memory budget, and hands requests the engine of a model.
 
 Each loaded model has its own engine (and engine thread). Loading runs in a worker thread and reports
-progress; several callers asking for the same model share one load. Unload rule: the model stops taking new
-requests at once, requests in flight get drain_timeout_s to finish, then the rest are cancelled (they end
-with model_not_ready). Idle models unload after their keep-alive.
+progress, coalesced for watchers to about ten updates a second per model (every change of state kept);
+several callers asking for the same model share one load. Unload rule: the model stops taking new requests
+at once, requests in flight get drain_timeout_s to finish, then the rest are cancelled (they end with
+model_not_ready). Idle models unload after their keep-alive.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from inferno.errors import InfernoError
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 0.5
+# Watchers get a model's load progress at most this often; a change of state or phase goes out at once.
+PROGRESS_INTERVAL_S = 0.1
 
 
 class ModelState(Enum):
@@ -55,6 +58,15 @@ class LoadProgress:
     error: str | None = None
 
 
+@dataclass(eq=False)
+class ProgressPacing:
+    """What one model's watchers were last sent, and when; the send held back to keep to the interval."""
+
+    sent: LoadProgress | None = None
+    sent_at: float = 0.0
+    held_back: asyncio.TimerHandle | None = None
+
+
 @dataclass(frozen=True)
 class ManagerOptions:
     auto_load: bool = True
@@ -77,6 +89,7 @@ class ManagedModel:
     error: InfernoError | None = None
     load_task: asyncio.Task[ServedModel] | None = None
     watchers: list[asyncio.Queue[LoadProgress]] = field(default_factory=list)
+    pacing: ProgressPacing = field(default_factory=ProgressPacing)
 
     def progress(self) -> LoadProgress:
         elapsed = time.monotonic() - self.load_started
@@ -330,10 +343,31 @@ class ModelManager:
         self._notify(managed)
 
     def _notify(self, managed: ManagedModel) -> None:
-        """Hands the model's progress to the watchers of its load and to every watcher of all models."""
+        """Hands the model's progress to the watchers of its load and to every watcher of all models,
+        coalesced: a change of state or phase (loading started, loaded, failed) goes out at once; percent
+        steps at most every PROGRESS_INTERVAL_S, the latest one when the interval is over."""
         progress = managed.progress()
+        pacing = managed.pacing
+        last = pacing.sent
+        if last is not None and (last.state, last.phase) == (progress.state, progress.phase):
+            if (last.percent, last.error) == (progress.percent, progress.error):
+                return  # nothing but the clock moved
+            wait = pacing.sent_at + PROGRESS_INTERVAL_S - time.monotonic()
+            if wait > 0:
+                if pacing.held_back is None:
+                    loop = asyncio.get_running_loop()
+                    pacing.held_back = loop.call_later(wait, self._send_held_back, managed)
+                return
+        if pacing.held_back is not None:
+            pacing.held_back.cancel()
+            pacing.held_back = None
+        pacing.sent, pacing.sent_at = progress, time.monotonic()
         for watcher in (*managed.watchers, *self._watchers):
             watcher.put_nowait(progress)
+
+    def _send_held_back(self, managed: ManagedModel) -> None:
+        managed.pacing.held_back = None
+        self._notify(managed)
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[asyncio.Queue[LoadProgress]]:
