@@ -1,14 +1,17 @@
-"""Turns exceptions from any servicer into gRPC statuses once, so handlers just raise InfernoError."""
+"""Turns exceptions from any servicer into gRPC statuses once, so handlers just raise InfernoError; times the
+calls made for an `inferno` command."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
 
+from inferno.core_channel import COMMAND_METADATA
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
@@ -107,3 +110,63 @@ def _wrap_stream(
             await _abort(context, _as_inferno_error(exc, method), method, record)
 
     return wrapped
+
+
+CommandRecorder = Callable[[str, float], None]
+
+
+class CommandInterceptor(grpc.aio.ServerInterceptor):
+    """record(command, milliseconds) is told of every call whose metadata names the `inferno` command it is
+    made for (COMMAND_METADATA), once the call is over, however it ended. Calls naming none pass untouched."""
+
+    def __init__(self, record: CommandRecorder) -> None:
+        self._record = record
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
+        handler = await continuation(handler_call_details)
+        command = _named_command(handler_call_details)
+        if handler is None or command is None:
+            return handler
+        return rewrap_handler(
+            handler,
+            lambda behavior: _timed_unary(behavior, command, self._record),
+            lambda behavior: _timed_stream(behavior, command, self._record),
+        )
+
+
+def _named_command(details: grpc.HandlerCallDetails) -> str | None:
+    for key, value in details.invocation_metadata or ():
+        if key.lower() == COMMAND_METADATA and isinstance(value, str):
+            return value
+    return None
+
+
+def _timed_unary(behavior: Callable[..., Any], command: str, record: CommandRecorder) -> Callable[..., Any]:
+    async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        try:
+            return await behavior(request, context)
+        finally:
+            record(command, 1000 * (time.perf_counter() - started))
+
+    return timed
+
+
+def _timed_stream(
+    behavior: Callable[..., Any], command: str, record: CommandRecorder
+) -> Callable[..., AsyncIterator[Any]]:
+    async def timed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            async for item in behavior(request, context):
+                yield item
+        finally:
+            record(command, 1000 * (time.perf_counter() - started))
+
+    return timed

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from inferno.core_channel import SERVER_COMMANDS, command_label
+
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_SEQUENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _BATCH_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048)
@@ -148,6 +150,29 @@ class EngineMetrics:
             ["model", "state"],
             registry=registry,
         )
+
+        # The seed's custom metrics: calls tagged with the `inferno` command they serve (CLI commands against
+        # a running server, HTTP requests with X-Inferno-Command), their count and the last one's duration.
+        self._commands = Counter(
+            "inferno_command_total",
+            "Calls made for an inferno CLI command (or an HTTP request naming one), by command",
+            ["command"],
+            registry=registry,
+        )
+        self._command_duration_ms = Gauge(
+            "inferno_command_duration_ms",
+            "How long the last call made for each command took, in milliseconds",
+            ["command"],
+            registry=registry,
+        )
+        for command in SERVER_COMMANDS:
+            self._commands.labels(command)
+
+    def record_command(self, command: str, milliseconds: float) -> None:
+        """Counts one call for the command a caller named (unknown names count as "other")."""
+        label = command_label(command)
+        self._commands.labels(label).inc()
+        self._command_duration_ms.labels(label).set(milliseconds)
 
     def record_error(self, code: str, method: str) -> None:
         self._errors.labels(code, method.rsplit("/", 1)[-1]).inc()

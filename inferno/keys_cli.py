@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import grpc
 
-from inferno.core_channel import sync_channel
+from inferno.core_channel import command_metadata, sync_channel
 from inferno.errors import InfernoError, error_from_rpc
 from inferno.security_config import SecurityConfig
 from inferno.v1 import auth_service_pb2 as pb
@@ -78,7 +78,8 @@ def _on_database(command: KeyCommand, security: SecurityConfig, out: TextIO) -> 
 
 def _on_server(command: KeyCommand, security: SecurityConfig, core: str, out: TextIO) -> None:
     admin_key = security.admin_key or os.environ.get("INFERNO_API_KEY")
-    metadata = (("authorization", f"Bearer {admin_key}"),) if admin_key else ()
+    credentials = (("authorization", f"Bearer {admin_key}"),) if admin_key else ()
+    metadata = (*credentials, *command_metadata(f"keys {command.action}"))
     with sync_channel(core, security) as channel:
         stub = auth_service_pb2_grpc.AuthServiceStub(channel)
         try:

@@ -7,6 +7,7 @@ from typing import TextIO
 
 import grpc
 
+from inferno.core_channel import Metadata, command_metadata
 from inferno.errors import error_from_rpc
 from inferno.model_names import phase_name, state_name
 from inferno.progress import progress_bar
@@ -17,17 +18,19 @@ from inferno.v1 import model_service_pb2_grpc
 def run_models_command(
     core: str, action: str, model_id: str | None, force: bool, out: TextIO = sys.stdout
 ) -> int:
+    metadata = command_metadata(f"models {action}")
     with grpc.insecure_channel(core) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         try:
             if action == "list":
-                _list(stub, out)
+                _list(stub, out, metadata)
             elif action == "status":
-                _status(stub, _required(model_id), out)
+                _status(stub, _required(model_id), out, metadata)
             elif action == "load":
-                _load(stub, _required(model_id), out)
+                _load(stub, _required(model_id), out, metadata)
             else:
-                reply = stub.UnloadModel(pb.UnloadModelRequest(model_id=_required(model_id), force=force))
+                request = pb.UnloadModelRequest(model_id=_required(model_id), force=force)
+                reply = stub.UnloadModel(request, metadata=metadata)
                 out.write(f"unloaded {reply.model_id} ({reply.cancelled_requests} requests cancelled)\n")
         except grpc.RpcError as rpc_error:
             error = error_from_rpc(rpc_error)
@@ -42,8 +45,8 @@ def _required(model_id: str | None) -> str:
     return model_id
 
 
-def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO) -> None:
-    models = stub.ListModels(pb.ListModelsRequest()).models
+def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO, metadata: Metadata) -> None:
+    models = stub.ListModels(pb.ListModelsRequest(), metadata=metadata).models
     out.write(f"{'ID':32} {'STATE':9} {'ENGINE':10} {'SIZE':>9} {'EST. MEMORY':>11}\n")
     for model in models:
         out.write(
@@ -52,8 +55,10 @@ def _list(stub: model_service_pb2_grpc.ModelServiceStub, out: TextIO) -> None:
         )
 
 
-def _status(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO) -> None:
-    status = stub.GetModelStatus(pb.GetModelStatusRequest(model_id=model_id))
+def _status(
+    stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO, metadata: Metadata
+) -> None:
+    status = stub.GetModelStatus(pb.GetModelStatusRequest(model_id=model_id), metadata=metadata)
     stats = status.stats
     out.write(f"{status.model_id}: {state_name(status.state)}, memory {_mib(status.memory_bytes)}\n")
     if status.error:
@@ -66,8 +71,10 @@ def _status(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: T
         )
 
 
-def _load(stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO) -> None:
-    for update in stub.LoadModel(pb.LoadModelRequest(model_id=model_id)):
+def _load(
+    stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO, metadata: Metadata
+) -> None:
+    for update in stub.LoadModel(pb.LoadModelRequest(model_id=model_id), metadata=metadata):
         if update.phase == pb.LOAD_PHASE_READY:
             out.write(f"\r{progress_bar(100.0, 'ready')}\n")
             out.write(f"loaded {update.model_id} ({_mib(update.memory_bytes)})\n")
