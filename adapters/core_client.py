@@ -15,7 +15,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
 from inferno.call_metadata import CLIENT_ADDRESS_METADATA
-from inferno.core_channel import aio_channel
+from inferno.core_channel import COMMAND_METADATA, aio_channel
 from inferno.errors import InfernoError, error_from_rpc
 from inferno.security_config import SecurityConfig
 from inferno.v1 import (
@@ -47,6 +47,8 @@ _RATE_LIMIT_HEADERS = {
 }
 
 CORE_HEADERS = web.RequestKey("core_headers", dict[str, str])
+# Set once a request's x-inferno-command went to the core: an HTTP request counts as one command.
+_COMMAND_SENT = web.RequestKey("command_sent", bool)
 
 
 class CoreClient:
@@ -159,6 +161,10 @@ def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     authorization = request.get(AUTHORIZATION) or request.headers.get("Authorization")
     if authorization:
         metadata.append(("authorization", authorization))
+    command = request.headers.get(COMMAND_METADATA)
+    if command and not request.get(_COMMAND_SENT):
+        request[_COMMAND_SENT] = True
+        metadata.append((COMMAND_METADATA, command))
     return tuple(metadata)
 
 

@@ -19,7 +19,7 @@ from inferno.config_file import ManagementConfig, load_management_config, parse_
 from inferno.core.catalog import build_catalog, local_model_entry
 from inferno.core.convert.jobs import JobRunner, JobStore
 from inferno.core.engines.factory import EngineFactory
-from inferno.core.interceptors import ErrorStatusInterceptor
+from inferno.core.interceptors import CommandInterceptor, ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
 from inferno.core.security.authenticator import Authenticator
@@ -93,7 +93,13 @@ async def serve_core(options: CoreOptions) -> None:
             options.grpc_port,
         )
     # The error interceptor is outermost, so refusals by the auth interceptor become statuses like any error.
-    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(engine_metrics.record_error), auth])
+    server = grpc.aio.server(
+        interceptors=[
+            ErrorStatusInterceptor(engine_metrics.record_error),
+            CommandInterceptor(engine_metrics.record_command),
+            auth,
+        ]
+    )
     limits = RequestLimits.from_security(security)
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(manager, limits), server

@@ -108,7 +108,6 @@ def test_load_progress_streams_over_grpc(
     assert updates[-1].phase == pb.LOAD_PHASE_READY and updates[-1].memory_bytes > 0
     phases = [u.phase for u in updates]
     assert pb.LOAD_PHASE_READING_WEIGHTS in phases and pb.LOAD_PHASE_CREATING_CONTEXT in phases
-    assert len([p for p in percents if 0 < p < 90]) >= 3
 
 
 def test_load_progress_streams_over_sse(managed_http: httpx.Client) -> None:

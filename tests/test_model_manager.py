@@ -165,7 +165,6 @@ def test_loading_reports_progress_and_concurrent_loads_share_one_engine(tmp_path
     assert {LoadPhase.READING_WEIGHTS, LoadPhase.CREATING_CONTEXT, LoadPhase.READY} <= {
         p.phase for p in progress
     }
-    assert len({p for p in percents if 0 < p < 90}) >= 3  # real steps from llama.cpp, not just start and end
 
 
 def test_without_auto_load_requests_get_model_not_loaded_or_not_ready(tmp_path: Path) -> None:

@@ -55,7 +55,13 @@ def test_model_subscription_sees_real_load_progress(
     assert all(f["type"] == "model_status" and f["id"] == "models_001" for f in frames)
     loading = [f["data"] for f in frames if f["data"]["status"] == "loading"]
     progress = [d["progress"] for d in loading]
-    assert progress == sorted(progress) and len({p for p in progress if 0 < p < 90}) >= 3
+    assert progress == sorted(progress)
+    # Coalesced to about ten a second, but every phase comes through (test_load_progress.py checks pacing).
+    assert list(dict.fromkeys(d["phase"] for d in loading)) == [
+        "queued",
+        "reading_weights",
+        "creating_context",
+    ]
     assert any(d["eta"] is not None and d["eta"].endswith("s") for d in loading)
     assert frames[-1]["data"]["progress"] == 100.0
 
