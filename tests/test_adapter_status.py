@@ -168,4 +168,8 @@ def test_model_status_names_the_engine_device_and_gpu_memory() -> None:
         gpu_memory_bytes=5 << 29,  # 2.5 GiB
     )
     engine = model_status_json(status, model_service_pb2.Model(id="big", format="exl2"))["engine"]
-    assert (engine["name"], engine["device"], engine["gpu_memory_used"]) == ("exllamav2", "NVIDIA H200", "2.5GB")
+    assert (engine["name"], engine["device"], engine["gpu_memory_used"]) == (
+        "exllamav2",
+        "NVIDIA H200",
+        "2.5GB",
+    )
