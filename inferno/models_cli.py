@@ -60,7 +60,13 @@ def _status(
 ) -> None:
     status = stub.GetModelStatus(pb.GetModelStatusRequest(model_id=model_id), metadata=metadata)
     stats = status.stats
-    out.write(f"{status.model_id}: {state_name(status.state)}, memory {_mib(status.memory_bytes)}\n")
+    memory = (
+        f"memory {_mib(status.memory_bytes)}"
+        if status.state == pb.MODEL_STATE_LOADED
+        else f"not in memory (est. {_mib(status.model.estimated_memory_bytes)} loaded)"
+    )
+    engine = f", {status.engine} on {status.device}" if status.device else ""
+    out.write(f"{status.model_id}: {state_name(status.state)}, {memory}{engine}\n")
     if status.error:
         out.write(f"  error: {status.error}\n")
     if status.HasField("stats"):

@@ -159,8 +159,10 @@ def test_cli_models_commands(managed_server: RunningServer, managed_http: httpx.
     loading = inferno_models("load", "second")
     assert loading.returncode == 0
     assert "[" + "#" * 30 + "] 100.0% ready" in loading.stdout and "loaded second" in loading.stdout
-    assert "loaded" in inferno_models("status", "second").stdout
+    status = inferno_models("status", "second").stdout
+    assert status.startswith("second: loaded, memory ") and "llama.cpp on cpu" in status
     assert inferno_models("unload", "second").returncode == 0
+    assert "second: unloaded, not in memory (est. " in inferno_models("status", "second").stdout
     failing = inferno_models("load", "broken")
     assert failing.returncode == 1 and "model_load_failed" in failing.stderr
 
