@@ -10,7 +10,7 @@ import grpc
 from inferno.core_channel import Metadata, command_metadata
 from inferno.errors import error_from_rpc
 from inferno.model_names import phase_name, state_name
-from inferno.progress import progress_bar
+from inferno.progress import ProgressLine
 from inferno.v1 import model_service_pb2 as pb
 from inferno.v1 import model_service_pb2_grpc
 
@@ -80,13 +80,16 @@ def _status(
 def _load(
     stub: model_service_pb2_grpc.ModelServiceStub, model_id: str, out: TextIO, metadata: Metadata
 ) -> None:
-    for update in stub.LoadModel(pb.LoadModelRequest(model_id=model_id), metadata=metadata):
-        if update.phase == pb.LOAD_PHASE_READY:
-            out.write(f"\r{progress_bar(100.0, 'ready')}\n")
-            out.write(f"loaded {update.model_id} ({_mib(update.memory_bytes)})\n")
-        else:
-            out.write(f"\r{progress_bar(update.percent, phase_name(update.phase).replace('_', ' '))}")
-        out.flush()
+    line = ProgressLine(out)
+    try:
+        for update in stub.LoadModel(pb.LoadModelRequest(model_id=model_id), metadata=metadata):
+            if update.phase == pb.LOAD_PHASE_READY:
+                line.finish("ready")
+                out.write(f"loaded {update.model_id} ({_mib(update.memory_bytes)})\n")
+            else:
+                line.update(update.percent, phase_name(update.phase).replace("_", " "))
+    finally:
+        line.interrupt()  # an error then starts on a line of its own
 
 
 def _mib(count: int) -> str:
