@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 
 from inferno.call_metadata import CLIENT_ADDRESS_METADATA
-from inferno.core.interceptors import rewrap_handler
+from inferno.core.interceptors import Continuation, rewrap_handler
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonymous
 from inferno.core.security.rate_limiter import RateDecision, RateLimiter
@@ -41,9 +41,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
-        ],
+        continuation: Continuation[_Request, _Response],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         handler = await continuation(handler_call_details)
