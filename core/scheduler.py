@@ -2,10 +2,10 @@
 
 Engine-agnostic. The engine thread calls plan() before every decode; sequences join (admit) and leave
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
-rest of the step's prompt budget in chunks, first come first served. A small prompt budget finishes prompts
-one after another (the first ones get their first token sooner) and keeps long prompts from stalling the
-decoding sequences. A prompt that starts like a recently finished sequence takes over that sequence's KV
-cells (kv_prefix_cache.py).
+rest of the step's prompt budget in chunks, shortest remaining prompt first. A small prompt budget finishes
+prompts one after another (the short ones get their first token sooner) and keeps long prompts from stalling
+the decoding sequences; a lone prompt, with nothing decoding, takes the whole batch. A prompt that starts
+like a recently finished sequence takes over that sequence's KV cells (kv_prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -132,13 +132,21 @@ class ContinuousBatchScheduler:
                 # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
                 position = seq.prefilled + seq.generated - 1
                 entries.append(BatchEntry(seq, (seq.pending_token,), position, sample=True))
-        budget = min(self.max_batch_tokens - len(entries), self.max_prompt_tokens_per_step)
-        for seq in self._active:
-            prompt = seq.request.prompt_tokens
+        # Shortest remaining prompt first: a short request admitted while a long prompt is being processed
+        # gets its first token after a step or two instead of after the whole long prompt.
+        prefilling = [seq for seq in self._active if seq.prefilled < len(seq.request.prompt_tokens)]
+        prefilling.sort(key=lambda seq: len(seq.request.prompt_tokens) - seq.prefilled)
+        # The small prompt budget is there for others' first tokens and decoding; a lone prompt with nothing
+        # decoding goes in full batches (fewer steps, each paying the engine's fixed per-step cost).
+        lone = not entries and len(prefilling) == 1
+        budget = min(
+            self.max_batch_tokens - len(entries),
+            self.max_batch_tokens if lone else self.max_prompt_tokens_per_step,
+        )
+        for seq in prefilling:
             if budget <= 0:
                 break
-            if seq.prefilled >= len(prompt):
-                continue
+            prompt = seq.request.prompt_tokens
             chunk = prompt[seq.prefilled : seq.prefilled + budget]
             entries.append(
                 BatchEntry(

@@ -175,3 +175,71 @@ def test_prompt_budget_finishes_prompts_one_after_another() -> None:
     scheduler.admit(lambda _s: None)
     plan = scheduler.plan()
     assert [(e.sequence, len(e.tokens), e.sample) for e in plan] == [(a, 6, True), (b, 2, False)]
+
+
+def _run_step(scheduler: ContinuousBatchScheduler) -> list[SequenceState]:
+    """Applies one planned step as the stepper does; returns the sequences that sampled a token."""
+    sampled: list[SequenceState] = []
+    for entry in scheduler.plan():
+        sequence = entry.sequence
+        if sequence.pending_token is None:
+            sequence.prefilled += len(entry.tokens)
+        else:
+            sequence.generated += 1
+        if entry.sample:
+            sequence.pending_token = 7
+            sequence.generated += sequence.generated == 0
+            sampled.append(sequence)
+    return sampled
+
+
+def test_short_prompt_admitted_during_a_long_prefill_gets_its_first_token_first() -> None:
+    decoding, long = _sequence(4, max_tokens=5000), _sequence(4000)
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=3,
+        kv_capacity_tokens=20_000,
+        max_batch_tokens=512,
+        kv=_RecordingKV(),
+        max_prompt_tokens_per_step=32,
+    )
+    scheduler.submit(decoding)
+    scheduler.admit(lambda _s: None)
+    assert _run_step(scheduler) == [decoding]
+    scheduler.submit(long)
+    scheduler.admit(lambda _s: None)
+    for _ in range(5):
+        _run_step(scheduler)
+    assert long.prefilled == 5 * 32
+    assert decoding.generated == 6  # it kept decoding beside the long prompt
+    short = _sequence(20)
+    scheduler.submit(short)
+    scheduler.admit(lambda _s: None)
+    steps = 0
+    while short.pending_token is None:
+        _run_step(scheduler)
+        steps += 1
+    assert steps == 1
+    assert long.prefilled < len(long.request.prompt_tokens)
+
+
+def test_a_lone_prompt_takes_the_whole_batch_and_shares_it_once_another_arrives() -> None:
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=2,
+        kv_capacity_tokens=10_000,
+        max_batch_tokens=512,
+        kv=_RecordingKV(),
+        max_prompt_tokens_per_step=32,
+    )
+    long = _sequence(2000)
+    scheduler.submit(long)
+    scheduler.admit(lambda _s: None)
+    assert [len(e.tokens) for e in scheduler.plan()] == [512]
+    _run_step(scheduler)
+    short = _sequence(40)
+    scheduler.submit(short)
+    scheduler.admit(lambda _s: None)
+    plan = scheduler.plan()
+    assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 32)]
+    _run_step(scheduler)
+    plan = scheduler.plan()
+    assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 8), (long, 24)]
