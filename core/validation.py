@@ -15,6 +15,8 @@ CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_STOP_STRINGS = 4
 MAX_CHOICES = 128
 DEFAULT_MAX_TOKENS = 2048
+# Generous: English averages about 4 characters a token; runs of spaces or digits reach a few dozen.
+MAX_CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class RequestLimits:
     max_prompt_tokens: int = 0
     max_tokens_cap: int = 0
     max_batch_items: int = 256
+    max_sequences_per_request: int = 64
 
     @classmethod
     def from_security(cls, security: SecurityConfig) -> RequestLimits:
@@ -54,6 +57,7 @@ class RequestLimits:
             max_prompt_tokens=security.max_prompt_tokens,
             max_tokens_cap=security.max_tokens_cap,
             max_batch_items=security.max_batch_items,
+            max_sequences_per_request=security.max_sequences_per_request,
         )
 
     def check_batch_size(self, count: int) -> None:
@@ -66,6 +70,31 @@ class RequestLimits:
     def check_message_count(self, count: int) -> None:
         if self.max_messages and count > self.max_messages:
             raise invalid_param("messages", f"at most {self.max_messages} messages are allowed, got {count}")
+
+    def check_text_size(self, chars: int, context_length: int, param: str) -> None:
+        """Refuses, before any rendering or tokenizing, text that cannot fit the prompt limit: no tokenizer
+        averages more than MAX_CHARS_PER_TOKEN characters a token, so longer text is over it for certain."""
+        tokens = min(filter(None, (self.max_prompt_tokens, context_length)), default=0)
+        if tokens and chars > tokens * MAX_CHARS_PER_TOKEN:
+            raise InfernoError(
+                "request_too_large",
+                f"'{param}' holds {chars} characters; this server takes at most "
+                f"{tokens * MAX_CHARS_PER_TOKEN} ({tokens} tokens)",
+                {"param": param, "max_characters": str(tokens * MAX_CHARS_PER_TOKEN)},
+            )
+
+    def check_sequences(self, prompts: int, per_prompt: int, per_prompt_param: str) -> None:
+        """Sequences one request creates: prompts times n (or best_of). The error names 'prompt' when the
+        prompts alone are too many, else the per-prompt count."""
+        cap = self.max_sequences_per_request
+        if not cap or prompts * per_prompt <= cap:
+            return
+        param = "prompt" if prompts > cap else per_prompt_param
+        raise invalid_param(
+            param,
+            f"this request would run {prompts} prompt(s) x {per_prompt} ({per_prompt_param}) = "
+            f"{prompts * per_prompt} sequences; this server runs at most {cap} per request",
+        )
 
     def check_prompt_length(self, tokens: int, param: str) -> None:
         if self.max_prompt_tokens and tokens > self.max_prompt_tokens:

@@ -16,6 +16,7 @@ max_messages = 1024
 max_prompt_tokens = 0              # 0: the model's context
 max_tokens_cap = 0                 # 0: the model's context
 max_batch_items = 256              # items in one batch request; 0: no cap
+max_sequences_per_request = 64     # prompts x n (or best_of) in one request; 0: no cap
 ws_messages_per_second = 20
 cors_origins = []                  # e.g. ["https://dash.example"], or ["*"]
 tls_cert = "cert.pem"
@@ -57,6 +58,7 @@ class SecurityConfig:
     max_prompt_tokens: int = 0
     max_tokens_cap: int = 0
     max_batch_items: int = 256
+    max_sequences_per_request: int = 64
     ws_messages_per_second: int = 20
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     tls_cert: Path | None = None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 
 from inferno.core.engines.base import SequenceRequest
+from inferno.core.runtime.served_model import ServedModel
 from inferno.core.services.capability_check import require_capabilities, require_generation
 from inferno.core.services.generation import EngineLookup, Generation, add_event_outcome, logprob_messages
+from inferno.core.services.request_work import off_loop
 from inferno.core.structured_output import grammar_for
 from inferno.core.tools.grammar import tool_call_grammar
 from inferno.core.tools.parser import ParsedCall, ToolCallParser
@@ -47,11 +49,29 @@ async def plan_chat(
     request_limits.check_message_count(len(params.messages))
     engine = await engine_for(check_model(params.model))
     require_generation(engine)
+    n = resolve_n(params.n if params.HasField("n") else None)
+    request_limits.check_sequences(1, n, "n")
+    request_limits.check_text_size(
+        message_chars(params.messages), engine.description.context_length, "messages"
+    )
+    return await off_loop(_plan, engine, params, n, request_limits)
+
+
+def message_chars(messages: Iterable[pb.ChatMessage]) -> int:
+    """The text a template renders from messages, in characters: what the size limit weighs."""
+    return sum(
+        len(m.content) + len(m.name) + sum(len(c.function.arguments) for c in m.tool_calls) for m in messages
+    )
+
+
+def _plan(
+    engine: ServedModel, params: pb.ChatCompletionParams, n: int, request_limits: RequestLimits
+) -> ChatJob:
+    """The CPU-heavy part (grammar building, templating, tokenizing), run off the event loop."""
     tools = resolve_tool_policy(params)
     messages = messages_for_template(check_messages(list(params.messages)), tools)
     sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
     sampling = replace(sampling, grammar=_grammar(params, tools))
-    n = resolve_n(params.n if params.HasField("n") else None)
     top_logprobs = resolve_chat_logprobs(
         params.logprobs, params.top_logprobs if params.HasField("top_logprobs") else None
     )

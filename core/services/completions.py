@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from inferno.core.engines.base import SequenceRequest
@@ -17,6 +17,7 @@ from inferno.core.services.generation import (
     logprob_messages,
     prompt_logprob_messages,
 )
+from inferno.core.services.request_work import off_loop
 from inferno.core.validation import (
     COMPLETION_DEFAULTS,
     DEFAULT_LIMITS,
@@ -74,15 +75,16 @@ async def plan_completion(
     sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS, vocab_size)
     n = resolve_n(params.n if params.HasField("n") else None)
     best_of = resolve_best_of(params.best_of if params.HasField("best_of") else None, n, stream)
+    request_limits.check_sequences(len(params.prompts), best_of, "best_of" if best_of > n else "n")
     top_logprobs = resolve_completion_logprobs(params.logprobs if params.HasField("logprobs") else None)
     # Ranking candidates needs each sampled token's log-probability.
     engine_top_logprobs = top_logprobs if top_logprobs is not None or best_of == n else 0
     prompt_logprobs = top_logprobs if params.echo else None
     stop = check_stop(params.limits)
     names = [_prompt_param(i, len(params.prompts)) for i in range(len(params.prompts))]
-    prompts = tuple(
-        _prompt_input(engine, prompt, name) for prompt, name in zip(params.prompts, names, strict=True)
-    )
+    for given, name in zip(params.prompts, names, strict=True):
+        request_limits.check_text_size(len(given.text), engine.description.context_length, name)
+    prompts = await off_loop(_prompt_inputs, engine, params.prompts, names)
     limits = request_limits.cap(params.limits)
     sequences: list[SequenceRequest] = []
     for prompt, name in zip(prompts, names, strict=True):
@@ -122,6 +124,13 @@ def _prompt_param(index: int, count: int) -> str:
     """The field errors about one prompt name: "prompt" for a single prompt (a string or one token list), as
     the client sent it; "prompt[i]" in an array of prompts."""
     return "prompt" if count == 1 else f"prompt[{index}]"
+
+
+def _prompt_inputs(
+    engine: ServedModel, prompts: Sequence[pb.Prompt], names: Sequence[str]
+) -> tuple[PromptInput, ...]:
+    """Tokenized (or decoded) prompts; CPU-heavy, so run off the event loop."""
+    return tuple(_prompt_input(engine, prompt, name) for prompt, name in zip(prompts, names, strict=True))
 
 
 def _prompt_input(engine: ServedModel, prompt: pb.Prompt, param: str) -> PromptInput:

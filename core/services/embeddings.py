@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+from inferno.core.runtime.served_model import ServedModel
 from inferno.core.services.generation import EngineLookup
-from inferno.core.validation import check_model, check_token_ids
+from inferno.core.services.request_work import off_loop
+from inferno.core.validation import DEFAULT_LIMITS, check_model, check_token_ids
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import common_pb2
 from inferno.v1 import inference_service_pb2 as pb
@@ -30,8 +33,31 @@ async def create_embeddings(
             f"model '{engine.description.id}' makes {dimensions}-dimensional vectors and cannot shorten "
             "them; leave 'dimensions' out",
         )
-    tokenized: list[tuple[int, ...]] = []
     for i, item in enumerate(request.inputs):
+        DEFAULT_LIMITS.check_text_size(len(item.text), max_tokens, f"input[{i}]")
+    tokenized = await off_loop(_tokenize_inputs, engine, request.inputs, max_tokens)
+    vectors = await engine.embed(tokenized)
+    count = sum(len(t) for t in tokenized)
+    log.info(
+        "embeddings model=%s user=%r inputs=%d tokens=%d",
+        engine.description.id,
+        request.user,
+        len(tokenized),
+        count,
+    )
+    return pb.CreateEmbeddingsResponse(
+        model=engine.description.id,
+        data=[pb.Embedding(index=i, values=v) for i, v in enumerate(vectors)],
+        usage=common_pb2.Usage(prompt_tokens=count, total_tokens=count),
+    )
+
+
+def _tokenize_inputs(
+    engine: ServedModel, inputs: Sequence[pb.Prompt], max_tokens: int
+) -> list[tuple[int, ...]]:
+    """Inputs as token ids, each checked against the model's limits; CPU-heavy, so run off the event loop."""
+    tokenized: list[tuple[int, ...]] = []
+    for i, item in enumerate(inputs):
         if item.WhichOneof("kind") == "tokens":
             tokens = tuple(item.tokens.ids)
             check_token_ids(tokens, engine.description.vocab_size, f"input[{i}]")
@@ -51,17 +77,4 @@ async def create_embeddings(
                 },
             )
         tokenized.append(tokens)
-    vectors = await engine.embed(tokenized)
-    count = sum(len(t) for t in tokenized)
-    log.info(
-        "embeddings model=%s user=%r inputs=%d tokens=%d",
-        engine.description.id,
-        request.user,
-        len(tokenized),
-        count,
-    )
-    return pb.CreateEmbeddingsResponse(
-        model=engine.description.id,
-        data=[pb.Embedding(index=i, values=v) for i, v in enumerate(vectors)],
-        usage=common_pb2.Usage(prompt_tokens=count, total_tokens=count),
-    )
+    return tokenized

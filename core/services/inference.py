@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 import grpc
 
 from inferno.core.model_manager import ModelManager
+from inferno.core.runtime.served_model import ServedModel
 from inferno.core.services.capability_check import require_generation
-from inferno.core.services.chat import complete_chat, plan_chat, stream_chat
+from inferno.core.services.chat import complete_chat, message_chars, plan_chat, stream_chat
 from inferno.core.services.completions import complete, plan_completion, stream_completion
 from inferno.core.services.embeddings import create_embeddings
+from inferno.core.services.request_work import off_loop
 from inferno.core.tools.prompt import messages_for_template
 from inferno.core.validation import (
     DEFAULT_LIMITS,
@@ -112,19 +114,13 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
         if bool(request.text) == bool(request.messages):
             raise invalid_param("text", "give exactly one of 'text' and 'messages'")
-        add_special = request.add_special if request.HasField("add_special") else True
-        text = (
-            engine.render_chat(messages_for_template(check_messages(list(request.messages)), None))
-            if request.messages
-            else request.text
-        )
-        tokens = engine.tokenize(text, add_special=add_special)
-        reply = pb.TokenizeResponse(
-            tokens=tokens, count=len(tokens), context_length=engine.description.context_length
-        )
-        if request.with_pieces:
-            reply.pieces.extend(pb.TokenPiece(id=t, piece=engine.token_bytes(t)) for t in tokens)
-        return reply
+        context_length = engine.description.context_length
+        if request.messages:
+            self._limits.check_message_count(len(request.messages))
+            self._limits.check_text_size(message_chars(request.messages), context_length, "messages")
+        else:
+            self._limits.check_text_size(len(request.text), context_length, "text")
+        return await off_loop(_tokenize, engine, request)
 
     async def CreateEmbeddings(
         self, request: pb.CreateEmbeddingsRequest, context: grpc.aio.ServicerContext
@@ -137,4 +133,21 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
         tokens = list(request.tokens)
         check_token_ids(tokens, engine.description.vocab_size, "tokens")
-        return pb.DetokenizeResponse(text=engine.detokenize(tokens))
+        return pb.DetokenizeResponse(text=await off_loop(engine.detokenize, tokens))
+
+
+def _tokenize(engine: ServedModel, request: pb.TokenizeRequest) -> pb.TokenizeResponse:
+    """Renders and tokenizes a checked Tokenize request; CPU-heavy, so run off the event loop."""
+    add_special = request.add_special if request.HasField("add_special") else True
+    text = (
+        engine.render_chat(messages_for_template(check_messages(list(request.messages)), None))
+        if request.messages
+        else request.text
+    )
+    tokens = engine.tokenize(text, add_special=add_special)
+    reply = pb.TokenizeResponse(
+        tokens=tokens, count=len(tokens), context_length=engine.description.context_length
+    )
+    if request.with_pieces:
+        reply.pieces.extend(pb.TokenPiece(id=t, piece=engine.token_bytes(t)) for t in tokens)
+    return reply
