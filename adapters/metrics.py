@@ -24,7 +24,8 @@ _CORE_METRICS_TIMEOUT_S = 5.0
 # Generations run for seconds to minutes, past prometheus_client's default top bucket of 10 s.
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-# The model the core said served a request; set by handlers so the label only takes real model ids.
+# The model that served a request; set by handlers. The label takes it only from a request that succeeded
+# (the core found the model), so ids a client makes up never become label values.
 SERVED_MODEL = web.RequestKey("served_model", str)
 
 
@@ -93,9 +94,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = _CLIENT_CLOSED
         raise
     finally:
-        request.app[METRICS].observe(
-            endpoint, request.get(SERVED_MODEL, ""), status, time.perf_counter() - started
-        )
+        model = request.get(SERVED_MODEL, "") if status < 400 else ""
+        request.app[METRICS].observe(endpoint, model, status, time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

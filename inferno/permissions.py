@@ -62,9 +62,12 @@ RPC_REQUIREMENTS: dict[str, Requirement] = {
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Access.PUBLIC,
 }
 
-# Called by load balancers and supervisors every few seconds: never rate limited.
+# Called by load balancers, supervisors and scrapers every few seconds (GET /health is Check plus
+# GetServerStatus, GET /metrics is GetMetrics): never rate limited, never counted against a caller's limit.
 UNLIMITED_RPCS = frozenset(
     {
+        _ADMIN + "GetServerStatus",
+        _ADMIN + "GetMetrics",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

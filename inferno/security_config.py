@@ -8,8 +8,9 @@ jwt_audience = "inferno"           # checked when set
 jwt_permissions_claim = "permissions"
 admin_key_file = "admin.key"       # or INFERNO_ADMIN_KEY
 allow_unauthenticated = false      # needed to bind a non-loopback address with no auth
-rate_limit = 1000                  # requests per minute per key (per address without auth)
+rate_limit = 1000                  # requests per minute per key; without auth 0 (off) unless set here
 burst_limit = 100
+auth_failures_per_minute = 20      # failed authentications per client address; then 429; 0: no limit
 max_concurrent_streams = 16        # per key
 max_body_bytes = 8388608
 max_messages = 1024
@@ -37,6 +38,7 @@ from typing import Any
 from inferno.config_file import ConfigError
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "inferno"
+DEFAULT_RATE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ class SecurityConfig:
     jwt_permissions_claim: str = "permissions"
     admin_key: str | None = None
     allow_unauthenticated: bool = False
-    rate_limit: int = 1000
+    # With no authentication every caller is anonymous and every local client shares 127.0.0.1, so
+    # load_security_config turns this off (0) unless the setting is given.
+    rate_limit: int = DEFAULT_RATE_LIMIT
     burst_limit: int = 100
+    auth_failures_per_minute: int = 20
     max_concurrent_streams: int = 16
     max_body_bytes: int = 8 << 20
     max_messages: int = 1024
@@ -95,6 +100,7 @@ _ENV = {
     "INFERNO_ADMIN_KEY": "admin_key",
     "INFERNO_RATE_LIMIT": "rate_limit",
     "INFERNO_BURST_LIMIT": "burst_limit",
+    "INFERNO_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
     "INFERNO_MAX_BATCH_ITEMS": "max_batch_items",
     "INFERNO_DATA_DIR": "data_dir",
     "INFERNO_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
@@ -134,6 +140,8 @@ def _build(values: dict[str, Any], base: Path) -> SecurityConfig:
         raise ConfigError("[security]: tls_cert and tls_key go together")
     if config.admin_key is not None and len(config.admin_key) < 16:
         raise ConfigError("[security]: the admin key must be at least 16 characters")
+    if not config.auth_enabled and "rate_limit" not in values:
+        config = replace(config, rate_limit=0)
     return config
 
 

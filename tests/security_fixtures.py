@@ -85,6 +85,8 @@ max_messages = 50
 max_tokens_cap = 64
 ws_messages_per_second = 5
 max_concurrent_streams = 2
+# Many tests here expect 401 for wrong credentials from 127.0.0.1; test_defaults.py tests the failure limit.
+auth_failures_per_minute = 1000
 cors_origins = ["https://dash.example"]
 {extra}
 """

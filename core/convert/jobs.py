@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -23,6 +22,7 @@ from inferno.core.convert import exl2
 from inferno.core.convert.architectures import architecture_of
 from inferno.core.convert.checkpoint import open_checkpoint
 from inferno.core.convert.converter import QUANTIZATIONS, ConversionResult, Progress, convert_checkpoint
+from inferno.core.security.database import connect_private
 from inferno.errors import InfernoError, invalid_param
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,7 @@ class ConversionJob:
 
 class JobStore:
     def __init__(self, database: Path) -> None:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect_private(database)
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
         interrupted = self._db.execute(
@@ -151,6 +148,8 @@ Converter = Callable[[Path, Path, str, Progress], ConversionResult]
 # Told of each finished conversion: (output path: a GGUF file or an EXL2 folder) -> the model id the registry
 # now serves it under.
 OnConverted = Callable[[Path], str]
+# The files (or folders) of the models the catalog serves now.
+ServedPaths = Callable[[], Iterable[Path]]
 
 
 def job_quantization(target: str, quantization: str) -> str:
@@ -192,8 +191,10 @@ class JobRunner:
         on_converted: OnConverted,
         converter: Converter = convert_checkpoint,
         exl2_converter: Converter = convert_exl2_job,
+        served_paths: ServedPaths = tuple,
     ) -> None:
         self._store = store
+        self._served_paths = served_paths
         self._on_converted = on_converted
         self._converters = {"gguf": converter, "exl2": exl2_converter}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversion")
@@ -206,6 +207,7 @@ class JobRunner:
     ) -> ConversionJob:
         """Queues a conversion, or refuses it at once (bad parameters, unusable source, no GPU for EXL2)."""
         quantization = job_quantization(target, quantization)
+        self._refuse_served_output(output, output_label)
         if not (source / "config.json").is_file():
             raise invalid_param(
                 "source_model", f"{source_label} is not a Hugging Face model folder (no config.json)"
@@ -247,6 +249,15 @@ class JobRunner:
                 self._finish(replace(job, status=JobStatus.CANCELLED, finished=time.time()))
         return self.get(job_id)
 
+    def _refuse_served_output(self, output: Path, output_label: str) -> None:
+        """A conversion never replaces a model the catalog serves (it may be loaded, or load later)."""
+        target = output.resolve()
+        if any(path.resolve() == target for path in self._served_paths()):
+            raise invalid_param(
+                "output_file",
+                f"{output_label} is a model the server serves; name another 'output_file'",
+            )
+
     async def wait_idle(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, lambda: None)
 
@@ -276,6 +287,8 @@ class JobRunner:
             self._update(current, save)
 
         try:
+            # The catalog may have taken the path since the job was queued.
+            self._refuse_served_output(output, job.output_file)
             result = self._converters[job.target_format](source, output, job.quantization, progress)
             model_id = self._on_converted(result.output)
         except _Cancelled:

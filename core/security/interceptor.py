@@ -21,6 +21,7 @@ from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonym
 from inferno.core.security.rate_limiter import RateDecision, RateLimiter
 from inferno.errors import InfernoError
 from inferno.permissions import UNLIMITED_RPCS, Access, grants, requirement_of
+from inferno.security_config import SecurityConfig
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -28,11 +29,18 @@ _Response = TypeVar("_Response")
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, authenticator: Authenticator, limiter: RateLimiter, max_concurrent_streams: int
+        self,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        max_concurrent_streams: int,
+        failure_limiter: RateLimiter | None = None,
     ) -> None:
+        """failure_limiter counts failed authentications per client address (default: [security]
+        auth_failures_per_minute's default)."""
         self._authenticator = authenticator
         self._limiter = limiter
         self._max_streams = max_concurrent_streams
+        self._failures = failure_limiter or auth_failure_limiter(SecurityConfig())
         self._open_streams: Counter[str] = Counter()
 
     @property
@@ -72,13 +80,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             principal = await self._admit(method, context)
-            token = CURRENT_PRINCIPAL.set(principal)
-            try:
-                with self._stream_slot(principal, method):
-                    async for item in behavior(request, context):
-                        yield item
-            finally:
-                CURRENT_PRINCIPAL.reset(token)
+            # Not reset: a stream the client abandons is closed by the event loop's async generator
+            # finalizer, in another Context, where reset() raises. gRPC runs each call in a task of its own,
+            # so the value ends with the call's Context anyway.
+            CURRENT_PRINCIPAL.set(principal)
+            with self._stream_slot(principal, method):
+                async for item in behavior(request, context):
+                    yield item
 
         return wrapped
 
@@ -89,12 +97,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if not self._authenticator.enabled:
             principal = anonymous(address)
         else:
-            identified = self._authenticator.identify(metadata.get("authorization"))
+            credentials = metadata.get("authorization")
+            identified = self._authenticator.identify(credentials)
             if identified is None and needed is not Access.PUBLIC:
-                raise InfernoError(
-                    "authentication_failed",
-                    "Invalid or missing credentials: send 'Authorization: Bearer <API key or JWT>'",
-                )
+                raise await self._failed_authentication(address, bool(credentials), context)
             principal = identified or anonymous(address)
             if not grants(principal.permissions, needed):
                 raise InfernoError(
@@ -109,6 +115,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if not decision.allowed:
                 raise _rate_limited(decision)
         return principal
+
+    async def _failed_authentication(
+        self, address: str, sent_credentials: bool, context: grpc.aio.ServicerContext
+    ) -> InfernoError:
+        """401, or 429 with Retry-After once the address has failed too often: credentials that prove nothing
+        count, missing ones do not (they cost nothing to check). Valid credentials are never refused by this
+        limit."""
+        if sent_credentials:
+            decision = self._failures.check(f"addr:{address}")
+            if not decision.allowed:
+                await context.send_initial_metadata((("retry-after", str(decision.retry_after)),))
+                return InfernoError(
+                    "rate_limit_exceeded",
+                    f"More than {decision.limit} failed authentications a minute from this address; "
+                    f"retry in {decision.retry_after} s",
+                    {"limit": str(decision.limit), "retry_after_s": str(decision.retry_after)},
+                )
+        return InfernoError(
+            "authentication_failed",
+            "Invalid or missing credentials: send 'Authorization: Bearer <API key or JWT>'",
+        )
 
     @contextlib.contextmanager
     def _stream_slot(self, principal: Principal, method: str) -> Iterator[None]:
@@ -128,6 +155,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             self._open_streams[principal.rate_key] -= 1
             if not self._open_streams[principal.rate_key]:
                 del self._open_streams[principal.rate_key]
+
+
+def auth_failure_limiter(security: SecurityConfig) -> RateLimiter:
+    """Failed authentications per client address: auth_failures_per_minute, all at once if need be."""
+    return RateLimiter(security.auth_failures_per_minute, 0)
 
 
 def _rate_limited(decision: RateDecision) -> InfernoError:

@@ -2,6 +2,9 @@
 
 A secret is "sk-inf-" plus 32 random bytes (256 bits) in URL-safe base64, so a plain hash is as good as a slow
 one: there is nothing to guess. Lookups go by hash; the stored hash is compared in constant time anyway.
+
+Creation and revocation are written at once. last_used changes on every request, so it is kept in memory and
+written every few seconds (and at close): a crash loses at most that much of it, never a key or a revocation.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from inferno.core.security.database import connect_private
 from inferno.errors import InfernoError, invalid_param
 from inferno.permissions import PERMISSION_NAMES
 
 SECRET_PREFIX = "sk-inf-"
 _SHOWN_PREFIX_LENGTH = len(SECRET_PREFIX) + 6
+# How long a key's last_used may wait in memory before it is written.
+LAST_USED_FLUSH_S = 5.0
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SCHEMA = """
@@ -84,18 +89,30 @@ def _hash(secret: str) -> str:
 class KeyStore:
     """Thread-safe: one connection, one lock (calls are short; gRPC handlers call it from the event loop)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data_dir: Path, flush_every_s: float = LAST_USED_FLUSH_S) -> None:
         self.path = data_dir / "inferno.db"
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect_private(self.path)
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        # key_id -> last use not yet written; the writer thread starts with the first use.
+        self._unwritten_uses: dict[str, float] = {}
+        self._flush_every_s = flush_every_s
+        self._closing = threading.Event()
+        self._writer: threading.Thread | None = None
 
     def close(self) -> None:
+        """Writes the pending last_used times and closes the database."""
+        self._closing.set()
+        if self._writer is not None:
+            self._writer.join()
         with self._lock:
+            self._write_uses()
             self._db.close()
+
+    def flush(self) -> None:
+        """Writes the pending last_used times now (one transaction)."""
+        with self._lock:
+            self._write_uses()
 
     def create(
         self,
@@ -139,7 +156,9 @@ class KeyStore:
     def list(self) -> list[StoredKey]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created").fetchall()
-        return [_key(row) for row in rows]
+            uses = dict(self._unwritten_uses)
+        keys = [_key(row) for row in rows]
+        return [replace(k, last_used=uses[k.key_id]) if k.key_id in uses else k for k in keys]
 
     def revoke(self, key_id: str) -> StoredKey:
         with self._lock:
@@ -166,12 +185,32 @@ class KeyStore:
             key = _key(row[:-1])
             if not key.usable(now):
                 return None
-            self._db.execute("UPDATE api_keys SET last_used = ? WHERE key_id = ?", (now, key.key_id))
+            previous = self._unwritten_uses.get(key.key_id)
+            if previous is not None:
+                key = replace(key, last_used=previous)
+            self._unwritten_uses[key.key_id] = now
+            if self._writer is None and not self._closing.is_set():
+                self._writer = threading.Thread(target=self._write_periodically, name="keystore", daemon=True)
+                self._writer.start()
         return key
 
     def active_count(self) -> int:
         now = time.time()
         return sum(1 for key in self.list() if key.usable(now))
+
+    def _write_periodically(self) -> None:
+        while not self._closing.wait(self._flush_every_s):
+            self.flush()
+
+    def _write_uses(self) -> None:
+        """Under the lock."""
+        if not self._unwritten_uses:
+            return
+        uses = [(used, key_id) for key_id, used in self._unwritten_uses.items()]
+        self._unwritten_uses.clear()
+        self._db.execute("BEGIN")
+        self._db.executemany("UPDATE api_keys SET last_used = ? WHERE key_id = ?", uses)
+        self._db.execute("COMMIT")
 
 
 _COLUMNS = "key_id, name, prefix, permissions, created, expires, last_used, revoked, rate_limit"
