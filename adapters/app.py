@@ -9,8 +9,10 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from inferno.config import GatewayOptions
+from inferno.core_channel import COMMAND_METADATA
 from inferno.security_config import SecurityConfig, load_security_config
 
 from . import auth_routes, conversion_routes
@@ -24,6 +26,7 @@ from .model_status import model_status
 from .openai import routes as openai
 from .openai.batch import batch
 from .openai.embeddings import embeddings
+from .openai.requests import check_metadata_text, check_path_parameters
 from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     """
     security = security or SecurityConfig()
     # Middlewares run outermost first: metrics see the status the error middleware renders.
-    middlewares = [metrics_middleware, error_middleware]
+    middlewares = [metrics_middleware, error_middleware, _client_input]
     if security.cors_origins:
         middlewares.insert(0, cors_middleware(security.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=security.max_body_bytes)
@@ -79,6 +82,21 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_get("/metrics", metrics_endpoint, name="metrics")
     router.add_get("/ws", websocket_endpoint, name="ws")
     return app
+
+
+# The request headers the gateway forwards to the core as gRPC metadata (core_client._forwarded_metadata).
+_FORWARDED_HEADERS = ("Authorization", COMMAND_METADATA)
+
+
+@web.middleware
+async def _client_input(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route's path parameters and forwarded headers are checked once, here, before its handler."""
+    check_path_parameters(request)
+    for name in _FORWARDED_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            check_metadata_text(value, name)
+    return await handler(request)
 
 
 def run_gateway(options: GatewayOptions) -> None:

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from inferno.errors import InfernoError
 
@@ -22,6 +23,7 @@ def error_response(error: InfernoError, request: web.BaseRequest | None = None) 
     """{"error": {"type", "code", "message", "details"}} with the code's HTTP status; a model still loading
     also says when to retry (Retry-After, from the load's progress); a refusal of credentials carries a
     Bearer challenge (WWW-Authenticate)."""
+    error = client_facing(error)
     response = web.json_response(error.to_body(), status=error.kind.http_status)
     retry_after = error.details.get("retry_after_s") if isinstance(error.details, dict) else None
     if error.code == "model_not_ready":
@@ -30,6 +32,18 @@ def error_response(error: InfernoError, request: web.BaseRequest | None = None) 
     if challenge is not None:
         response.headers["WWW-Authenticate"] = challenge
     return response
+
+
+def client_facing(error: InfernoError) -> InfernoError:
+    """The error as the client should see it. gRPC refuses a message or metadata over its size limits with a
+    bare RESOURCE_EXHAUSTED, which reads as rate_limit_exceeded; the core's own rate limits always carry
+    details (limit, retry_after_s), so one without details is a size refusal: 413 request_too_large, which
+    a client that retries on 429 will not loop on."""
+    if error.code == "rate_limit_exceeded" and not error.details:
+        return InfernoError(
+            "request_too_large", f"the request is larger than the inference core accepts ({error.message})"
+        )
+    return error
 
 
 def bearer_challenge(error: InfernoError, sent_token: bool) -> str | None:
@@ -58,7 +72,9 @@ def _sent_bearer_token(request: web.BaseRequest | None) -> bool:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render InfernoError, unknown routes, wrong methods, oversized bodies and unexpected exceptions.
 
-    Unexpected exceptions are logged with their traceback here; the client gets only internal_error.
+    A body the client sent that cannot be decoded (a Content-Encoding it does not use, a truncated chunk)
+    is a 400. Any other unexpected exception is a bug, not the client's fault: it is logged with its
+    traceback here and the client gets only a 500 internal_error.
     """
     try:
         return await handler(request)
@@ -74,6 +90,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(InfernoError("not_found", f"no route for {request.method} {request.path}"))
     except web.HTTPRequestEntityTooLarge as refusal:
         return error_response(InfernoError("request_too_large", refusal.text or "request body is too large"))
+    except RequestPayloadError as refusal:
+        # Raised only by reading the request body, so it is always about what the client sent.
+        message = f"the request body could not be read: {refusal}"
+        response = error_response(InfernoError("invalid_parameters", message, {"param": "body"}))
+        # What is left of the body cannot be told from the next request: say the connection ends here.
+        response.force_close()
+        return response
     except (web.HTTPException, ConnectionResetError):
         raise
     except Exception:

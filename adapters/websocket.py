@@ -30,8 +30,9 @@ from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import admin_service_pb2, auth_service_pb2, inference_service_pb2
 
 from .core_client import AUTHORIZATION, CORE
+from .errors import client_facing
 from .metrics import METRICS
-from .openai.requests import parse_chat_request, parse_json_object
+from .openai.requests import check_metadata_text, check_text, load_json_object, parse_chat_request
 from .openai.responses import finish_reason_name, usage_json
 from .ws_subscriptions import metrics_updates, model_status_updates, parse_metrics_subscription
 
@@ -75,7 +76,7 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
 
 
 def error_frame(chat_id: ChatId | None, error: InfernoError) -> Frame:
-    return {"type": "error", "id": chat_id, "data": error.to_body()}
+    return {"type": "error", "id": chat_id, "data": client_facing(error).to_body()}
 
 
 @dataclass
@@ -119,12 +120,16 @@ class _ChatSession:
         self._send_lock = asyncio.Lock()
 
     async def handle(self, text: str) -> None:
-        """Act on one client message; every problem is answered with an error frame."""
+        """Act on one client message; every problem is answered with an error frame for that message, and
+        the socket and its other chats go on. An unexpected exception is a bug: logged, and answered with
+        internal_error."""
         chat_id: ChatId | None = None
         try:
-            frame = parse_json_object(text, what="message")
+            frame = load_json_object(text, what="message")
             if _is_chat_id(frame.get("id")):
                 chat_id = frame["id"]
+            # After the id is read, so an error about the text (even about the id) still names its chat.
+            check_text(frame)
             kind = frame.get("type")
             self._allowance.take()
             if kind == "auth":
@@ -152,11 +157,15 @@ class _ChatSession:
                 await self._unsubscribe(chat_id)
         except InfernoError as error:
             await self.send_error(chat_id, error)
+        except Exception:
+            logger.exception("WebSocket message %r failed", chat_id)
+            await self.send_error(chat_id, InfernoError("internal_error", "internal server error"))
 
     async def _authenticate(self, frame_id: ChatId | None, data: Any) -> None:
         secret = data.get("api_key") or data.get("token") if isinstance(data, dict) else None
         if not isinstance(secret, str) or not secret:
             raise invalid_param("data", '\'data\' must be an object like {"api_key": "..."}')
+        check_metadata_text(secret, "data.api_key")
         core = self._request.app[CORE]
         self._request[AUTHORIZATION] = f"Bearer {secret}"
         try:
@@ -254,8 +263,10 @@ class _ChatSession:
         await self._send(last)
 
     async def _send(self, frame: Frame) -> None:
-        """Send one frame; if the socket is gone, drop it (closing the socket cancels the chats)."""
-        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        """Send one frame; if the socket is gone, drop it (closing the socket cancels the chats).
+
+        ASCII-escaped: an id echoed back may hold a lone surrogate, which UTF-8 cannot encode."""
+        text = json.dumps(frame, separators=(",", ":"))
         async with self._send_lock:
             if self._socket.closed:
                 return

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
 from inferno.core_channel import COMMAND_METADATA
@@ -38,6 +40,7 @@ def _as_inferno_error(exc: Exception, method: str) -> InfernoError:
 
 
 ErrorRecorder = Callable[[str, str], None]
+Deserializer = Callable[[bytes], Any] | None
 
 
 class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
@@ -59,7 +62,34 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
             handler,
             lambda behavior: _wrap_unary(behavior, method, self._record),
             lambda behavior: _wrap_stream(behavior, method, self._record),
+            wrap_deserializer=_tolerant,
         )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message. grpc answers a deserializer that
+    raises with UNKNOWN; handing this on instead lets the call end with INVALID_ARGUMENT."""
+
+    reason: str
+
+
+def _tolerant(deserializer: Deserializer) -> Deserializer:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc) or "the message could not be parsed")
+
+    return deserialize
+
+
+def _undecodable_error(request: _Undecodable) -> InfernoError:
+    message = f"the request is not a valid protobuf message for this method: {request.reason}"
+    return InfernoError("invalid_parameters", message, {"param": "request"})
 
 
 Behavior = Callable[..., Any]
@@ -69,19 +99,22 @@ def rewrap_handler(
     handler: grpc.RpcMethodHandler[_Request, _Response],
     wrap_unary: Callable[[Behavior], Behavior],
     wrap_stream: Callable[[Behavior], Behavior],
+    wrap_deserializer: Callable[[Deserializer], Deserializer] = lambda deserializer: deserializer,
 ) -> grpc.RpcMethodHandler[_Request, _Response]:
-    """The handler with its unary-unary or unary-stream behaviour wrapped; other kinds (the reflection
-    service's stream-stream) as they are. Every interceptor of ours wraps calls this way."""
+    """The handler with its unary-unary or unary-stream behaviour (and, if asked, its request deserializer)
+    wrapped; other kinds (the reflection service's stream-stream) as they are. Every interceptor of ours
+    wraps calls this way."""
+    deserializer = wrap_deserializer(handler.request_deserializer)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             wrap_unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             wrap_stream(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler
@@ -90,6 +123,8 @@ def rewrap_handler(
 def _wrap_unary(behavior: Callable[..., Any], method: str, record: ErrorRecorder) -> Callable[..., Any]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if isinstance(request, _Undecodable):
+                raise _undecodable_error(request)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
@@ -104,6 +139,8 @@ def _wrap_stream(
 ) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            if isinstance(request, _Undecodable):
+                raise _undecodable_error(request)
             async for item in behavior(request, context):
                 yield item
         except grpc.aio.AbortError:

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from inferno.core.struct_json import schema_from
-from inferno.errors import invalid_param
+from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
 
 _ANY_OBJECT_SCHEMA = {"type": "object"}
@@ -37,12 +37,19 @@ def grammar_for(response_format: pb.ResponseFormat) -> str | None:
     )
     try:
         return json_strings_only(json_schema_to_gbnf(json.dumps(enforceable(schema))))
-    except (
-        Exception
-    ) as exc:  # the converter raises bare exceptions of several kinds on schemas it cannot take
-        raise invalid_param(
-            "response_format.json_schema", f"cannot turn this JSON schema into a grammar: {exc}"
-        ) from exc
+    except SCHEMA_CONVERTER_ERRORS as exc:
+        raise unconvertible_schema("response_format.json_schema", exc) from exc
+
+
+# What llama-cpp-python's schema converter raises on a schema it cannot take: assert on an unknown "type",
+# KeyError or ValueError on bad references and patterns, TypeError and AttributeError where a keyword has the
+# wrong JSON type. Anything else it raises is a bug and stays internal_error.
+SCHEMA_CONVERTER_ERRORS = (AssertionError, KeyError, ValueError, TypeError, AttributeError, IndexError)
+
+
+def unconvertible_schema(param: str, exc: Exception) -> InfernoError:
+    reason = str(exc) or type(exc).__name__
+    return invalid_param(param, f"cannot turn '{param}' into a grammar: {reason}")
 
 
 # Integer ranges up to this many values become an enum so the grammar enforces them.

@@ -15,6 +15,9 @@ CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_STOP_STRINGS = 4
 MAX_CHOICES = 128
 DEFAULT_MAX_TOKENS = 2048
+# Catalog ids are short; a longer one cannot name a model, and echoing it back in an error would pass gRPC's
+# metadata limit (which turns the error into a bare RESOURCE_EXHAUSTED).
+MAX_MODEL_ID_CHARS = 512
 # Generous: English averages about 4 characters a token; runs of spaces or digits reach a few dozen.
 MAX_CHARS_PER_TOKEN = 64
 
@@ -237,6 +240,10 @@ def check_token_ids(tokens: Sequence[int], vocab_size: int, param: str) -> None:
 def check_model(model: str) -> str:
     if not model:
         raise invalid_param("model", "'model' is required")
+    if len(model) > MAX_MODEL_ID_CHARS:
+        raise invalid_param(
+            "model", f"'model' must be at most {MAX_MODEL_ID_CHARS} characters, got {len(model)}"
+        )
     return model
 
 

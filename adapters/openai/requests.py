@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import common_pb2, inference_service_pb2
 
@@ -45,8 +47,16 @@ class CompletionRequest:
 def parse_json_object(raw: bytes | str, *, what: str = "request body") -> dict[str, Any]:
     """Parse strict JSON (no NaN or Infinity) that must be an object; anything else raises invalid_json.
 
-    what names the text in error messages.
+    what names the text in error messages. Strings that are not valid Unicode are refused (check_text).
     """
+    value = load_json_object(raw, what=what)
+    check_text(value)
+    return value
+
+
+def load_json_object(raw: bytes | str, *, what: str = "request body") -> dict[str, Any]:
+    """parse_json_object without the text check, for a caller that must read a field (a WebSocket frame's
+    id) before it refuses the rest; it must call check_text itself."""
     if not raw.strip():
         raise InfernoError("invalid_json", f"{what} is empty; expected a JSON object")
     try:
@@ -58,6 +68,64 @@ def parse_json_object(raw: bytes | str, *, what: str = "request body") -> dict[s
     if not isinstance(value, dict):
         raise InfernoError("invalid_json", f"{what} must be a JSON object")
     return value
+
+
+def check_text(value: dict[str, Any], prefix: str = "") -> None:
+    """Refuse any string (or object key) in parsed JSON that is not valid Unicode: JSON's \\uD800 escapes
+    can spell lone UTF-16 surrogates, which neither protobuf nor UTF-8 can carry. The error names the field
+    (messages[0].content), so every endpoint refuses them the same way, before any field is read.
+
+    The walk is iterative: json.loads accepts nesting deeper than a recursive walk could follow."""
+    pending: list[tuple[Any, str]] = [(value, prefix)]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                raise _not_unicode(path or "body")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _is_unicode(key):
+                    raise _not_unicode(path or "body", "a key of ")
+                pending.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+
+
+def check_path_parameters(request: web.Request) -> None:
+    """The route's path parameters (model_id, job_id, key_id): valid Unicode and at most MAX_ID_CHARS long.
+    Over-long ids would otherwise travel to the core and come back inside an error larger than gRPC's
+    metadata limit."""
+    for name, value in request.match_info.items():
+        if not _is_unicode(value):
+            raise _not_unicode(name)
+        if len(value) > MAX_ID_CHARS:
+            raise invalid_param(name, f"'{name}' must be at most {MAX_ID_CHARS} characters, got {len(value)}")
+
+
+def check_metadata_text(value: str, param: str) -> None:
+    """A value the gateway forwards to the core as gRPC metadata (a credential, a command name): gRPC takes
+    only printable ASCII there, and refuses anything else with an error the client did not cause."""
+    if not (value.isascii() and value.isprintable()):
+        raise invalid_param(param, f"'{param}' must be printable ASCII")
+
+
+# Ids in URL paths (model ids, job ids, key ids) are far shorter than this; longer ones are refused before
+# they reach the core.
+MAX_ID_CHARS = 512
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_unicode(param: str, where: str = "") -> InfernoError:
+    return invalid_param(
+        param, f"{where}'{param}' holds a lone UTF-16 surrogate (such as \\ud800), which is not valid text"
+    )
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -321,7 +389,7 @@ def _response_format(value: Any) -> inference_service_pb2.ResponseFormat:
     if not isinstance(value, dict):
         raise _type_error("response_format", "an object or null")
     kind = value.get("type")
-    if kind not in _RESPONSE_FORMAT_TYPES:
+    if not isinstance(kind, str) or kind not in _RESPONSE_FORMAT_TYPES:
         raise invalid_param(
             "response_format.type", "'response_format.type' must be text, json_object or json_schema"
         )
@@ -346,7 +414,8 @@ def _logit_bias(value: Any) -> dict[int, float]:
         raise _type_error("logit_bias", "an object mapping token ids to numbers, or null")
     biases: dict[int, float] = {}
     for key, bias in value.items():
-        if not (isinstance(key, str) and key.isdigit()) or int(key) > _UINT32_MAX:
+        # isdigit() alone takes "²", which int() refuses.
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()) or int(key) > _UINT32_MAX:
             raise invalid_param("logit_bias", f"'logit_bias' keys must be token ids, got {key!r}")
         number = _optional_number(bias, f"logit_bias.{key}")
         if number is None:

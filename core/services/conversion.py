@@ -93,6 +93,9 @@ class ConversionServicer(conversion_service_pb2_grpc.ConversionServiceServicer):
         return pb.CancelConversionJobResponse(job=job_message(self._runner.cancel(request.job_id)))
 
     def _inside(self, path_text: str, param: str) -> Path:
+        if "\x00" in path_text:
+            # The OS refuses NUL in paths (ValueError from every path call), so it can name no file.
+            raise invalid_param(param, f"'{param}' must not contain a NUL character")
         try:
             return confine(path_text, self._roots, f"'{param}'")
         except ConfigError as error:

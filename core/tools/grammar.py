@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import json
 
-from inferno.core.structured_output import enforceable, json_strings_only
+from inferno.core.structured_output import (
+    SCHEMA_CONVERTER_ERRORS,
+    enforceable,
+    json_strings_only,
+    unconvertible_schema,
+)
 from inferno.core.tools.policy import ToolMode, ToolPolicy
 
 CALLS_PREFIX = '{"tool_calls": ['
@@ -28,6 +33,12 @@ def _literal(text: str) -> str:
     return json.dumps(text)
 
 
+def _parameters_param(policy: ToolPolicy, name: str) -> str:
+    """The request field that holds the named tool's parameter schema."""
+    index = next(i for i, tool in enumerate(policy.tools) if tool.name == name)
+    return f"tools[{index}].function.parameters"
+
+
 def tool_call_grammar(policy: ToolPolicy) -> str:
     # Imported here: importing llama-cpp-python's package loads llama.cpp (structured_output.py says why).
     from llama_cpp.llama_grammar import SchemaConverter
@@ -36,8 +47,11 @@ def tool_call_grammar(policy: ToolPolicy) -> str:
     rules: dict[str, str] = {}
     call_rules: list[str] = []
     for i, tool in enumerate(policy.callable):
-        schema = converter.resolve_refs(enforceable(tool.parameters), f"tool:{tool.name}")
-        arguments = converter.visit(schema, f"tool-{i}-arguments")
+        try:
+            schema = converter.resolve_refs(enforceable(tool.parameters), f"tool:{tool.name}")
+            arguments = converter.visit(schema, f"tool-{i}-arguments")
+        except SCHEMA_CONVERTER_ERRORS as exc:
+            raise unconvertible_schema(_parameters_param(policy, tool.name), exc) from exc
         rule = f"tool-call-{i}"
         rules[rule] = " ".join(
             (
