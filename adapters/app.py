@@ -13,11 +13,13 @@ from aiohttp.typedefs import Handler
 
 from inferno.config import GatewayOptions
 from inferno.core_channel import COMMAND_METADATA
+from inferno.lifecycle import port_error, shutdown_grace_s
 from inferno.security_config import SecurityConfig, load_security_config
 
 from . import auth_routes, conversion_routes
 from .core_client import CORE, SECURITY, CoreClient, copy_core_headers
 from .cors import cors_middleware
+from .draining import DRAIN, Drain
 from .errors import error_middleware
 from .health import health
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
@@ -31,9 +33,9 @@ from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
 
-# After SIGINT/SIGTERM aiohttp waits this long for in-flight requests, then cancels their handlers (and so
-# their gRPC calls) and waits up to as long again.
-_SHUTDOWN_TIMEOUT_S = 3.0
+# After the drain's grace period (inferno.lifecycle.shutdown_grace_s) aiohttp waits this long for handlers
+# still running, then cancels them (and so their gRPC calls) and waits up to as long again.
+_SHUTDOWN_TIMEOUT_S = 1.0
 
 # A model id (which may contain "/") that does not end in the path of a model action route.
 _MODEL_ID_NOT_ACTION = r"(?!.*/(?:status|load|unload)$).+"
@@ -46,10 +48,13 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     """
     security = security or SecurityConfig()
     # Middlewares run outermost first: metrics see the status the error middleware renders.
-    middlewares = [metrics_middleware, error_middleware, _client_input]
+    # The drain's 503 while shutting down is counted by the metrics and needs no error handling.
+    drain = Drain()
+    middlewares = [metrics_middleware, drain.middleware, error_middleware, _client_input]
     if security.cors_origins:
         middlewares.insert(0, cors_middleware(security.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=security.max_body_bytes)
+    app[DRAIN] = drain
     app[METRICS] = GatewayMetrics.create()
     app[SECURITY] = security
     app.cleanup_ctx.append(_core_channel(core_address, security))
@@ -100,7 +105,9 @@ async def _client_input(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 def run_gateway(options: GatewayOptions) -> None:
-    """Serve the app on options.host:port until SIGINT or SIGTERM, then shut down cleanly."""
+    """Serve the app on options.host:port until SIGINT or SIGTERM, then drain and shut down cleanly.
+
+    Raises StartupError (one line naming the port) when the port cannot be bound."""
     security = load_security_config(options.config_path, options.security.overrides())
     security.check_bind(options.host)
     asyncio.run(_serve(options.core_address, options.host, options.port, security))
@@ -108,9 +115,8 @@ def run_gateway(options: GatewayOptions) -> None:
 
 async def _serve(core_address: str, host: str, port: int, security: SecurityConfig) -> None:
     # handler_cancellation: a client that disconnects cancels its handler, which cancels its gRPC call.
-    runner = web.AppRunner(
-        build_app(core_address, security), handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
-    )
+    app = build_app(core_address, security)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,11 +124,18 @@ async def _serve(core_address: str, host: str, port: int, security: SecurityConf
         loop.add_signal_handler(signum, stop.set)
     try:
         tls = _server_tls(security)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        except OSError as error:
+            raise port_error(host, port, "HTTP", error) from None
         scheme = "https" if tls else "http"
         logger.info("gateway listening on %s://%s:%d, core at %s", scheme, host, port, core_address)
         await stop.wait()
-        logger.info("gateway shutting down")
+        grace_s = shutdown_grace_s()
+        logger.info("gateway shutting down (in-flight requests get %.0f s)", grace_s)
+        ended = await app[DRAIN].drain(grace_s)
+        if ended:
+            logger.info("gateway ended %d stream(s) still running after %.0f s", ended, grace_s)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from inferno.errors import InfernoError
+
+from .draining import DRAIN
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -17,10 +22,22 @@ def encode_event(data: Mapping[str, Any]) -> bytes:
 
 
 class EventStream:
-    """An open text/event-stream response. Each send goes to the socket at once; nothing is batched."""
+    """An open text/event-stream response. Each send goes to the socket at once; nothing is batched.
 
-    def __init__(self, response: web.StreamResponse) -> None:
+    While open it is registered with the gateway's Drain: a shutdown whose grace period ends first sends the
+    seed's error body as the last event, then [DONE], and cancels the handler.
+    """
+
+    def __init__(self, response: web.StreamResponse, request: web.Request | None = None) -> None:
         self.response = response
+        self._ended = False
+        self._handler = asyncio.current_task()
+        self._drain = request.app.get(DRAIN) if request is not None else None
+        if self._drain is not None:
+            self._drain.add_stream(self)
+            # A handler that ends without close() (the client went away) must not stay registered.
+            if self._handler is not None:
+                self._handler.add_done_callback(lambda _: self._end())
 
     @classmethod
     async def open(cls, request: web.Request) -> EventStream:
@@ -34,13 +51,40 @@ class EventStream:
             }
         )
         await response.prepare(request)
-        return cls(response)
+        return cls(response, request)
 
     async def send(self, data: Mapping[str, Any]) -> None:
+        """Send one event; ConnectionResetError once the stream has ended (shut down or closed)."""
+        if self._ended:
+            raise ConnectionResetError("the event stream has ended")
         # write() hands the bytes to the transport now and waits for it to drain past its high-water mark.
         await self.response.write(encode_event(data))
 
     async def close(self) -> None:
-        """Send [DONE] and end the response."""
+        """Send [DONE] and end the response (nothing when it has already ended)."""
+        if self._ended:
+            return
+        self._end()
         await self.response.write(DONE_EVENT)
         await self.response.write_eof()
+
+    def busy(self) -> bool:
+        return not self._ended
+
+    async def end_for_shutdown(self, error: InfernoError) -> None:
+        """The final error event and [DONE], then cancel the handler (and so its gRPC call)."""
+        if self._ended:
+            return
+        self._end()
+        try:
+            await self.response.write(encode_event(error.to_body()) + DONE_EVENT)
+            await self.response.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass  # the client is gone or the handler finished the response meanwhile
+        if self._handler is not None and self._handler is not asyncio.current_task():
+            self._handler.cancel()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._drain is not None:
+            self._drain.discard_stream(self)

@@ -24,12 +24,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import admin_service_pb2, auth_service_pb2, inference_service_pb2
 
 from .core_client import AUTHORIZATION, CORE
+from .draining import DRAIN, shutting_down_error
 from .errors import client_facing
 from .metrics import METRICS
 from .openai.requests import check_metadata_text, check_text, load_json_object, parse_chat_request
@@ -62,6 +63,9 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
     )
     await socket.prepare(request)
     session = _ChatSession(request, socket, _MessageAllowance(status.websocket_limits))
+    drain = request.app.get(DRAIN)
+    if drain is not None:
+        drain.add_stream(session)
     try:
         async for message in socket:
             if message.type is WSMsgType.TEXT:
@@ -71,6 +75,8 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
             elif message.type is WSMsgType.ERROR:
                 break
     finally:
+        if drain is not None:
+            drain.discard_stream(session)
         await session.cancel_all()
     return socket
 
@@ -189,6 +195,23 @@ class _ChatSession:
         if tasks:
             await asyncio.wait(tasks)
 
+    def busy(self) -> bool:
+        """Whether a chat is running (a shutdown's grace period waits for chats, not for idle sockets)."""
+        return bool(self._chats)
+
+    async def end_for_shutdown(self, error: InfernoError) -> None:
+        """End each running chat with an error frame, then close the socket with 1001 (going away)."""
+        chats = dict(self._chats)
+        for task in (*chats.values(), *self._subscriptions.values()):
+            task.cancel()
+        if self._tasks:
+            # Chats that were sending their last frame finish it.
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for chat_id, task in chats.items():
+            if task.cancelled():
+                await self.send_error(chat_id, error)
+        await self._socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
     def _subscribe(self, sub_id: ChatId, kind: str, updates: AsyncIterator[dict[str, Any]]) -> None:
         if sub_id in self._subscriptions or sub_id in self._chats:
             raise invalid_param("id", f"id {sub_id!r} is already in use on this socket")
@@ -216,6 +239,9 @@ class _ChatSession:
         await self._send({"type": "unsubscribed", "id": sub_id, "data": {}})
 
     def _start_chat(self, chat_id: ChatId, data: Any) -> None:
+        drain = self._request.app.get(DRAIN)
+        if drain is not None and drain.draining:
+            raise shutting_down_error()
         if chat_id in self._chats or chat_id in self._subscriptions:
             raise invalid_param("id", f"id {chat_id!r} is already in use on this socket")
         if not isinstance(data, dict):

@@ -34,6 +34,8 @@ from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
 from inferno.core.validation import RequestLimits
 from inferno.engine_settings import EngineSettings
+from inferno.errors import InfernoError
+from inferno.lifecycle import StartupError, check_port_free, shutdown_grace_s
 from inferno.security_config import SecurityConfig, load_security_config
 from inferno.v1 import (
     admin_service_pb2,
@@ -57,7 +59,6 @@ SERVICE_NAMES = (
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     conversion_service_pb2.DESCRIPTOR.services_by_name["ConversionService"].full_name,
 )
-_SHUTDOWN_GRACE_S = 5.0
 
 
 async def serve_core(options: CoreOptions) -> None:
@@ -79,7 +80,6 @@ async def serve_core(options: CoreOptions) -> None:
         engine_metrics,
         EngineFactory(engine_metrics),
     )
-    await manager.start()
     keys = KeyStore(security.data_dir) if security.api_keys else None
     auth = AuthInterceptor(
         Authenticator(keys, _jwt_verifier(security), security.admin_key),
@@ -93,13 +93,18 @@ async def serve_core(options: CoreOptions) -> None:
             options.grpc_port,
         )
     # The error interceptor is outermost, so refusals by the auth interceptor become statuses like any error.
+    # grpcio sets SO_REUSEPORT by default, which lets a second core share the port and take half its
+    # connections; off, a taken port is refused.
     server = grpc.aio.server(
         interceptors=[
             ErrorStatusInterceptor(engine_metrics.record_error),
             CommandInterceptor(engine_metrics.record_command),
             auth,
-        ]
+        ],
+        options=[("grpc.so_reuseport", 0)],
     )
+    # Bound before any model loads, so a taken port is refused in a second rather than after the load.
+    _bind(server, options.host, options.grpc_port, security)
     limits = RequestLimits.from_security(security)
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(manager, limits), server
@@ -119,21 +124,18 @@ async def serve_core(options: CoreOptions) -> None:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = f"{options.host}:{options.grpc_port}"
-    if security.tls_enabled:
-        assert security.tls_cert is not None and security.tls_key is not None
-        credentials = grpc.ssl_server_credentials(
-            [(security.tls_key.read_bytes(), security.tls_cert.read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        await manager.close()
-        raise SystemExit(f"inferno core: cannot listen on {address}")
+    try:
+        await _load_at_start(manager)
+    except StartupError:
+        runner.close()
+        jobs.close()
+        if keys is not None:
+            keys.close()
+        raise
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    address = f"{options.host}:{options.grpc_port}"
     log.info("inferno core serving %s on %s", ", ".join(manager.ids()), address)
 
     stop = asyncio.Event()
@@ -141,14 +143,52 @@ async def serve_core(options: CoreOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("inferno core shutting down")
+    grace_s = shutdown_grace_s()
+    log.info("inferno core shutting down (in-flight calls get %.0f s)", grace_s)
+    # New calls are refused with UNAVAILABLE at once; calls still running when the grace ends are cancelled
+    # and their clients get UNAVAILABLE.
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(_SHUTDOWN_GRACE_S)
+    await server.stop(grace_s)
     runner.close()
     jobs.close()
     await manager.close()
     if keys is not None:
         keys.close()
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, security: SecurityConfig) -> None:
+    """Listen on host:port, or raise StartupError naming the port."""
+    check_port_free(host, port, "gRPC")
+    address = f"{host}:{port}"
+    try:
+        if security.tls_enabled:
+            assert security.tls_cert is not None and security.tls_key is not None
+            credentials = grpc.ssl_server_credentials(
+                [(security.tls_key.read_bytes(), security.tls_cert.read_bytes())]
+            )
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        bound = 0
+    if bound == 0:
+        raise StartupError(f"gRPC port {port} on {host} is already in use or cannot be bound")
+
+
+async def _load_at_start(manager: ModelManager) -> None:
+    """The manager's load-at-start; a model that cannot load becomes one StartupError naming the setting."""
+    try:
+        await manager.start()
+    except InfernoError as error:
+        await manager.close()
+        hint = _START_HINTS.get(error.code, "")
+        raise StartupError(f"cannot load a model at start: {error.message}{hint}") from None
+
+
+_START_HINTS = {
+    "insufficient_memory": " (raise --memory-budget or [server] memory_budget in inferno.toml)",
+    "model_load_failed": " (check --model, --models-dir and [[models]] in inferno.toml)",
+}
 
 
 def _registrar(

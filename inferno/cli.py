@@ -22,6 +22,8 @@ from inferno.config import (
 from inferno.config_file import ConfigError, load_management_config
 from inferno.convert_cli import add_convert_arguments
 from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
+from inferno.errors import InfernoError
+from inferno.lifecycle import EXIT_STARTUP_REFUSED, StartupError, die_with_parent, shutdown_grace_s
 
 
 def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,11 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; a refused start (a bad setting, a port in use, a model that cannot load at start) is
+    one line on stderr and exit status 2, never a traceback."""
     try:
         return _run(build_parser().parse_args(argv))
-    except ConfigError as error:
-        print(f"inferno: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, StartupError) as error:
+        print(f"inferno: {error}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP_REFUSED
+    except InfernoError as error:
+        print(f"inferno: {error.message}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP_REFUSED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -214,6 +221,9 @@ def _run(args: argparse.Namespace) -> int:
         security = load_security_config(args.config, _security_flags(args).overrides())
         command = KeyCommand(args.action, args.argument, args.permissions, args.expires_in, args.rate_limit)
         return run_keys_command(command, security, args.core)
+    if args.command in ("core", "gateway"):
+        die_with_parent()
+        shutdown_grace_s()  # a wrong value is reported now, not at the first SIGTERM
     if args.command == "core":
         # Resolved before the core's import, so a wrong setting is reported at once.
         options = core_options(args, args.host)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +21,18 @@ from inferno.config import CoreOptions, GatewayOptions
 from inferno.core_channel import sync_channel
 from inferno.engine_settings import ENGINE_SETTINGS
 from inferno.inflight import INFLIGHT_FILE_ENV, RequestShape, read_inflight
+from inferno.lifecycle import (
+    EXIT_STARTUP_REFUSED,
+    SUPERVISOR_PID_ENV,
+    check_port_free,
+    shutdown_grace_s,
+)
 from inferno.security_config import SecurityConfig, load_security_config
 
 _CORE_READY_TIMEOUT_S = 600.0
+_GATEWAY_READY_TIMEOUT_S = 60.0
+# A child's SIGTERM drain takes up to the grace period; this much more for freeing models and the like.
+_STOP_MARGIN_S = 15.0
 _RESTART_LIMIT = 5
 _RESTART_WINDOW_S = 60.0
 # Two deaths by a signal in a decode step within this long: the next request would kill it again.
@@ -67,14 +78,18 @@ class _Child:
     command: list[str]
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] | None = None
+    # Whether the child answers (quick; for the recovery time after a restart).
+    ready: Callable[[], bool] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env)
+        # The child asks for SIGTERM when this process dies (inferno.lifecycle.die_with_parent).
+        env = {**(self.env if self.env is not None else os.environ), SUPERVISOR_PID_ENV: str(os.getpid())}
+        self.process = subprocess.Popen(self.command, env=env)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 20.0 + _STOP_MARGIN_S) -> None:
         if not self.alive():
             return
         assert self.process is not None
@@ -134,25 +149,45 @@ def gateway_command(gateway: GatewayOptions) -> list[str]:
     ]
 
 
-def _wait_for_core(address: str, security: SecurityConfig, core: _Child, stop: threading.Event) -> bool:
-    deadline = time.monotonic() + _CORE_READY_TIMEOUT_S
+def _core_answers(address: str, security: SecurityConfig, timeout: float = 1.0) -> bool:
     with sync_channel(address, security) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline and not stop.is_set() and core.alive():
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-            except grpc.RpcError:
-                pass
-            stop.wait(0.3)
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until_ready(child: _Child, stop: threading.Event, timeout_s: float) -> bool:
+    assert child.ready is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set() and child.alive():
+        if child.ready():
+            return child.alive()
+        stop.wait(0.3)
     return False
 
 
 def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
-    """Starts both, restarts one that dies (at most 5 times a minute), stops both on SIGINT/SIGTERM."""
+    """Starts both, prints the banner once both answer, restarts one that dies (at most 5 times a minute),
+    stops both on SIGINT/SIGTERM (each drains for the grace period) and returns 0. A port in use or a child
+    that refuses to start stops it with one line and exit status 2; the children die with it."""
     security = load_security_config(core.config_path, core.security.overrides())
     security.check_bind(core.host)
+    grace_s = shutdown_grace_s()
+    # Checked here too so a taken port is one line before any model loads; the children check again.
+    check_port_free(gateway.host, gateway.port, "HTTP")
+    check_port_free(core.host, core.grpc_port, "gRPC")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -161,20 +196,43 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
     inflight = Path(inflight_name)
     try:
         core_env = {**os.environ, INFLIGHT_FILE_ENV: str(inflight)}
-        core_child = _Child("core", core_command(core), env=core_env)
-        gateway_child = _Child("gateway", gateway_command(gateway))
+        core_child = _Child(
+            "core",
+            core_command(core),
+            env=core_env,
+            ready=lambda: _core_answers(gateway.core_address, security),
+        )
+        gateway_child = _Child(
+            "gateway", gateway_command(gateway), ready=lambda: _port_answers(gateway.host, gateway.port)
+        )
         print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
-        core_child.start()
-        if not _wait_for_core(gateway.core_address, security, core_child, stop):
-            core_child.stop()
-            if stop.is_set():
-                return 0
-            print("inferno: the core did not start; see its log above", file=sys.stderr, flush=True)
-            return 1
+        for child, timeout_s in (
+            (core_child, _CORE_READY_TIMEOUT_S),
+            (gateway_child, _GATEWAY_READY_TIMEOUT_S),
+        ):
+            child.start()
+            if _wait_until_ready(child, stop, timeout_s):
+                continue
+            status = _start_failed(child, stop)
+            for started in (gateway_child, core_child):
+                started.stop(grace_s + _STOP_MARGIN_S)
+            return status
         _announce(core, gateway, security)
-        return supervise(core_child, gateway_child, stop, inflight)
+        return supervise(core_child, gateway_child, stop, inflight, grace_s)
     finally:
         inflight.unlink(missing_ok=True)
+
+
+def _start_failed(child: _Child, stop: threading.Event) -> int:
+    """The exit status of `inferno serve` when child did not come up; says why unless the child did."""
+    if stop.is_set():
+        return 0
+    code = child.process.poll() if child.process else None
+    if code == EXIT_STARTUP_REFUSED:
+        return code  # the child printed its one line
+    why = _exit_text(code) if code is not None else "did not answer in time"
+    print(f"inferno: the {child.name} did not start ({why}); see its log above", file=sys.stderr, flush=True)
+    return 1
 
 
 def _announce(core: CoreOptions, gateway: GatewayOptions, security: SecurityConfig) -> None:
@@ -190,20 +248,34 @@ def _announce(core: CoreOptions, gateway: GatewayOptions, security: SecurityConf
     )
 
 
-def supervise(core_child: _Child, gateway_child: _Child, stop: threading.Event, inflight: Path) -> int:
-    """Starts the gateway and keeps both children up until stop is set: restarts one that dies (at most 5
-    times a minute), but not a core that died by a signal in a decode step twice (CrashLoopGuard). Returns
-    the exit status of `inferno serve`."""
-    gateway_child.start()
+def supervise(
+    core_child: _Child,
+    gateway_child: _Child,
+    stop: threading.Event,
+    inflight: Path,
+    grace_s: float = 20.0,
+) -> int:
+    """Starts the gateway (unless started) and keeps both children up until stop is set: restarts one that
+    dies (at most 5 times a minute) and says how long it took to answer again, but not a child that refused
+    to start (exit status 2) nor a core that died by a signal in a decode step twice (CrashLoopGuard).
+    Returns the exit status of `inferno serve`."""
+    if gateway_child.process is None:
+        gateway_child.start()
     restarts: list[float] = []
     guard = CrashLoopGuard()
-    failed = False
-    while not failed and not stop.wait(0.5):
+    # Restarted children not yet answering, with when their death was seen.
+    recovering: dict[str, float] = {}
+    status = 0
+    while not status and not stop.wait(0.5):
         for child in (core_child, gateway_child):
             if child.alive():
+                _report_recovery(child, recovering)
                 continue
             now = time.monotonic()
             code = child.process.returncode if child.process else None
+            if code == EXIT_STARTUP_REFUSED:
+                status = code  # the child printed why; a restart would refuse the same way
+                break
             shape = read_inflight(inflight) if child is core_child else None
             verdict = guard.check(code, shape, now)
             restarts = [t for t in restarts if now - t < _RESTART_WINDOW_S] + [now]
@@ -211,7 +283,7 @@ def supervise(core_child: _Child, gateway_child: _Child, stop: threading.Event, 
                 verdict = f"inferno: {child.name} keeps exiting; giving up"
             if verdict is not None:
                 print(verdict, file=sys.stderr, flush=True)
-                failed = True
+                status = 1
                 break
             during = f" while serving {shape.describe()}" if shape is not None else ""
             print(
@@ -220,7 +292,18 @@ def supervise(core_child: _Child, gateway_child: _Child, stop: threading.Event, 
             if child is core_child:
                 inflight.write_bytes(b"")
             child.start()
+            recovering.setdefault(child.name, now)
     print("inferno: shutting down", flush=True)
-    gateway_child.stop()
-    core_child.stop()
-    return 1 if failed else 0
+    # The gateway first: its streams drain while the core still serves them.
+    gateway_child.stop(grace_s + _STOP_MARGIN_S)
+    core_child.stop(grace_s + _STOP_MARGIN_S)
+    return status
+
+
+def _report_recovery(child: _Child, recovering: dict[str, float]) -> None:
+    """Once a restarted child answers: one line with the time from its death to answering again."""
+    since = recovering.get(child.name)
+    if since is None or child.ready is None or not child.ready():
+        return
+    del recovering[child.name]
+    print(f"inferno: {child.name} recovered in {time.monotonic() - since:.1f} s", file=sys.stderr, flush=True)
