@@ -108,6 +108,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         managed = self._manager.model(request.model_id)
         updates: asyncio.Queue[LoadProgress] = asyncio.Queue()
         load = asyncio.create_task(self._manager.load(request.model_id, updates))
+        getter: asyncio.Future[LoadProgress] | None = None
         try:
             while not load.done() or not updates.empty():
                 getter = asyncio.ensure_future(updates.get())
@@ -127,6 +128,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 format=managed.entry.format,
             )
         finally:
+            if getter is not None and not getter.done():  # the caller went away while we waited
+                getter.cancel()
             if not load.done():
                 # The caller went away; the load goes on for whoever else needs the model.
                 with contextlib.suppress(asyncio.CancelledError):
