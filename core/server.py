@@ -23,7 +23,7 @@ from inferno.core.interceptors import CommandInterceptor, ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
 from inferno.core.security.authenticator import Authenticator
-from inferno.core.security.interceptor import AuthInterceptor
+from inferno.core.security.interceptor import AuthInterceptor, auth_failure_limiter
 from inferno.core.security.jwt_verifier import JwtVerifier
 from inferno.core.security.keystore import KeyStore
 from inferno.core.security.rate_limiter import RateLimiter, WebSocketMessageRate
@@ -85,6 +85,7 @@ async def serve_core(options: CoreOptions) -> None:
         Authenticator(keys, _jwt_verifier(security), security.admin_key),
         RateLimiter(security.rate_limit, security.burst_limit),
         security.max_concurrent_streams,
+        auth_failure_limiter(security),
     )
     if not auth.enabled:
         log.warning(
@@ -111,7 +112,11 @@ async def serve_core(options: CoreOptions) -> None:
     )
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
     jobs = JobStore(security.data_dir / "inferno.db")
-    runner = JobRunner(jobs, _registrar(manager, settings, asyncio.get_running_loop()))
+    runner = JobRunner(
+        jobs,
+        _registrar(manager, settings, asyncio.get_running_loop()),
+        served_paths=lambda: [m.entry.path for m in manager.models()],
+    )
     conversion_service_pb2_grpc.add_ConversionServiceServicer_to_server(
         ConversionServicer(runner, config.models_dirs), server
     )

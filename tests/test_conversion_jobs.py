@@ -150,3 +150,22 @@ def test_the_runner_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         assert caught.value.code == "invalid_parameters" and caught.value.details == {"param": param}
     assert runner.all() == []
     runner.close()
+
+
+def test_a_conversion_never_overwrites_a_served_model(managed_http: httpx.Client, managed_root: Path) -> None:
+    write_tiny_llama(managed_root / "models" / "tiny-llama-2")
+    served = managed_root / "models" / "second.gguf"
+    before = served.stat().st_mtime_ns
+    refused = managed_http.post(
+        "/v1/convert",
+        json={
+            "source_model": "tiny-llama-2",
+            "target_format": "gguf",
+            "quantization": "f16",
+            "output_file": "second.gguf",
+        },
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["details"]["param"] == "output_file" and "the server serves" in error["message"], error
+    assert served.stat().st_mtime_ns == before
