@@ -75,15 +75,22 @@ def enforceable(schema: Any) -> Any:
 def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> int | None:
     """The smallest (step 1) or largest (step -1) allowed integer, from either keyword."""
     candidates: list[int] = []
-    if isinstance(schema.get(inclusive), int | float) and not isinstance(schema.get(inclusive), bool):
+    if _finite_number(schema.get(inclusive)):
         value = schema[inclusive]
         candidates.append(math.ceil(value) if step > 0 else math.floor(value))
-    if isinstance(schema.get(exclusive), int | float) and not isinstance(schema.get(exclusive), bool):
+    if _finite_number(schema.get(exclusive)):
         value = schema[exclusive]
         candidates.append(math.floor(value) + 1 if step > 0 else math.ceil(value) - 1)
     if not candidates:
         return None
     return max(candidates) if step > 0 else min(candidates)
+
+
+def _finite_number(value: Any) -> bool:
+    # JSON text read by Python may hold Infinity or NaN (1e400 overflows), which no integer bound can be.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def json_strings_only(grammar: str) -> str:

@@ -145,6 +145,32 @@ def test_a_deep_schema_over_grpc_is_invalid_argument_not_internal(
     assert (error.code, error.details["param"]) == ("invalid_parameters", "response_format.json_schema")
 
 
+def test_a_number_too_large_for_a_double_is_invalid_json(http: httpx.Client, model_id: str) -> None:
+    raw = b'{"model": "M", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}'
+    _assert_error(
+        _post_raw(http, CHAT, raw.replace(b'"M"', json.dumps(model_id).encode())), 400, "invalid_json"
+    )
+
+
+@pytest.mark.parametrize("bound", ["Infinity", "-Infinity", "NaN", "1e400", "1" + "0" * 400])
+def test_an_unbounded_integer_range_in_a_schema_over_grpc_is_not_internal(
+    grpc_channel: grpc.Channel, model_id: str, bound: str
+) -> None:
+    params = inference_service_pb2.ChatCompletionParams(
+        model=model_id, messages=[inference_service_pb2.ChatMessage(role="user", content="hi")]
+    )
+    params.limits.max_tokens = 1
+    params.response_format.type = inference_service_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    integer = '{"type": "integer", "minimum": ' + bound + ', "maximum": 5}'
+    params.response_format.json_schema_text = '{"type": "object", "properties": {"n": ' + integer + "}}"
+    stub = inference_service_pb2_grpc.InferenceServiceStub(grpc_channel)
+    request = inference_service_pb2.CreateChatCompletionRequest(params=params)
+    try:
+        stub.CreateChatCompletion(request, timeout=120)
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+
+
 def _dumps_deep(body: dict[str, Any]) -> bytes:
     import sys
 

@@ -9,6 +9,7 @@ error here.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ def load_json_object(raw: bytes | str, *, what: str = "request body") -> dict[st
     if not raw.strip():
         raise InfernoError("invalid_json", f"{what} is empty; expected a JSON object")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise InfernoError("invalid_json", f"{what} is nested too deeply") from None
     except ValueError as error:
@@ -521,6 +522,14 @@ def _type_error(param: str, expected: str) -> InfernoError:
 
 def _not_supported(param: str, feature: str) -> InfernoError:
     return invalid_param(param, f"{feature} is not supported yet")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a double (1e400) is refused rather than read as inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
 
 
 def _reject_constant(name: str) -> Any:
