@@ -102,7 +102,12 @@ async def serve_core(options: CoreOptions) -> None:
             CommandInterceptor(engine_metrics.record_command),
             auth,
         ],
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            # A message the gateway's body limit lets through (JSON becomes a smaller protobuf) must not be
+            # refused by gRPC's 4 MiB default; direct gRPC callers get the same room.
+            ("grpc.max_receive_message_length", security.max_body_bytes),
+        ],
     )
     # Bound before any model loads, so a taken port is refused in a second rather than after the load.
     _bind(server, options.host, options.grpc_port, security)

@@ -160,7 +160,10 @@ def invalid_param(param: str, message: str) -> InfernoError:
 
 def error_from_rpc(error: grpc.aio.AioRpcError | grpc.RpcError) -> InfernoError:
     """Rebuild the InfernoError a core raised from the status it sent."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:  # gRPC replaced the core's status (its trailers were over the metadata limit)
+        status = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
