@@ -1,0 +1,160 @@
+"""Prompt fairness and prefill cost: a short chat's time to first token while a long prompt is processed, and
+prefill time by prompt length on Inferno and on a bare llama-cpp-python loop (single llama_decode calls).
+
+    .venv/bin/python bench/fairness.py [--lengths 1000,2000,4000] [--threads 2] [--columns NAME,...]
+
+Prompts are token ids (exact lengths). "inferno" runs the default settings; "inferno 32-token steps" runs
+with --batch-tokens 32, which is how a lone prompt was processed before it could take the whole batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from serving import default_model_path, free_port, inferno_spec, running_server
+
+N_CTX = 8192
+PARALLEL = 2
+
+
+def _tokens(count: int, salt: int) -> list[int]:
+    # Ordinary vocabulary ids, different per run, so no prompt reuses another's KV cells.
+    return [200 + (i * 7 + salt) % 4000 for i in range(count)]
+
+
+def _prefill_s(client: httpx.Client, model: str, length: int, salt: int) -> float:
+    started = time.monotonic()
+    reply = client.post(
+        "/v1/completions", json={"model": model, "prompt": _tokens(length, salt), "max_tokens": 1}
+    )
+    reply.raise_for_status()
+    return time.monotonic() - started
+
+
+def _chat_ttft_s(client: httpx.Client, model: str) -> float:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hi."}],
+        "max_tokens": 8,
+        "stream": True,
+    }
+    started = time.monotonic()
+    with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data:") and '"content"' in line:
+                return time.monotonic() - started
+    raise RuntimeError("the chat streamed no content")
+
+
+def measure_inferno(
+    extra: list[str], lengths: list[int], long_length: int, threads: int, logs: Path, fairness: bool = True
+) -> dict[str, float]:
+    port = free_port()
+    spec = inferno_spec(port, threads, default_model_path(), N_CTX, PARALLEL, extra)
+    results: dict[str, float] = {}
+    with (
+        running_server(spec, port, logs) as model,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client,
+    ):
+        _prefill_s(client, model, 16, 0)  # warm-up
+        for i, length in enumerate(lengths):
+            results[f"prefill {length}"] = _prefill_s(client, model, length, i + 1)
+        if fairness:
+            results.update(_fairness(client, model, long_length))
+    return results
+
+
+def _fairness(client: httpx.Client, model: str, long_length: int) -> dict[str, float]:
+    results = {"short chat TTFT alone": _chat_ttft_s(client, model)}
+    long_done: list[float] = []
+    started = time.monotonic()
+
+    def long_prompt() -> None:
+        _prefill_s(client, model, long_length, 99)
+        long_done.append(time.monotonic() - started)
+
+    worker = threading.Thread(target=long_prompt)
+    worker.start()
+    time.sleep(1.0)
+    results[f"short chat TTFT, sent 1 s into a {long_length}-token prompt"] = _chat_ttft_s(client, model)
+    worker.join()
+    results[f"that {long_length}-token prompt, total"] = long_done[0]
+    return results
+
+
+def measure_bare(lengths: list[int], threads: int, chunk: int) -> dict[str, float]:
+    import llama_cpp.llama_cpp as llc
+
+    llc.llama_backend_init()
+    model = llc.llama_model_load_from_file(
+        str(default_model_path()).encode(), llc.llama_model_default_params()
+    )
+    params = llc.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch = N_CTX // PARALLEL, 512, 512
+    params.n_threads = params.n_threads_batch = threads
+    ctx = llc.llama_init_from_model(model, params)
+    batch = llc.llama_batch_init(512, 0, 1)
+    results: dict[str, float] = {}
+    try:
+        for i, length in enumerate(lengths):
+            llc.llama_memory_clear(llc.llama_get_memory(ctx), True)
+            tokens = _tokens(length, i + 1)
+            started = time.monotonic()
+            for start in range(0, length, chunk):
+                part = tokens[start : start + chunk]
+                for j, token in enumerate(part):
+                    batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, start + j, 1
+                    batch.seq_id[j][0] = 0
+                    batch.logits[j] = int(start + j == length - 1)
+                batch.n_tokens = len(part)
+                if llc.llama_decode(ctx, batch) != 0:
+                    raise RuntimeError("llama_decode failed")
+            results[f"prefill {length}"] = time.monotonic() - started
+    finally:
+        llc.llama_batch_free(batch)
+        llc.llama_free(ctx)
+        llc.llama_model_free(model)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="1000,2000,4000")
+    parser.add_argument("--long", type=int, default=4000, help="the long prompt of the fairness run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--columns", default="", help="comma-separated subset of the four runs (default: all, in table order)"
+    )
+    args = parser.parse_args()
+    lengths = [int(n) for n in args.lengths.split(",")]
+    runs = {
+        "inferno": lambda logs: measure_inferno([], lengths, args.long, args.threads, logs),
+        "inferno 32-token steps": lambda logs: measure_inferno(
+            ["--batch-tokens", "32"], lengths, args.long, args.threads, logs, fairness=False
+        ),
+        "bare 512-token decodes": lambda _logs: measure_bare(lengths, args.threads, 512),
+        "bare 32-token decodes": lambda _logs: measure_bare(lengths, args.threads, 32),
+    }
+    chosen = args.columns.split(",") if args.columns else list(runs)
+    columns: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as logs:
+        for name in chosen:
+            columns[name] = runs[name](Path(logs))
+            print(f"{name}: {json.dumps(columns[name])}", file=sys.stderr, flush=True)
+    rows = list(dict.fromkeys(row for column in columns.values() for row in column))
+    print("| seconds | " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for row in rows:
+        cells = [f"{c[row]:.2f}" if row in c else "" for c in columns.values()]
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
