@@ -70,6 +70,16 @@ class RequestLimits:
                 "requests", f"'requests' takes at most {self.max_batch_items} items, got {count}"
             )
 
+    def check_batch_sequences(self, sequences: int) -> None:
+        """A batch's items together create at most as many sequences as a batch may hold items (n and
+        best_of count), so a full batch of n=64 items cannot queue 16,384 sequences."""
+        if self.max_batch_items and sequences > self.max_batch_items:
+            raise invalid_param(
+                "requests",
+                f"the batch's items would run {sequences} sequences (n and best_of count); "
+                f"this server runs at most {self.max_batch_items} per batch",
+            )
+
     def check_message_count(self, count: int) -> None:
         if self.max_messages and count > self.max_messages:
             raise invalid_param("messages", f"at most {self.max_messages} messages are allowed, got {count}")

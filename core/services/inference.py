@@ -70,6 +70,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         wrong with the batch as a whole (too many items, no model, a model that cannot serve) fails it before
         any item runs; what is wrong with one item is that item's result."""
         self._limits.check_batch_size(len(request.items))
+        self._limits.check_batch_sequences(sum(_item_sequences(item) for item in request.items))
         model = check_model(request.model)
         require_generation(await self._manager.engine_for(model))
         results = await asyncio.gather(*(self._batch_item(item, model) for item in request.items))
@@ -151,3 +152,14 @@ def _tokenize(engine: ServedModel, request: pb.TokenizeRequest) -> pb.TokenizeRe
     if request.with_pieces:
         reply.pieces.extend(pb.TokenPiece(id=t, piece=engine.token_bytes(t)) for t in tokens)
     return reply
+
+
+def _item_sequences(item: pb.BatchItem) -> int:
+    """The sequences an item asks for: chat n, or completion prompts x max(n, best_of)."""
+    if item.HasField("completion_params"):
+        params = item.completion_params
+        per_prompt = max(
+            params.n if params.HasField("n") else 1, params.best_of if params.HasField("best_of") else 1
+        )
+        return max(len(params.prompts), 1) * per_prompt
+    return item.params.n if item.params.HasField("n") else 1
