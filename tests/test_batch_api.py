@@ -268,7 +268,9 @@ def test_grpc_batch_items_may_be_completions_and_default_to_the_batch_model(
     assert neither.WhichOneof("outcome") == "error" and neither.error.code == "invalid_parameters"
 
 
-def test_a_batch_cannot_queue_more_sequences_than_items_it_may_hold(http: httpx.Client, model_id: str) -> None:
+def test_a_batch_cannot_queue_more_sequences_than_items_it_may_hold(
+    http: httpx.Client, model_id: str
+) -> None:
     """256 items are allowed, but not 256 items of n=64: n and best_of count against the batch."""
     item = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "n": 64}
     items = [{"id": str(i), **item} for i in range(5)]
