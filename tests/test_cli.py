@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,22 +76,30 @@ def test_serve_prints_where_it_listens_and_stops_both_processes_on_sigterm(tmp_p
         "serve", "--port", str(http_port), "--grpc-port", str(grpc_port),
         "--parallel", "1", "--ctx-size", "512", cwd=tmp_path,
     )  # fmt: skip
+    lines: list[str] = []
+    assert serve.stdout is not None
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.decode() for line in serve.stdout),
+        daemon=True,  # type: ignore[union-attr]
+    )
+    reader.start()
+    banner = f"http://127.0.0.1:{http_port}/v1"
     try:
+        # The banner comes once both processes answer (not at the first /health), so wait for it.
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        while not any(banner in line for line in lines) and time.monotonic() < deadline:
+            assert serve.poll() is None, "".join(lines)
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=10).status_code == 200
         children = psutil.Process(serve.pid).children()
         assert len(children) == 2
     finally:
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(timeout=60)
-    output = serve.stdout.read().decode() if serve.stdout else ""
+    reader.join(timeout=10)
+    output = "".join(lines)
     assert code == 0, output
-    assert f"http://127.0.0.1:{http_port}/v1" in output
+    assert banner in output
     assert f"127.0.0.1:{grpc_port}" in output
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
 
