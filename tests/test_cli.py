@@ -77,11 +77,9 @@ def test_serve_prints_where_it_listens_and_stops_both_processes_on_sigterm(tmp_p
         "--parallel", "1", "--ctx-size", "512", cwd=tmp_path,
     )  # fmt: skip
     lines: list[str] = []
-    assert serve.stdout is not None
-    reader = threading.Thread(
-        target=lambda: lines.extend(line.decode() for line in serve.stdout),
-        daemon=True,  # type: ignore[union-attr]
-    )
+    stdout = serve.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(line.decode() for line in stdout), daemon=True)
     reader.start()
     banner = f"http://127.0.0.1:{http_port}/v1"
     try:
