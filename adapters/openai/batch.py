@@ -9,6 +9,7 @@ core cannot serve (404 model_not_found and the like), more items than [security]
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -25,32 +26,48 @@ JsonObject = dict[str, Any]
 
 async def batch(request: web.Request) -> web.Response:
     """POST /v1/batch"""
-    body = parse_json_object(await request.read())
+    parsed = parse_batch_request(parse_json_object(await request.read()))
+    # Called even when every item failed here: the batch's own errors (its model) come first.
+    core = request.app[CORE]
+    reply = await core.unary(request, core.inference.CreateBatch, parsed.message)
+    entries = parsed.entries
+    for (index, item_id), result in zip(parsed.accepted, reply.results, strict=True):
+        entries[index] = _result_json(item_id, result)
+    return web.json_response({"object": "batch_completion", "responses": entries})
+
+
+@dataclass
+class BatchRequest:
+    """A parsed batch: the CreateBatch message of the items that parsed, the response entries so far (an
+    error entry for each item that did not, None where the core's result goes) and, per accepted item, its
+    index in entries and its id."""
+
+    message: pb.CreateBatchRequest
+    entries: list[JsonObject | None]
+    accepted: list[tuple[int, Any]]
+
+
+def parse_batch_request(body: JsonObject) -> BatchRequest:
+    """A /v1/batch body; what is wrong with the batch as a whole raises, what is wrong with one item is that
+    item's error entry."""
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         raise invalid_param("requests", "'requests' must be a non-empty array of chat or completion requests")
     # Missing or empty is the core's to refuse (gRPC callers meet the same check); a wrong type is JSON shape.
     model = optional_str(body.get("model"), "model") or ""
     defaults = {k: v for k, v in body.items() if k != "requests"}
+    message = pb.CreateBatchRequest(model=model)
     entries: list[JsonObject | None] = []
-    accepted: list[tuple[int, pb.BatchItem]] = []
+    accepted: list[tuple[int, Any]] = []
     for index, item in enumerate(items):
         item_id, parsed = _parse_item(index, item, defaults)
         if isinstance(parsed, InfernoError):
             entries.append({"id": item_id, "error": parsed.to_body()["error"]})
         else:
             entries.append(None)
-            accepted.append((index, parsed))
-    # Called even when every item failed here: the batch's own errors (its model) come first.
-    core = request.app[CORE]
-    reply = await core.unary(
-        request,
-        core.inference.CreateBatch,
-        pb.CreateBatchRequest(model=model, items=[item for _, item in accepted]),
-    )
-    for (index, _item), result in zip(accepted, reply.results, strict=True):
-        entries[index] = _result_json(items[index].get("id"), result)
-    return web.json_response({"object": "batch_completion", "responses": entries})
+            accepted.append((index, item_id))
+            message.items.append(parsed)
+    return BatchRequest(message, entries, accepted)
 
 
 def _parse_item(index: int, item: Any, defaults: JsonObject) -> tuple[Any, pb.BatchItem | InfernoError]:

@@ -20,7 +20,17 @@ _ENCODINGS = ("float", "base64")
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    body = parse_json_object(await request.read())
+    message, encoding = parse_embeddings_request(parse_json_object(await request.read()))
+    core = request.app[CORE]
+    reply = await core.unary(request, core.inference.CreateEmbeddings, message)
+    request[SERVED_MODEL] = reply.model
+    return web.json_response(embeddings_json(reply, encoding))
+
+
+def parse_embeddings_request(
+    body: dict[str, Any],
+) -> tuple[inference_service_pb2.CreateEmbeddingsRequest, str]:
+    """A /v1/embeddings body as CreateEmbeddingsRequest plus its encoding_format (float or base64)."""
     encoding = body.get("encoding_format") or "float"
     if encoding not in _ENCODINGS:
         raise invalid_param("encoding_format", "'encoding_format' must be float or base64")
@@ -31,10 +41,7 @@ async def embeddings(request: web.Request) -> web.Response:
     )
     if body.get("dimensions") is not None:
         message.dimensions = uint_field(body["dimensions"], "dimensions")
-    core = request.app[CORE]
-    reply = await core.unary(request, core.inference.CreateEmbeddings, message)
-    request[SERVED_MODEL] = reply.model
-    return web.json_response(embeddings_json(reply, encoding))
+    return message, encoding
 
 
 def embeddings_json(reply: inference_service_pb2.CreateEmbeddingsResponse, encoding: str) -> dict[str, Any]:
