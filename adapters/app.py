@@ -29,6 +29,7 @@ from .openai import routes as openai
 from .openai.batch import batch
 from .openai.embeddings import embeddings
 from .openai.requests import check_metadata_text, check_path_parameters
+from .openapi import openapi_document
 from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_get("/health", health, name="health")
     router.add_get("/metrics", metrics_endpoint, name="metrics")
     router.add_get("/ws", websocket_endpoint, name="ws")
+    router.add_get("/openapi.json", openapi_document, name="openapi")
     return app
 
 

@@ -1,0 +1,394 @@
+"""The OpenAPI 3.1 document of the gateway's REST routes, served at GET /openapi.json.
+
+Request bodies describe what adapters/openai/requests.py and the other route modules accept; every field is
+optional in JSON Schema terms unless the parser requires it, and unknown fields are ignored by the gateway,
+so objects stay open. Every error is the seed's body (the Error schema), with the status of its code in
+inferno.errors. /ws is a WebSocket and is not described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+Schema = dict[str, Any]
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
+_BOOL_OR_NULL: Schema = {"type": ["boolean", "null"]}
+_NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
+_UINT32: Schema = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+_UINT32_OR_NULL: Schema = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
+# The core caps what it generates at the model's context; the sequences one request may create (prompts x n,
+# best_of) are capped by the core's max_sequences_per_request setting.
+_MAX_TOKENS = _UINT32_OR_NULL
+_COUNT: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**32 - 1}
+_STOP: Schema = {
+    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]
+}
+_PROMPT: Schema = {
+    "oneOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "array", "items": _UINT32},
+        {"type": "array", "items": {"type": "array", "items": _UINT32}},
+    ]
+}
+_ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "code", "message", "details"],
+            "properties": {
+                "type": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {
+                    "type": "object",
+                    "description": "invalid_parameters errors name the field in param",
+                },
+            },
+        }
+    },
+}
+_MESSAGE: Schema = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool", "developer"]},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "null"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                    },
+                },
+            ]
+        },
+        "name": _STRING_OR_NULL,
+        "tool_call_id": _STRING_OR_NULL,
+        "tool_calls": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["function"],
+                "properties": {
+                    "id": _STRING_OR_NULL,
+                    "type": _STRING_OR_NULL,
+                    "function": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "arguments": {"type": ["string", "object"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_TOOL: Schema = {
+    "type": "object",
+    "required": ["function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": _STRING_OR_NULL,
+                "strict": _BOOL_OR_NULL,
+                "parameters": {"type": "object"},
+            },
+        },
+    },
+}
+_GENERATION: Schema = {
+    "temperature": _NUMBER_OR_NULL,
+    "top_p": _NUMBER_OR_NULL,
+    "min_p": _NUMBER_OR_NULL,
+    "presence_penalty": _NUMBER_OR_NULL,
+    "frequency_penalty": _NUMBER_OR_NULL,
+    "repetition_penalty": _NUMBER_OR_NULL,
+    "top_k": {"type": ["integer", "null"], "minimum": -1, "maximum": 2**32 - 1},
+    "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**64 - 1},
+    "logit_bias": {
+        "type": ["object", "null"],
+        "propertyNames": {"pattern": "^[0-9]+$"},
+        "additionalProperties": {"type": "number"},
+    },
+    "max_tokens": _MAX_TOKENS,
+    "max_completion_tokens": _MAX_TOKENS,
+    "stop": _STOP,
+    "ignore_eos": _BOOL_OR_NULL,
+    "stream": _BOOL_OR_NULL,
+    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": _BOOL_OR_NULL}},
+    "user": _STRING_OR_NULL,
+    "n": _COUNT,
+}
+_CHAT: Schema = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+        **_GENERATION,
+        "logprobs": _BOOL_OR_NULL,
+        "top_logprobs": _UINT32_OR_NULL,
+        "response_format": {
+            "type": ["object", "null"],
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["text", "json_object", "json_schema"]},
+                "json_schema": {
+                    "type": "object",
+                    "required": ["schema"],
+                    "properties": {"name": {"type": "string"}, "schema": {"type": "object"}},
+                },
+            },
+        },
+        "tools": {"type": ["array", "null"], "items": _TOOL},
+        "tool_choice": {
+            "oneOf": [
+                {"enum": ["none", "auto", "required"]},
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        },
+                    },
+                },
+            ]
+        },
+        "parallel_tool_calls": _BOOL_OR_NULL,
+    },
+}
+_COMPLETION: Schema = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "properties": {
+        "model": {"type": "string"},
+        "prompt": _PROMPT,
+        **_GENERATION,
+        "logprobs": {"type": ["integer", "boolean", "null"], "minimum": 0, "maximum": 2**32 - 1},
+        "echo": _BOOL_OR_NULL,
+        "best_of": _COUNT,
+        "suffix": _STRING_OR_NULL,
+    },
+}
+_MODEL_ID = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_FLAG_QUERY = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+
+
+def _object(required: list[str], properties: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    ok: int = 200,
+    body: Schema | None = None,
+    parameters: list[Schema] | None = None,
+    content_type: str = "application/json",
+) -> Schema:
+    """One operation: its success response and the seed's error body for every 4xx and 5xx."""
+    operation: Schema = {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {
+            str(ok): {"description": "success", "content": {content_type: {"schema": {}}}},
+            "4XX": {
+                "description": "the request was refused",
+                "content": {"application/json": {"schema": _ERROR_REF}},
+            },
+            "5XX": {
+                "description": "the server failed",
+                "content": {"application/json": {"schema": _ERROR_REF}},
+            },
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_id(name: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Inferno gateway",
+        "version": "1",
+        "description": "OpenAI-compatible inference, model management, API keys and conversion jobs.",
+    },
+    "components": {
+        "schemas": {"Error": _ERROR_SCHEMA},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "paths": {
+        "/v1/chat/completions": {
+            "post": _operation("chat", "Chat completion (SSE when stream is true)", body=_CHAT)
+        },
+        "/v1/completions": {"post": _operation("completions", "Text completion", body=_COMPLETION)},
+        "/v1/batch": {
+            "post": _operation(
+                "batch",
+                "Several chat or completion requests in one call; each item carries its own result or error",
+                body=_object(
+                    ["requests"],
+                    {
+                        "model": {"type": "string"},
+                        "max_tokens": _MAX_TOKENS,
+                        "requests": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": ["string", "integer"]},
+                                    "messages": _CHAT["properties"]["messages"],
+                                    "prompt": _PROMPT,
+                                    "max_tokens": _MAX_TOKENS,
+                                },
+                            },
+                        },
+                    },
+                ),
+            )
+        },
+        "/v1/embeddings": {
+            "post": _operation(
+                "embeddings",
+                "Embeddings of one or more inputs",
+                body=_object(
+                    ["model", "input"],
+                    {
+                        "model": {"type": "string"},
+                        "input": _PROMPT,
+                        "encoding_format": {"enum": ["float", "base64", None]},
+                        "dimensions": {"type": ["integer", "null"], "minimum": 1},
+                        "user": _STRING_OR_NULL,
+                    },
+                ),
+            )
+        },
+        "/v1/tokenize": {
+            "post": _operation(
+                "tokenize",
+                "Token ids of a text, or of chat messages rendered by the model's template",
+                body=_object(
+                    [],
+                    {
+                        "model": _STRING_OR_NULL,
+                        "content": _STRING_OR_NULL,
+                        "prompt": _STRING_OR_NULL,
+                        "messages": {"type": ["array", "null"], "items": _MESSAGE},
+                        "add_special": _BOOL_OR_NULL,
+                        "with_pieces": _BOOL_OR_NULL,
+                    },
+                ),
+            )
+        },
+        "/v1/detokenize": {
+            "post": _operation(
+                "detokenize",
+                "Text of token ids",
+                body=_object(
+                    ["tokens"], {"model": _STRING_OR_NULL, "tokens": {"type": "array", "items": _UINT32}}
+                ),
+            )
+        },
+        "/v1/models": {"get": _operation("models", "The model catalog")},
+        "/v1/models/{model_id}": {"get": _operation("model", "One model", parameters=[_MODEL_ID])},
+        "/v1/models/{model_id}/status": {
+            "get": _operation("model_status", "A model's load state and memory", parameters=[_MODEL_ID])
+        },
+        "/v1/models/{model_id}/load": {
+            "post": _operation(
+                "model_load",
+                "Load a model (NDJSON progress when stream is true)",
+                parameters=[_MODEL_ID, {"name": "stream", "in": "query", "schema": _FLAG_QUERY}],
+            )
+        },
+        "/v1/models/{model_id}/unload": {
+            "post": _operation(
+                "model_unload",
+                "Unload a model (force ends its running requests)",
+                parameters=[_MODEL_ID, {"name": "force", "in": "query", "schema": _FLAG_QUERY}],
+            )
+        },
+        "/v1/auth/keys": {
+            "post": _operation(
+                "auth_keys_create",
+                "Create an API key; the secret is in this response only",
+                ok=201,
+                body=_object(
+                    ["name"],
+                    {
+                        "name": {"type": "string"},
+                        "permissions": {"type": "array", "items": {"type": "string"}},
+                        "expires_in": _STRING_OR_NULL,
+                        "rate_limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**32 - 1},
+                    },
+                ),
+            ),
+            "get": _operation("auth_keys_list", "API keys, without their secrets"),
+        },
+        "/v1/auth/keys/{key_id}": {
+            "delete": _operation("auth_keys_revoke", "Revoke an API key", parameters=[_path_id("key_id")])
+        },
+        "/v1/auth/user": {"get": _operation("auth_user", "The caller's identity and permissions")},
+        "/v1/convert": {
+            "post": _operation(
+                "convert_create",
+                "Start a conversion job",
+                ok=201,
+                body=_object(
+                    ["source_model", "target_format", "quantization"],
+                    {
+                        "source_model": {"type": "string"},
+                        "target_format": {"type": "string"},
+                        "quantization": {"type": "string"},
+                        "optimization": {"enum": ["speed", "balanced", "size", None]},
+                        "output_file": _STRING_OR_NULL,
+                    },
+                ),
+            ),
+            "get": _operation("convert_list", "Conversion jobs"),
+        },
+        "/v1/convert/{job_id}": {
+            "get": _operation("convert_get", "One conversion job", parameters=[_path_id("job_id")])
+        },
+        "/v1/convert/{job_id}/cancel": {
+            "post": _operation("convert_cancel", "Cancel a conversion job", parameters=[_path_id("job_id")])
+        },
+        "/health": {"get": _operation("health", "Liveness and readiness of the gateway and the core")},
+        "/metrics": {"get": _operation("metrics", "Prometheus metrics", content_type="text/plain")},
+        "/openapi.json": {"get": _operation("openapi", "This document")},
+    },
+}
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
