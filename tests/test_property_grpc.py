@@ -277,11 +277,6 @@ def test_batch_requests_answer_ok_or_our_error(
     _answers(stub.CreateBatch, request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tokenize and Detokenize skip check_model (core/services/inference.py): a 5,000-character id "
-    "comes back inside a not_found status whose trailers pass the client's 8 KiB metadata limit",
-)
 def test_tokenize_refuses_an_over_long_model_as_invalid_parameters(
     stub: inference_service_pb2_grpc.InferenceServiceStub,
 ) -> None:

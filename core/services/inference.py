@@ -112,7 +112,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def Tokenize(
         self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenizeResponse:
-        engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
+        engine = await self._manager.engine_for(
+            check_model(request.model) if request.model else self._manager.default_model_id
+        )
         if bool(request.text) == bool(request.messages):
             raise invalid_param("text", "give exactly one of 'text' and 'messages'")
         context_length = engine.description.context_length
@@ -131,7 +133,9 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
     async def Detokenize(
         self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext
     ) -> pb.DetokenizeResponse:
-        engine = await self._manager.engine_for(request.model or self._manager.default_model_id)
+        engine = await self._manager.engine_for(
+            check_model(request.model) if request.model else self._manager.default_model_id
+        )
         tokens = list(request.tokens)
         check_token_ids(tokens, engine.description.vocab_size, "tokens")
         return pb.DetokenizeResponse(text=await off_loop(engine.detokenize, tokens))
