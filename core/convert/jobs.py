@@ -28,6 +28,7 @@ from inferno.errors import InfernoError, invalid_param
 log = logging.getLogger(__name__)
 
 _SAVE_EVERY_S = 2.0
+_SHUTDOWN_ERROR = "interrupted by a server shutdown"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversion_jobs (
     job_id TEXT PRIMARY KEY,
@@ -199,7 +200,9 @@ class JobRunner:
         self._converters = {"gguf": converter, "exl2": exl2_converter}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversion")
         self._live: dict[str, ConversionJob] = {}
+        # Jobs a client cancelled; a job stopped by close() (server shutdown) fails instead.
         self._cancel: set[str] = set()
+        self._closing = threading.Event()
         self._lock = threading.Lock()
 
     def submit(
@@ -262,8 +265,8 @@ class JobRunner:
         await asyncio.get_running_loop().run_in_executor(self._pool, lambda: None)
 
     def close(self) -> None:
-        with self._lock:
-            self._cancel.update(self._live)
+        """Stops the running job, which fails as interrupted; queued ones fail at the next start."""
+        self._closing.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- worker thread -----------------------------------------------------------------------------------
@@ -278,7 +281,7 @@ class JobRunner:
 
         def progress(fraction: float, phase: str) -> None:
             nonlocal last_save
-            if job_id in self._cancel:
+            if job_id in self._cancel or self._closing.is_set():
                 raise _Cancelled
             current = replace(self.get(job_id), progress=round(100 * fraction, 1))
             save = time.monotonic() - last_save > _SAVE_EVERY_S
@@ -293,7 +296,11 @@ class JobRunner:
             model_id = self._on_converted(result.output)
         except _Cancelled:
             output.with_name(output.name + ".partial").unlink(missing_ok=True)
-            self._finish(replace(self.get(job_id), status=JobStatus.CANCELLED, finished=time.time()))
+            stopped = replace(self.get(job_id), finished=time.time())
+            if job_id in self._cancel:
+                self._finish(replace(stopped, status=JobStatus.CANCELLED))
+            else:
+                self._finish(replace(stopped, status=JobStatus.FAILED, error=_SHUTDOWN_ERROR))
             return
         except InfernoError as error:
             self._finish(
