@@ -7,13 +7,10 @@ import logging
 import os
 from collections.abc import Sequence
 
-# First: model.py sets OpenMP's wait policy, which must be in place before llama_cpp loads libgomp.
-from inferno.core.engines.llamacpp.model import GgufModel
-
-# isort: split
 import llama_cpp.llama_cpp as llama
 
 from inferno.core.engines.llamacpp.logprobs import token_logprobs
+from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
 from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
 from inferno.core.runtime.sequence import SequenceState

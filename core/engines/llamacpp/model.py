@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-# llama.cpp is built with OpenMP here, and every ggml barrier is an OpenMP barrier. libgomp's default spins
-# at each one before sleeping: when another process takes a core, a thread spins while the one it waits for
-# is off the CPU, and a 32-token reply took 24.8 s instead of 1.2 s. Passive waits sleep at once: a shared
-# machine costs a reply about its lost CPU share, but an idle one pays a wake-up per barrier
-# (docs/reliability.md, "Threads"). libgomp reads this once, when llama_cpp loads it, so it is set before
-# that import; a wait policy or spin count already in the environment wins. decoder.py, the package's first
-# llama_cpp importer, imports this module first.
-OPENMP_WAIT_POLICY = "passive"
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = OPENMP_WAIT_POLICY
+import llama_cpp.llama_cpp as llama
 
-import llama_cpp.llama_cpp as llama  # noqa: E402
-
-from inferno.errors import InfernoError  # noqa: E402
+from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
 
