@@ -2,7 +2,10 @@
 OpenMP threads spinning while they wait (libgomp's default, and the core's), sleeping
 (OMP_WAIT_POLICY=passive, opt-in) or spinning less (GOMP_SPINCOUNT), on the machine as found (its load
 average is printed) and with a process added that keeps one core busy. Median of runs x rounds per cell,
-each round a fresh process per policy (libgomp reads its wait policy once, when it loads)."""
+each round a fresh process per policy (libgomp reads its wait policy once, when it loads).
+
+    python bench/threads.py [--runs 3] [--rounds 1] [--tokens 32]
+"""
 
 from __future__ import annotations
 
