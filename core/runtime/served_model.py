@@ -89,7 +89,8 @@ class ServedModel:
         return embedder.max_input_tokens, embedder.dimensions
 
     def stats(self) -> EngineStatsSnapshot:
-        return self._stats.snapshot(self.memory().host_bytes + self.memory().device_bytes)
+        memory = self.memory()
+        return self._stats.snapshot(memory.host_bytes + memory.device_bytes)
 
     def memory(self) -> DeviceMemory:
         return self._loaded.memory()
