@@ -65,10 +65,11 @@ def _wait_until_healthy(server: RunningServer, process: subprocess.Popen[bytes])
 
 
 @contextlib.contextmanager
-def running_inferno(
+def inferno_process(
     *extra_args: str, tls_ca: Path | None = None, env: dict[str, str] | None = None
-) -> Iterator[RunningServer]:
-    """`inferno serve` with extra_args on free ports, from a fresh directory; SIGTERM at the end."""
+) -> Iterator[tuple[RunningServer, subprocess.Popen[bytes]]]:
+    """`inferno serve` with extra_args on free ports, from a fresh directory, and its process (for tests that
+    kill or signal it); SIGTERM at the end if it is still running."""
     log_dir = Path(tempfile.mkdtemp(prefix="inferno-test-"))
     running = RunningServer(free_port(), free_port(), log_dir / "serve.log", tls_ca=tls_ca)
     command = [
@@ -94,10 +95,20 @@ def running_inferno(
         )
     try:
         _wait_until_healthy(running, process)
-        yield replace(running, pid=process.pid)
+        yield replace(running, pid=process.pid), process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
+def running_inferno(
+    *extra_args: str, tls_ca: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    """`inferno serve` with extra_args on free ports, from a fresh directory; SIGTERM at the end."""
+    with inferno_process(*extra_args, tls_ca=tls_ca, env=env) as (running, _process):
+        yield running

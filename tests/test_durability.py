@@ -5,14 +5,10 @@ conversion job queued over REST, with the core killed (the supervisor restarts i
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +17,7 @@ import psutil
 
 from inferno.core.convert.converter import ConversionResult, Progress
 from inferno.core.convert.jobs import JobRunner, JobStatus, JobStore
-from tests.servers import RunningServer, _wait_until_healthy, free_port
+from tests.servers import RunningServer, inferno_process
 from tests.tiny_llama import write_tiny_llama
 
 ADMIN_KEY = "admin-key-for-the-durability-tests"
@@ -37,27 +33,11 @@ class _Written:
     job_id: str
 
 
-@contextlib.contextmanager
-def _serve(root: Path) -> Iterator[tuple[RunningServer, subprocess.Popen[bytes]]]:
-    """`inferno serve` with API keys on, its data and models under root; SIGTERM at the end if still alive."""
-    log_dir = Path(tempfile.mkdtemp(prefix="inferno-durability-"))
-    server = RunningServer(free_port(), free_port(), log_dir / "serve.log")
-    command = [sys.executable, "-m", "inferno.cli", "serve", "--port", str(server.http_port)]
-    command += ["--grpc-port", str(server.grpc_port), "--api-keys", "--data-dir", str(root / "data")]
-    command += ["--models-dir", str(root / "models"), "--parallel", "1", "--ctx-size", "256"]
-    env = {**os.environ, "INFERNO_ADMIN_KEY": ADMIN_KEY}
-    with server.log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env=env)
-    try:
-        _wait_until_healthy(server, process)
-        yield server, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def _serve(root: Path) -> contextlib.AbstractContextManager[tuple[RunningServer, subprocess.Popen[bytes]]]:
+    """`inferno serve` with API keys on, its data and models under root."""
+    args = ["--api-keys", "--data-dir", str(root / "data"), "--models-dir", str(root / "models")]
+    args += ["--parallel", "1", "--ctx-size", "256"]
+    return inferno_process(*args, env={"INFERNO_ADMIN_KEY": ADMIN_KEY})
 
 
 def _admin(server: RunningServer) -> httpx.Client:

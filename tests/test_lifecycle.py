@@ -31,7 +31,7 @@ from inferno.lifecycle import EXIT_STARTUP_REFUSED, SHUTDOWN_GRACE_ENV
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
 from tests.grpc_helpers import chat_params
-from tests.servers import RunningServer, _wait_until_healthy, free_port
+from tests.servers import RunningServer, free_port, inferno_process
 
 _REFUSAL_TIMEOUT_S = 60.0
 # Long enough to still be generating when the signal or the kill arrives.
@@ -154,26 +154,10 @@ class _Serve:
 
 @contextlib.contextmanager
 def _serving(grace_s: float | None = None) -> Iterator[_Serve]:
-    log_dir = Path(tempfile.mkdtemp(prefix="inferno-lifecycle-"))
-    server = RunningServer(free_port(), free_port(), log_dir / "serve.log")
-    env = {**os.environ, "INFERNO_DATA_DIR": str(log_dir / "data")}
-    if grace_s is not None:
-        env[SHUTDOWN_GRACE_ENV] = str(grace_s)
-    command = [sys.executable, "-m", "inferno.cli", "serve", "--port", str(server.http_port)]
-    command += ["--grpc-port", str(server.grpc_port)]
-    with server.log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir, env=env)
-    try:
-        _wait_until_healthy(server, process)
+    env = {SHUTDOWN_GRACE_ENV: str(grace_s)} if grace_s is not None else None
+    with inferno_process(env=env) as (server, process):
         model = httpx.get(server.base_url + "/v1/models", timeout=10).json()["data"][0]["id"]
         yield _Serve(server, process, model)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def test_the_banner_prints_once_both_processes_answer() -> None:
