@@ -13,24 +13,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from inferno.errors import ERROR_KINDS
 from inferno.v1 import common_pb2, inference_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
+from tests.property_settings import against_a_server
 
 EXAMPLES = 40
-PROPERTY = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+PROPERTY = against_a_server(EXAMPLES)
 CALL_TIMEOUT_S = 60
 
 # protobuf refuses lone surrogates when a message is built, so strings here are valid Unicode.

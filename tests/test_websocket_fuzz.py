@@ -11,25 +11,17 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from inferno.adapters.websocket import WS_MAX_MESSAGE_BYTES
+from tests.property_settings import against_a_server
 from tests.servers import RunningServer
 from tests.test_property_parsers import ANY_TEXT, CHAT_BODY, JSON, SHORT_TEXT
 
 SOCKETS = 8
 FRAMES_PER_SOCKET = 30
-FUZZ = settings(
-    max_examples=SOCKETS,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+FUZZ = against_a_server(SOCKETS)
 RECEIVE_TIMEOUT_S = 60
 # Replies that stream before a chat's last frame; every other reply answers its frame.
 _STREAMING = ("chat_chunk",)
