@@ -23,7 +23,6 @@ def error_response(error: InfernoError, request: web.BaseRequest | None = None) 
     """{"error": {"type", "code", "message", "details"}} with the code's HTTP status; a model still loading
     also says when to retry (Retry-After, from the load's progress); a refusal of credentials carries a
     Bearer challenge (WWW-Authenticate)."""
-    error = client_facing(error)
     response = web.json_response(error.to_body(), status=error.kind.http_status)
     retry_after = error.details.get("retry_after_s") if isinstance(error.details, dict) else None
     if error.code == "model_not_ready":
@@ -32,18 +31,6 @@ def error_response(error: InfernoError, request: web.BaseRequest | None = None) 
     if challenge is not None:
         response.headers["WWW-Authenticate"] = challenge
     return response
-
-
-def client_facing(error: InfernoError) -> InfernoError:
-    """The error as the client should see it. gRPC refuses a message or metadata over its size limits with a
-    bare RESOURCE_EXHAUSTED, which reads as rate_limit_exceeded; the core's own rate limits always carry
-    details (limit, retry_after_s), so one without details is a size refusal: 413 request_too_large, which
-    a client that retries on 429 will not loop on."""
-    if error.code == "rate_limit_exceeded" and not error.details:
-        return InfernoError(
-            "request_too_large", f"the request is larger than the inference core accepts ({error.message})"
-        )
-    return error
 
 
 def bearer_challenge(error: InfernoError, sent_token: bool) -> str | None:

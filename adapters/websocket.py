@@ -31,7 +31,6 @@ from inferno.v1 import admin_service_pb2, auth_service_pb2, inference_service_pb
 
 from .core_client import AUTHORIZATION, CORE
 from .draining import DRAIN, shutting_down_error
-from .errors import client_facing
 from .metrics import METRICS
 from .openai.requests import check_metadata_text, check_text, load_json_object, parse_chat_request
 from .openai.responses import finish_reason_name, usage_json
@@ -82,7 +81,7 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
 
 
 def error_frame(chat_id: ChatId | None, error: InfernoError) -> Frame:
-    return {"type": "error", "id": chat_id, "data": client_facing(error).to_body()}
+    return {"type": "error", "id": chat_id, "data": error.to_body()}
 
 
 @dataclass

@@ -57,7 +57,9 @@ _CODE_FOR_BARE_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.NOT_FOUND: "not_found",
     grpc.StatusCode.UNAUTHENTICATED: "authentication_failed",
     grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
+    # The core's own rate limits always send an ErrorInfo; a bare RESOURCE_EXHAUSTED is gRPC refusing a
+    # message or metadata over its size limits. 413, which a client that retries on 429 will not loop on.
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "request_too_large",
     grpc.StatusCode.UNAVAILABLE: "core_unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "core_unavailable",
 }
