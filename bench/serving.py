@@ -1,4 +1,5 @@
-"""Serving benchmark: Inferno vs llama-cpp-python's OpenAI server vs a bare batched llama.cpp loop.
+"""Serving benchmark: Inferno vs llama.cpp's C++ llama-server vs llama-cpp-python's OpenAI server vs a
+bare batched llama.cpp loop.
 
 All three run the same GGUF with the same thread count and the same rendered chat prompts; every stream
 asks for exactly `--max-tokens` tokens at temperature 0. The HTTP servers are measured through SSE
@@ -6,8 +7,12 @@ streaming (POST /v1/completions, stream=true) with aiohttp; the bare loop prefil
 shared batch, then decodes all N sequences one token each per llama_decode, timed the same way (prompt
 processing included).
 
-    .venv/bin/python bench/serving.py --json bench/results.json
-    .venv/bin/python bench/serving.py --servers peer,bare --repeats 1
+    .venv/bin/python bench/serving.py --json bench/results.json --plot bench/serving.png
+    .venv/bin/python bench/serving.py --servers inferno,llama-server --repeats 1
+
+llama-server is built from the llama.cpp vendored in the pinned llama-cpp-python sdist by
+bench/build_llama_server.sh (run on first use; about 10 minutes on 2 cores), with the same threads, as many
+slots (-np) as Inferno's --parallel, the same total KV cells and the same weight-repacking choice.
 
 Servers run one at a time (the bare loop is loaded in-process only during its turn) and are stopped
 afterwards.
@@ -46,7 +51,7 @@ from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SERVER_NAMES = ("inferno", "peer", "bare")
+SERVER_NAMES = ("inferno", "llama-server", "peer", "bare")
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 # A timed run during which other processes used more than this many cores is retried (see --attempts).
@@ -279,6 +284,31 @@ def peer_spec(port: int, threads: int, model: Path, n_ctx: int, repack: bool = T
     ]  # fmt: skip
     # llama-cpp-python's server defaults repeat_penalty to 1.1; plain greedy needs 1.0.
     return HttpServerSpec("peer", command, {"ignore_eos": True, "repeat_penalty": 1.0}, REPO_ROOT)
+
+
+def llama_server_binary() -> Path:
+    """build/llama-server/bin/llama-server, built first if missing (bench/build_llama_server.sh)."""
+    built = subprocess.run(
+        ["bash", str(REPO_ROOT / "bench" / "build_llama_server.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    return REPO_ROOT / built.stdout.strip().splitlines()[-1]
+
+
+def llama_server_spec(
+    port: int, threads: int, model: Path, n_ctx: int, parallel: int, repack: bool = True
+) -> HttpServerSpec:
+    """llama-server with its own defaults (unified KV, host prompt cache) but Inferno's threads, slots, KV
+    cells in total and CPU path."""
+    command = [
+        str(llama_server_binary()), "--model", str(model), "--threads", str(threads),
+        "--threads-batch", str(threads), "--ctx-size", str(n_ctx * parallel), "--parallel", str(parallel),
+        "--port", str(port), "--host", "127.0.0.1", *([] if repack else ["--no-repack"]),
+    ]  # fmt: skip
+    return HttpServerSpec("llama-server", command, {"ignore_eos": True}, REPO_ROOT)
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -620,6 +650,12 @@ def run_benchmark(config: BenchConfig) -> list[ServerReport]:
                     config.repack,
                 )
                 reports.append(bench_http(config, spec, port, log_dir))
+            elif name == "llama-server":
+                parallel = max(config.concurrency)
+                spec = llama_server_spec(
+                    port, config.threads, config.model, config.n_ctx, parallel, config.repack
+                )
+                reports.append(bench_http(config, spec, port, log_dir))
             elif name == "peer":
                 spec = peer_spec(port, config.threads, config.model, config.n_ctx, config.repack)
                 reports.append(bench_http(config, spec, port, log_dir))
@@ -662,16 +698,25 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _spread(report: ServerReport, level: int) -> str:
+    runs = report.levels.get(level) or []
+    return f"{min(r.agg_tok_s for r in runs):.1f}-{max(r.agg_tok_s for r in runs):.1f}" if runs else ""
+
+
 def render_main_table(reports: Sequence[ServerReport], levels: Sequence[int]) -> list[str]:
     header = ["streams"]
     for r in reports:
-        header += [f"{r.name} agg tok/s", f"{r.name} TTFT p50 ms", f"{r.name} TTFT p95 ms"]
+        header += [f"{r.name} agg tok/s (range)", f"{r.name} TTFT p50 ms", f"{r.name} TTFT p95 ms"]
     lines = [_row(header), _row(["---:"] * len(header))]
     for level in levels:
         cells = [str(level)]
         for r in reports:
             s = r.summary(level)
-            cells += [_fmt(s.agg_tok_s), _fmt(s.ttft_p50_ms, 0), _fmt(s.ttft_p95_ms, 0)] if s else ["n/a"] * 3
+            cells += (
+                [f"{_fmt(s.agg_tok_s)} ({_spread(r, level)})", _fmt(s.ttft_p50_ms, 0), _fmt(s.ttft_p95_ms, 0)]
+                if s
+                else ["n/a"] * 3
+            )
         lines.append(_row(cells))
     decode = ["decode tok/s, 1 stream"]
     for r in reports:
@@ -682,7 +727,7 @@ def render_main_table(reports: Sequence[ServerReport], levels: Sequence[int]) ->
 
 def _ratio_pairs(reports: Sequence[ServerReport]) -> list[tuple[ServerReport, ServerReport]]:
     by_name = {r.name: r for r in reports}
-    wanted = [("inferno", "peer"), ("inferno", "bare"), ("peer", "bare")]
+    wanted = [("inferno", "llama-server"), ("inferno", "peer"), ("inferno", "bare"), ("llama-server", "bare")]
     return [(by_name[a], by_name[b]) for a, b in wanted if a in by_name and b in by_name]
 
 
@@ -691,26 +736,62 @@ def _agg(report: ServerReport, level: int) -> float | None:
     return s.agg_tok_s if s else None
 
 
-def render_ratio_table(reports: Sequence[ServerReport]) -> list[str]:
+def _ttft(report: ServerReport, level: int) -> float | None:
+    s = report.summary(level)
+    return s.ttft_p50_ms if s else None
+
+
+def render_ratio_table(reports: Sequence[ServerReport], levels: Sequence[int]) -> list[str]:
+    """Per level: aggregate tok/s ratio (above 1: the first is faster) and TTFT p50 ratio (below 1: the first
+    answers sooner)."""
     pairs = _ratio_pairs(reports)
     if not pairs:
         return []
-    lines = [
-        _row(["ratio", "agg tok/s @1", "agg tok/s @8", "decode tok/s @1"]),
-        _row(["---", "---:", "---:", "---:"]),
-    ]
+    header = ["streams"]
     for a, b in pairs:
-        lines.append(
-            _row(
-                [
-                    f"{a.name}/{b.name}",
-                    _ratio(_agg(a, 1), _agg(b, 1)),
-                    _ratio(_agg(a, 8), _agg(b, 8)),
-                    _ratio(a.single_stream_decode_tok_s, b.single_stream_decode_tok_s),
-                ]
-            )
-        )
+        header += [f"{a.name}/{b.name} tok/s", f"{a.name}/{b.name} TTFT p50"]
+    lines = [_row(header), _row(["---:"] * len(header))]
+    for level in levels:
+        cells = [str(level)]
+        for a, b in pairs:
+            cells += [_ratio(_agg(a, level), _agg(b, level)), _ratio(_ttft(a, level), _ttft(b, level))]
+        lines.append(_row(cells))
     return lines
+
+
+def token_count_check(reports: Sequence[ServerReport], max_tokens: int) -> str:
+    """Every engine must have produced the same tokens per stream, or the throughputs are not comparable."""
+    counts = {
+        r.name: sorted({s.tokens for runs in r.levels.values() for run in runs for s in run.streams})
+        for r in reports
+    }
+    same = all(c == [max_tokens] for c in counts.values())
+    shown = "; ".join(f"{name} {c}" for name, c in counts.items())
+    return f"- token counts per stream: {'all ' + str(max_tokens) if same else 'DIFFER'} ({shown})"
+
+
+def plot(reports: Sequence[ServerReport], levels: Sequence[int], path: Path, title: str) -> None:
+    """A PNG of aggregate tok/s and TTFT p50 against streams, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (throughput, ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in reports:
+        shown = [level for level in levels if r.summary(level)]
+        throughput.plot(shown, [_agg(r, level) for level in shown], marker="o", label=r.name)
+        ttft.plot(shown, [_ttft(r, level) for level in shown], marker="o", label=r.name)
+    throughput.set(xlabel="concurrent streams", ylabel="aggregate tok/s (median)", title="Throughput")
+    ttft.set(xlabel="concurrent streams", ylabel="TTFT p50 (ms)", title="Time to first token", yscale="log")
+    for axes in (throughput, ttft):
+        axes.set_xticks(list(levels))
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def _token_range(values: Sequence[int | None]) -> str:
@@ -797,7 +878,7 @@ def _server_list(text: str) -> list[str]:
     return names
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None]:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None, Path | None]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -818,6 +899,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
         "--attempts", type=int, default=3, help="tries per timed run while other processes load the CPU"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw tok/s and TTFT per engine (PNG)")
     args = parser.parse_args(argv)
     config = BenchConfig(
         servers=args.servers,
@@ -830,11 +912,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
         inferno_args=args.inferno_arg,
         attempts=args.attempts,
     )
-    return config, args.json
+    return config, args.json, args.plot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config, json_path = parse_args(argv)
+    config, json_path, plot_path = parse_args(argv)
     # One CPU path for Inferno, the peer and the bare loop: the one Inferno's core takes on this machine.
     cpu_path = process_cpu_path()
     config = replace(config, repack=cpu_path.repack)
@@ -844,14 +926,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         *render_main_table(reports, config.concurrency),
         "",
-        *render_ratio_table(reports),
+        *render_ratio_table(reports, config.concurrency),
         "",
         *render_notes(reports, config, facts),
+        token_count_check(reports, config.max_tokens),
     ]
     print("\n".join(lines))
     if json_path:
         json_path.write_text(json.dumps(to_json(reports, config, facts), indent=2) + "\n")
         _progress(f"wrote {json_path}")
+    if plot_path:
+        plot(reports, config.concurrency, plot_path, f"{facts['cpu_model']}, {config.threads} threads")
+        _progress(f"wrote {plot_path}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class KVCacheOps(Protocol):
@@ -17,6 +17,17 @@ class KVCacheOps(Protocol):
         """Drops every position of seq_id from `length` on."""
 
     def clear(self, seq_id: int) -> None: ...
+
+
+@runtime_checkable
+class KVSnapshotOps(KVCacheOps, Protocol):
+    """An engine whose KV cells can be copied out to host memory and into any sequence's stream."""
+
+    def save(self, seq_id: int) -> bytes:
+        """Every cell of seq_id, serialized."""
+
+    def restore(self, seq_id: int, data: bytes) -> bool:
+        """Puts a saved sequence's cells into seq_id's (empty) stream; False if they do not fit."""
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:

@@ -31,6 +31,11 @@ class ModelEngineMetrics:
     prompt_tokens: Counter
     generated_tokens: Counter
     reused_prompt_tokens: Counter
+    prefix_cache_hits: Counter
+    prefix_cache_bytes: Gauge
+    prefix_cache_entries: Gauge
+    draft_tokens: Counter
+    accepted_draft_tokens: Counter
     inter_token_latency: Histogram
     embedding_decodes: Counter
     embedding_inputs: Counter
@@ -40,6 +45,11 @@ class ModelEngineMetrics:
         self.embedding_decodes.inc()
         self.embedding_inputs.inc(sequences)
         self.embedding_tokens.inc(tokens)
+
+    def record_drafts(self, drafted: int, accepted: int) -> None:
+        if drafted:
+            self.draft_tokens.inc(drafted)
+            self.accepted_draft_tokens.inc(accepted)
 
     def record_step(self, sequences: int, tokens: int, sampled: int, prompt_tokens: int) -> None:
         self.decode_steps.inc()
@@ -108,6 +118,36 @@ class EngineMetrics:
         self._reused_prompt_tokens = Counter(
             "inferno_engine_reused_prompt_tokens",
             "Prompt tokens taken from cached KV cells instead of computed",
+            labels,
+            registry=registry,
+        )
+        self._prefix_cache_hits = Counter(
+            "inferno_engine_prefix_cache_hits",
+            "Prompts that reused a computed prefix (a host-memory snapshot or a finished sequence's cells)",
+            labels,
+            registry=registry,
+        )
+        self._prefix_cache_bytes = Gauge(
+            "inferno_engine_prefix_cache_bytes",
+            "Host memory held by KV snapshots in the prefix cache",
+            labels,
+            registry=registry,
+        )
+        self._prefix_cache_entries = Gauge(
+            "inferno_engine_prefix_cache_entries",
+            "KV snapshots in the prefix cache",
+            labels,
+            registry=registry,
+        )
+        self._draft_tokens = Counter(
+            "inferno_engine_draft_tokens",
+            "Tokens drafted by prompt lookup and verified (speculative decoding)",
+            labels,
+            registry=registry,
+        )
+        self._accepted_draft_tokens = Counter(
+            "inferno_engine_accepted_draft_tokens",
+            "Drafted tokens the model accepted",
             labels,
             registry=registry,
         )
@@ -197,6 +237,11 @@ class EngineMetrics:
             prompt_tokens=self._prompt_tokens.labels(model_id),
             generated_tokens=self._generated_tokens.labels(model_id),
             reused_prompt_tokens=self._reused_prompt_tokens.labels(model_id),
+            prefix_cache_hits=self._prefix_cache_hits.labels(model_id),
+            prefix_cache_bytes=self._prefix_cache_bytes.labels(model_id),
+            prefix_cache_entries=self._prefix_cache_entries.labels(model_id),
+            draft_tokens=self._draft_tokens.labels(model_id),
+            accepted_draft_tokens=self._accepted_draft_tokens.labels(model_id),
             inter_token_latency=self._inter_token.labels(model_id),
             embedding_decodes=self._embedding_decodes.labels(model_id),
             embedding_inputs=self._embedding_inputs.labels(model_id),

@@ -4,8 +4,13 @@ Engine-agnostic. The engine thread calls plan() before every decode; sequences j
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
 rest of the step's prompt budget in chunks, shortest remaining prompt first. A small prompt budget finishes
 prompts one after another (the short ones get their first token sooner) and keeps long prompts from stalling
-the decoding sequences; a lone prompt, with nothing decoding, takes the whole batch. A prompt that starts
-like a recently finished sequence takes over that sequence's KV cells (kv_prefix_cache.py).
+the decoding sequences; a lone prompt, with nothing decoding, takes the whole batch.
+
+Prefixes are computed once: a prompt that starts like a recently finished sequence takes over that
+sequence's KV cells (kv_prefix_cache.py), or restores a host-memory snapshot of any earlier sequence that
+shares more (host_prefix_cache.py); a prompt that shares a prefix with one still being computed waits for
+it instead of computing the same cells again. Decoding sequences may carry draft tokens from prompt lookup
+(prompt_lookup.py), which the decoder verifies in the same step.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inferno.core.kv_prefix_cache import KVCacheOps, KVPrefixCache
+from inferno.core.host_prefix_cache import HostPrefixCache, PrefixCacheState, SnapshotMatch
+from inferno.core.kv_prefix_cache import KVCacheOps, KVPrefixCache, KVSnapshotOps, common_prefix_length
+from inferno.core.prompt_lookup import PromptLookup
 from inferno.core.runtime.sequence import SequenceState
 
 
@@ -29,6 +36,17 @@ class BatchEntry:
     sample: bool
     # True when the logits of every token are needed (prompt log-probabilities).
     all_logits: bool = False
+    # Trailing tokens that are a draft to verify (after the pending token), not yet accepted.
+    draft: int = 0
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """Prompt-lookup drafting: at most draft_tokens per sequence, only while at most max_sequences decode
+    (with more, the batch already keeps the CPU busy and drafts cost more than they save)."""
+
+    draft_tokens: int = 0
+    max_sequences: int = 1
 
 
 class ContinuousBatchScheduler:
@@ -40,6 +58,8 @@ class ContinuousBatchScheduler:
         kv: KVCacheOps,
         max_prompt_tokens_per_step: int | None = None,
         min_prefix_reuse_tokens: int = 8,
+        host_cache_bytes: int = 0,
+        speculation: Speculation | None = None,
     ) -> None:
         self.max_sequences = max_sequences
         self.kv_capacity_tokens = kv_capacity_tokens
@@ -47,6 +67,16 @@ class ContinuousBatchScheduler:
         self.max_prompt_tokens_per_step = max_prompt_tokens_per_step or max_batch_tokens
         self._kv = kv
         self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens)
+        self._min_reuse = min_prefix_reuse_tokens
+        self._snapshots = kv if isinstance(kv, KVSnapshotOps) and host_cache_bytes > 0 else None
+        self.host_cache = HostPrefixCache(host_cache_bytes if self._snapshots else 0, min_prefix_reuse_tokens)
+        # Prompt positions where a leader's computed prefix is snapshotted for the sequences waiting on it.
+        self._split_points: dict[SequenceState, set[int]] = {}
+        self._speculation = speculation or Speculation()
+        self._lookups: dict[SequenceState, PromptLookup] = {}
+        # Prefix reuses since load (restored snapshots and taken-over streams) and the tokens they saved.
+        self.prefix_hits = 0
+        self.reused_tokens = 0
         self._waiting: deque[SequenceState] = deque()
         self._active: list[SequenceState] = []
         self._free_ids = list(range(max_sequences - 1, -1, -1))
@@ -82,13 +112,17 @@ class ContinuousBatchScheduler:
         """Removes a finished or cancelled sequence. keep_prefix retains its KV cells for reuse; otherwise
         they are freed at once."""
         sequence.finished = True
+        self._split_points.pop(sequence, None)
+        self._lookups.pop(sequence, None)
         if sequence in self._waiting:
             self._waiting.remove(sequence)
         elif sequence in self._active:
             self._active.remove(sequence)
             self._reserved_tokens -= sequence.reserved_tokens
             if keep_prefix and sequence.prefilled == len(sequence.request.prompt_tokens):
-                self._prefixes.retain(sequence.seq_id, sequence.tokens_in_kv())
+                tokens = sequence.tokens_in_kv()
+                self._snapshot(sequence, tokens)
+                self._prefixes.retain(sequence.seq_id, tokens)
             else:
                 self._kv.clear(sequence.seq_id)
                 self._free_ids.append(sequence.seq_id)
@@ -100,19 +134,25 @@ class ContinuousBatchScheduler:
             needed = self._reserved_tokens + head.reserved_tokens
             if self._active and needed > self.kv_capacity_tokens:
                 return
-            match = (
-                self._prefixes.best_match(head.request.prompt_tokens)
-                if head.request.prompt_logprobs is None
-                else None
-            )
-            if match is not None:
+            reusable = head.request.prompt_logprobs is None
+            prompt = head.request.prompt_tokens
+            match = self._prefixes.best_match(prompt) if reusable else None
+            stored = self.host_cache.best_match(prompt) if reusable and self._snapshots else None
+            if stored is not None and match is not None and stored.length <= match.length:
+                stored = None
+            if match is not None and stored is None:
                 head.seq_id = self._prefixes.take_over(match)
+                head.prefilled = head.reused_prompt_tokens = match.length
+                self.prefix_hits += 1
+                self.reused_tokens += match.length
             else:
                 seq_id = self._free_ids.pop() if self._free_ids else self._prefixes.evict_oldest()
                 if seq_id is None:
                     return
                 head.seq_id = seq_id
-            head.prefilled = head.reused_prompt_tokens = match.length if match else 0
+                head.prefilled = head.reused_prompt_tokens = 0
+                if stored is not None:
+                    self._restore(head, stored)
             # Retained cells count against the KV cache too: drop the oldest until the newcomer fits.
             while needed + self._prefixes.retained_tokens > self.kv_capacity_tokens:
                 evicted = self._prefixes.evict_oldest()
@@ -125,13 +165,21 @@ class ContinuousBatchScheduler:
             on_admit(head)
 
     def plan(self) -> list[BatchEntry]:
-        """The next decode step: one pending token per decoding sequence, then prompt chunks."""
+        """The next decode step: one pending token (and its draft) per decoding sequence, then prompt
+        chunks."""
         entries: list[BatchEntry] = []
-        for seq in self._active:
-            if seq.pending_token is not None:
-                # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
-                position = seq.prefilled + seq.generated - 1
-                entries.append(BatchEntry(seq, (seq.pending_token,), position, sample=True))
+        decoding = [seq for seq in self._active if seq.pending_token is not None]
+        speculate = 0 < len(decoding) <= self._speculation.max_sequences
+        room = self.max_batch_tokens - len(decoding)
+        for seq in decoding:
+            assert seq.pending_token is not None
+            # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
+            position = seq.prefilled + seq.generated - 1
+            draft = self._draft(seq, room) if speculate else ()
+            room -= len(draft)
+            entries.append(
+                BatchEntry(seq, (seq.pending_token, *draft), position, sample=True, draft=len(draft))
+            )
         # Shortest remaining prompt first: a short request admitted while a long prompt is being processed
         # gets its first token after a step or two instead of after the whole long prompt.
         prefilling = [seq for seq in self._active if seq.prefilled < len(seq.request.prompt_tokens)]
@@ -139,23 +187,101 @@ class ContinuousBatchScheduler:
         # The small prompt budget is there for others' first tokens and decoding; a lone prompt with nothing
         # decoding goes in full batches (fewer steps, each paying the engine's fixed per-step cost).
         lone = not entries and len(prefilling) == 1
+        used = sum(len(e.tokens) for e in entries)
         budget = min(
-            self.max_batch_tokens - len(entries),
+            self.max_batch_tokens - used,
             self.max_batch_tokens if lone else self.max_prompt_tokens_per_step,
         )
         for seq in prefilling:
             if budget <= 0:
                 break
+            if (
+                self._snapshots is not None
+                and seq.prefilled == seq.reused_prompt_tokens
+                and seq.request.prompt_logprobs is None
+            ):
+                if self._waits_for_leader(seq):
+                    continue
+                stored = self.host_cache.best_match(seq.request.prompt_tokens)
+                if stored is not None and stored.length > seq.prefilled:
+                    self._restore(seq, stored)
             prompt = seq.request.prompt_tokens
-            chunk = prompt[seq.prefilled : seq.prefilled + budget]
+            end = min(seq.prefilled + budget, self._next_split_point(seq, len(prompt)))
+            chunk = prompt[seq.prefilled : end]
             entries.append(
                 BatchEntry(
                     seq,
                     chunk,
                     seq.prefilled,
-                    sample=seq.prefilled + len(chunk) == len(prompt),
+                    sample=end == len(prompt),
                     all_logits=seq.request.prompt_logprobs is not None,
                 )
             )
             budget -= len(chunk)
         return entries
+
+    def prefilled(self, sequence: SequenceState) -> None:
+        """Called after a step computed a chunk of the sequence's prompt: snapshots its cells where other
+        prompts wait on them, and once the whole prompt is in."""
+        points = self._split_points.get(sequence)
+        prompt = sequence.request.prompt_tokens
+        if points and sequence.prefilled in points:
+            points.discard(sequence.prefilled)
+            self._snapshot(sequence, prompt[: sequence.prefilled])
+        elif sequence.prefilled == len(prompt):
+            self._snapshot(sequence, prompt)
+
+    def _draft(self, sequence: SequenceState, room: int) -> tuple[int, ...]:
+        request = sequence.request
+        room = min(room, self._speculation.draft_tokens, request.max_tokens - sequence.generated - 1)
+        if room <= 0:
+            return ()
+        lookup = self._lookups.get(sequence)
+        if lookup is None:
+            lookup = self._lookups[sequence] = PromptLookup(request.prompt_tokens)
+        history = len(request.prompt_tokens) + len(sequence.output_tokens)
+        if len(lookup) < history:
+            lookup.extend(sequence.output_tokens[len(lookup) - history :])
+        return lookup.draft(room)
+
+    def _waits_for_leader(self, sequence: SequenceState) -> bool:
+        """True when an earlier sequence is computing cells this prompt would compute too: it waits, and the
+        leader's cells are snapshotted at the point they part, for it to restore."""
+        prompt = sequence.request.prompt_tokens
+        for leader in self._active:
+            if leader is sequence:
+                return False
+            lead_prompt = leader.request.prompt_tokens
+            if leader.prefilled >= len(lead_prompt):
+                continue
+            shared = min(common_prefix_length(prompt, lead_prompt), len(prompt) - 1)
+            if shared >= sequence.prefilled + self._min_reuse and leader.prefilled < shared:
+                self._split_points.setdefault(leader, set()).add(shared)
+                return True
+        return False
+
+    def _next_split_point(self, sequence: SequenceState, default: int) -> int:
+        points = [p for p in self._split_points.get(sequence, ()) if p > sequence.prefilled]
+        return min(points, default=default)
+
+    def _snapshot(self, sequence: SequenceState, tokens: tuple[int, ...]) -> None:
+        if self._snapshots is not None and self.host_cache.worth_saving(tokens):
+            self.host_cache.put(tokens, self._snapshots.save(sequence.seq_id))
+
+    def _restore(self, sequence: SequenceState, stored: SnapshotMatch) -> None:
+        """Replaces the sequence's cells with the snapshot's first stored.length tokens."""
+        assert self._snapshots is not None
+        self._kv.clear(sequence.seq_id)
+        if not self._snapshots.restore(sequence.seq_id, stored.snapshot.data):
+            self._kv.clear(sequence.seq_id)
+            sequence.prefilled = sequence.reused_prompt_tokens = 0
+            return
+        self._kv.truncate(sequence.seq_id, stored.length)
+        self.prefix_hits += 1
+        self.reused_tokens += stored.length - sequence.reused_prompt_tokens
+        sequence.prefilled = sequence.reused_prompt_tokens = stored.length
+        self.host_cache.touch(stored)
+
+    def prefix_cache_state(self) -> PrefixCacheState:
+        cache = self.host_cache
+        return PrefixCacheState(cache.entries, cache.bytes_held, self.prefix_hits, self.reused_tokens)

@@ -72,6 +72,30 @@ class EngineSettings:
         default=0,
         metadata={_SPELLING: _Spelling("--threads", "CPU threads for llama.cpp (0: all cores)", 0, 1024)},
     )
+    prefix_cache_mib: int = field(
+        default=256,
+        metadata={
+            _SPELLING: _Spelling(
+                "--prefix-cache-mib",
+                "host memory for KV snapshots of prompts shared across sequences, so a system prompt or a "
+                "conversation's history is computed once per server (0: off)",
+                0,
+                1 << 20,
+            )
+        },
+    )
+    draft_tokens: int = field(
+        default=8,
+        metadata={
+            _SPELLING: _Spelling(
+                "--draft-tokens",
+                "most tokens drafted per step by prompt lookup (speculative decoding from the prompt and "
+                "the reply so far; 0: off)",
+                0,
+                64,
+            )
+        },
+    )
     cache_tokens: int = field(
         default=0,
         metadata={

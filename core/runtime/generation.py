@@ -126,6 +126,9 @@ class GenerationRuntime:
                 self._step()
                 # Before the events go out, so a caller that saw its last event sees the sequence gone.
                 self._stats.queue(self._stepper.queue_state())
+                prefix_cache = self._stepper.prefix_cache()
+                if prefix_cache is not None:
+                    self._stats.prefix_cache(prefix_cache)
                 self._outbox.flush()
             error = InfernoError("model_not_ready", "the model is shutting down")
             for sequence in self._stepper.sequences():

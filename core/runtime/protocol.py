@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 from inferno.core.engines.base import TokenLogprobs
 from inferno.core.kv_prefix_cache import KVCacheOps
 from inferno.core.runtime.sequence import SequenceState
-from inferno.core.scheduler import BatchEntry
+from inferno.core.scheduler import BatchEntry, Speculation
 
 
 class Vocabulary(Protocol):
@@ -61,6 +61,9 @@ class StepResult:
     failed: list[tuple[SequenceState, BaseException]] = field(default_factory=list)
     # Sequences whose prompt is now fully computed and that asked for no tokens (max_tokens 0: scoring).
     scored: list[SequenceState] = field(default_factory=list)
+    # Draft tokens verified in this step, and how many of them the model accepted.
+    drafted: int = 0
+    accepted: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class DecoderLimits:
     max_batch_tokens: int
     # Prompt tokens per step across all waiting prompts; None: max_batch_tokens.
     max_prompt_tokens_per_step: int | None = None
+    # Host memory for KV snapshots shared across sequences (the kv must be KVSnapshotOps); 0: none.
+    host_cache_bytes: int = 0
+    speculation: Speculation = field(default_factory=Speculation)
 
 
 @runtime_checkable

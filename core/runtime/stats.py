@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from inferno.core.engines.base import EngineStatsSnapshot
+from inferno.core.host_prefix_cache import PrefixCacheState
 from inferno.core.metrics import ModelEngineMetrics
 from inferno.core.runtime.protocol import StepResult
 from inferno.core.runtime.sequence import SequenceState
@@ -32,6 +33,7 @@ class StatsRecorder:
         self._prompt_tokens_total = 0
         self._generated_tokens_total = 0
         self._reused_prompt_tokens_total = 0
+        self._prefix_cache_hits = 0
         self._generating_seconds = 0.0
         self._last_used = 0.0
         self._queue = QueueState(0, 0, 0.0)
@@ -74,6 +76,14 @@ class StatsRecorder:
         if sampled:
             self._generating_seconds += seconds
         self._metrics.record_step(result.sequences, result.batch_tokens, sampled, result.prompt_tokens)
+        self._metrics.record_drafts(result.drafted, result.accepted)
+
+    def prefix_cache(self, state: PrefixCacheState) -> None:
+        if state.hits > self._prefix_cache_hits:
+            self._metrics.prefix_cache_hits.inc(state.hits - self._prefix_cache_hits)
+            self._prefix_cache_hits = state.hits
+        self._metrics.prefix_cache_bytes.set(state.bytes_held)
+        self._metrics.prefix_cache_entries.set(state.entries)
 
     def queue(self, state: QueueState) -> None:
         self._queue = state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from inferno.core.host_prefix_cache import PrefixCacheState
 from inferno.core.runtime.protocol import BatchDecoder, SelfScheduler, StepResult
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.runtime.stats import QueueState
@@ -35,6 +36,9 @@ class Stepper(Protocol):
     def reused_prompt_tokens(self) -> int:
         """Prompt tokens taken from a cache rather than computed, since load."""
 
+    def prefix_cache(self) -> PrefixCacheState | None:
+        """Prefix reuse by the runtime's scheduler (None: the engine reuses prefixes by itself)."""
+
     def close(self) -> None: ...
 
 
@@ -48,10 +52,11 @@ class ScheduledStepper:
             limits.max_batch_tokens,
             decoder.kv,
             max_prompt_tokens_per_step=limits.max_prompt_tokens_per_step,
+            host_cache_bytes=limits.host_cache_bytes,
+            speculation=limits.speculation,
         )
         self._started: set[SequenceState] = set()
         self._refused: list[tuple[SequenceState, BaseException]] = []
-        self._reused = 0
 
     def submit(self, sequence: SequenceState) -> InfernoError | None:
         self._scheduler.submit(sequence)
@@ -81,6 +86,7 @@ class ScheduledStepper:
             if sequence.pending_token is None:
                 sequence.prefilled += len(entry.tokens)
                 result.prompt_tokens += len(entry.tokens)
+                self._scheduler.prefilled(sequence)
                 if sequence.request.max_tokens == 0 and sequence.prefilled == len(
                     sequence.request.prompt_tokens
                 ):
@@ -88,7 +94,6 @@ class ScheduledStepper:
         return result
 
     def _start(self, sequence: SequenceState) -> None:
-        self._reused += sequence.reused_prompt_tokens
         try:
             self._decoder.start(sequence)
         except InfernoError as error:  # refused by the engine (a grammar it rejects): this sequence only
@@ -105,7 +110,10 @@ class ScheduledStepper:
         return QueueState(s.running, s.waiting, s.kv_usage)
 
     def reused_prompt_tokens(self) -> int:
-        return self._reused
+        return self._scheduler.reused_tokens
+
+    def prefix_cache(self) -> PrefixCacheState | None:
+        return self._scheduler.prefix_cache_state()
 
     def close(self) -> None:
         self._decoder.close()
@@ -144,6 +152,9 @@ class SelfScheduledStepper:
 
     def reused_prompt_tokens(self) -> int:
         return self._engine.reused_prompt_tokens
+
+    def prefix_cache(self) -> PrefixCacheState | None:
+        return None
 
     def close(self) -> None:
         self._engine.close()

@@ -3,6 +3,7 @@ it as one llama_batch and one llama_decode, then samples with each sequence's ow
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from collections.abc import Sequence
@@ -14,24 +15,40 @@ from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
 from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
 from inferno.core.runtime.sequence import SequenceState
-from inferno.core.scheduler import BatchEntry
+from inferno.core.scheduler import BatchEntry, Speculation
 from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
 
 
-class LlamaKVCache:
-    """KVCacheOps on a llama.cpp context's KV cache."""
+# Drafts are verified only while at most this many sequences decode: on a CPU a batch of several sequences
+# already keeps the cores busy, and drafted tokens then cost about as much as they save.
+_DRAFT_MAX_SEQUENCES = 2
 
-    def __init__(self, memory: llama.llama_memory_t) -> None:
-        self._memory = memory
+
+class LlamaKVCache:
+    """KVCacheOps and KVSnapshotOps on a llama.cpp context's KV cache."""
+
+    def __init__(self, ctx: llama.llama_context_p) -> None:
+        self._ctx = ctx
+        self._memory = llama.llama_get_memory(ctx)
 
     def truncate(self, seq_id: int, length: int) -> None:
         llama.llama_memory_seq_rm(self._memory, seq_id, length, -1)
 
     def clear(self, seq_id: int) -> None:
         llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+    def save(self, seq_id: int) -> bytes:
+        size = llama.llama_state_seq_get_size(self._ctx, seq_id)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama.llama_state_seq_get_data(self._ctx, buffer, size, seq_id)
+        return ctypes.string_at(buffer, written)
+
+    def restore(self, seq_id: int, data: bytes) -> bool:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        return bool(llama.llama_state_seq_set_data(self._ctx, buffer, len(data), seq_id))
 
 
 class LlamaCppDecoder:
@@ -54,12 +71,14 @@ class LlamaCppDecoder:
         if not self._ctx:
             raise InfernoError("insufficient_memory", f"llama.cpp could not create a context for {model_id}")
         self._batch = llama.llama_batch_init(settings.batch_tokens, 0, 1)
-        self._kv = LlamaKVCache(llama.llama_get_memory(self._ctx))
+        self._kv = LlamaKVCache(self._ctx)
         self._limits = DecoderLimits(
             max_sequences=settings.parallel_sequences,
             kv_capacity_tokens=int(llama.llama_n_ctx(self._ctx)),
             max_batch_tokens=settings.batch_tokens,
             max_prompt_tokens_per_step=settings.prompt_tokens_per_step or None,
+            host_cache_bytes=settings.prefix_cache_mib << 20,
+            speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
         self._samplers: dict[SequenceState, llama.llama_sampler_p] = {}
 
@@ -85,7 +104,7 @@ class LlamaCppDecoder:
     def decode(self, entries: Sequence[BatchEntry]) -> StepResult:
         batch = self._batch
         n = 0
-        sample_at: list[tuple[SequenceState, int]] = []
+        sample_at: list[tuple[BatchEntry, int]] = []
         scored: list[tuple[BatchEntry, int]] = []
         for entry in entries:
             seq_id = entry.sequence.seq_id
@@ -99,8 +118,11 @@ class LlamaCppDecoder:
                 batch.logits[n] = int(entry.all_logits)
                 n += 1
             if entry.sample and entry.sequence.request.max_tokens > 0:
-                batch.logits[n - 1] = 1
-                sample_at.append((entry.sequence, n - 1))
+                # The pending token's logits, and each draft token's (to check the one after it).
+                first = n - 1 - entry.draft
+                for index in range(first, n):
+                    batch.logits[index] = 1
+                sample_at.append((entry, first))
         batch.n_tokens = n
         status = llama.llama_decode(self._ctx, batch)
         if status != 0:
@@ -108,14 +130,33 @@ class LlamaCppDecoder:
         for entry, first_index in scored:
             self._score_prompt_chunk(entry, first_index)
         result = StepResult()
-        for sequence, index in sample_at:
-            token = llama.llama_sampler_sample(self._samplers[sequence], self._ctx, index)
-            top_n = sequence.request.top_logprobs
+        for entry, index in sample_at:
+            self._sample(entry, index, result)
+        return result
+
+    def _sample(self, entry: BatchEntry, index: int, result: StepResult) -> None:
+        """Samples the sequence's next token; with a draft, keeps sampling while each sample equals the
+        drafted token, so the output is exactly what decoding one token at a time would give."""
+        sequence = entry.sequence
+        sampler = self._samplers[sequence]
+        top_n = sequence.request.top_logprobs
+        accepted = 0
+        while True:
+            token = llama.llama_sampler_sample(sampler, self._ctx, index + accepted)
             logprobs = (
-                None if top_n is None else token_logprobs(self._ctx, index, self._model.n_vocab, token, top_n)
+                None
+                if top_n is None
+                else token_logprobs(self._ctx, index + accepted, self._model.n_vocab, token, top_n)
             )
             result.sampled.append(SampledToken(sequence, token, logprobs))
-        return result
+            if accepted == entry.draft or token != entry.tokens[1 + accepted]:
+                break
+            accepted += 1
+        if entry.draft:
+            result.drafted += entry.draft
+            result.accepted += accepted
+            # The rejected draft tokens' cells: the sequence continues from its last sampled token.
+            self._kv.truncate(sequence.seq_id, entry.start_pos + 1 + accepted)
 
     def _score_prompt_chunk(self, entry: BatchEntry, first_index: int) -> None:
         """Log-probabilities of the prompt tokens that follow this chunk's positions."""

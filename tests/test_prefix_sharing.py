@@ -1,0 +1,159 @@
+"""Prefix sharing across KV streams (host-memory snapshots, leaders and followers) and prompt-lookup drafts,
+on the runtime's scheduler with a KV double that records what it was asked to do."""
+
+from __future__ import annotations
+
+from inferno.core.engines.base import SequenceRequest
+from inferno.core.host_prefix_cache import HostPrefixCache
+from inferno.core.prompt_lookup import PromptLookup
+from inferno.core.runtime.sequence import SequenceState
+from inferno.core.scheduler import ContinuousBatchScheduler, Speculation
+from tests.test_scheduler import GREEDY, _state
+
+
+class _SnapshotKV:
+    """KV cells per sequence as token counts; a snapshot is the cell count, serialized."""
+
+    def __init__(self) -> None:
+        self.cells: dict[int, int] = {}
+        self.calls: list[tuple[str, int]] = []
+
+    def truncate(self, seq_id: int, length: int) -> None:
+        self.cells[seq_id] = min(self.cells.get(seq_id, 0), length)
+
+    def clear(self, seq_id: int) -> None:
+        self.cells[seq_id] = 0
+
+    def save(self, seq_id: int) -> bytes:
+        self.calls.append(("save", seq_id))
+        return self.cells.get(seq_id, 0).to_bytes(4, "little") * 4
+
+    def restore(self, seq_id: int, data: bytes) -> bool:
+        self.calls.append(("restore", seq_id))
+        self.cells[seq_id] = int.from_bytes(data[:4], "little")
+        return True
+
+
+def _request(prompt: tuple[int, ...], max_tokens: int = 8) -> SequenceState:
+    return _state(SequenceRequest(prompt, max_tokens, (), GREEDY))
+
+
+def _run_step(scheduler: ContinuousBatchScheduler, kv: _SnapshotKV) -> list[tuple[SequenceState, int]]:
+    """Plans a step and applies it as the stepper would; returns (sequence, tokens) of each entry."""
+    entries = scheduler.plan()
+    for entry in entries:
+        sequence = entry.sequence
+        kv.cells[sequence.seq_id] = entry.start_pos + len(entry.tokens)
+        if sequence.pending_token is None:
+            sequence.prefilled += len(entry.tokens)
+            scheduler.prefilled(sequence)
+            if entry.sample:
+                sequence.pending_token = 7
+                sequence.output_tokens.append(7)
+                sequence.generated = 1
+    return [(e.sequence, len(e.tokens)) for e in entries]
+
+
+SYSTEM = tuple(range(100, 160))  # a 60-token shared prefix
+
+
+def test_a_prompt_sharing_a_prefix_with_one_being_computed_waits_and_restores_it() -> None:
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=64, kv=kv,
+        max_prompt_tokens_per_step=32, host_cache_bytes=1 << 20,
+    )  # fmt: skip
+    leader, follower = _request((*SYSTEM, 1, 2, 3)), _request((*SYSTEM, 4, 5))
+    scheduler.submit(leader)
+    scheduler.submit(follower)
+    scheduler.admit(lambda _s: None)
+    computed = {leader: 0, follower: 0}
+    while follower.pending_token is None or leader.pending_token is None:
+        for sequence, tokens in _run_step(scheduler, kv):
+            computed[sequence] += tokens
+    # The leader stopped a chunk where the prompts part and was snapshotted there; the follower restored
+    # that and computed only its own two tokens.
+    assert computed == {leader: len(SYSTEM) + 3, follower: 2}
+    assert follower.reused_prompt_tokens == len(SYSTEM)
+    assert ("restore", follower.seq_id) in kv.calls
+    assert scheduler.reused_tokens == len(SYSTEM)
+    assert scheduler.prefix_hits == 1
+
+
+def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -> None:
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=1, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+    )
+    first = _request((*SYSTEM, 1, 2))
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    scheduler.release(first, keep_prefix=True)
+    assert scheduler.host_cache.entries == 1
+    # Another prompt that shares the prefix, after the retained stream was given to someone else.
+    other = _request(tuple(range(500, 520)))
+    scheduler.submit(other)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    scheduler.release(other, keep_prefix=False)
+    second = _request((*SYSTEM, 9))
+    scheduler.submit(second)
+    scheduler.admit(lambda _s: None)
+    assert second.prefilled == second.reused_prompt_tokens == len(SYSTEM)
+    assert kv.cells[second.seq_id] == len(SYSTEM)
+
+
+def test_prompt_logprob_requests_never_reuse() -> None:
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+    )
+    scheduler.host_cache.put(SYSTEM, b"\x3c\0\0\0")
+    scoring = _state(SequenceRequest((*SYSTEM, 1), 0, (), GREEDY, prompt_logprobs=0))
+    scheduler.submit(scoring)
+    scheduler.admit(lambda _s: None)
+    assert scoring.prefilled == 0 and ("restore", scoring.seq_id) not in kv.calls
+
+
+def test_host_cache_is_bounded_and_drops_snapshots_a_longer_one_extends() -> None:
+    cache = HostPrefixCache(capacity_bytes=100, min_reuse_tokens=4)
+    cache.put((1, 2, 3, 4), b"a" * 40)
+    cache.put((1, 2, 3, 4, 5, 6), b"b" * 40)
+    assert cache.entries == 1, "the shorter snapshot is a prefix of the longer one"
+    cache.put((9, 9, 9, 9), b"c" * 40)
+    cache.put((8, 8, 8, 8), b"d" * 40)
+    assert cache.bytes_held <= 100 and cache.entries == 2
+    assert cache.best_match((1, 2, 3, 4, 5, 6, 7)) is None, "least recently used went first"
+    match = cache.best_match((8, 8, 8, 8, 1))
+    assert match is not None and match.length == 4
+    assert not cache.worth_saving((8, 8, 8)), "shorter than the reuse minimum"
+    assert not cache.worth_saving((8, 8, 8, 8)), "already held"
+
+
+def test_prompt_lookup_drafts_what_followed_the_last_ngram() -> None:
+    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 2, 5, 6])
+    assert lookup.draft(3) == (7, 8, 9)
+    lookup.extend([7])
+    assert lookup.draft(8) == (8, 9, 1, 2, 5, 6, 7)
+    assert PromptLookup([1, 2, 3, 4]).draft(4) == ()
+
+
+def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=64, kv=kv,
+        speculation=Speculation(draft_tokens=4, max_sequences=1),
+    )  # fmt: skip
+    copying = _request((11, 12, 13, 14, 15, 16, 11, 12), max_tokens=32)
+    scheduler.submit(copying)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    copying.output_tokens[-1] = copying.pending_token = 13
+    (entry,) = scheduler.plan()
+    assert entry.tokens == (13, 14, 15, 16, 11) and entry.draft == 4
+    other = _request((1, 2, 3))
+    scheduler.submit(other)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    assert all(entry.draft == 0 for entry in scheduler.plan()), "two decoding: no drafts"
