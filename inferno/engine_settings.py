@@ -72,6 +72,19 @@ class EngineSettings:
         default=0,
         metadata={_SPELLING: _Spelling("--threads", "CPU threads for llama.cpp (0: all cores)", 0, 1024)},
     )
+    cache_tokens: int = field(
+        default=0,
+        metadata={
+            _SPELLING: _Spelling(
+                "--cache-tokens",
+                "KV cache size in tokens for engines with a shared, paged cache, such as ExLlamaV2 "
+                "(0: parallel x context)",
+                0,
+                1 << 24,
+            )
+        },
+    )
+
     prefix_cache_mib: int = field(
         default=256,
         metadata={
@@ -93,18 +106,6 @@ class EngineSettings:
                 "the reply so far; 0: off)",
                 0,
                 64,
-            )
-        },
-    )
-    cache_tokens: int = field(
-        default=0,
-        metadata={
-            _SPELLING: _Spelling(
-                "--cache-tokens",
-                "KV cache size in tokens for engines with a shared, paged cache, such as ExLlamaV2 "
-                "(0: parallel x context)",
-                0,
-                1 << 24,
             )
         },
     )

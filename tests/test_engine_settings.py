@@ -61,6 +61,8 @@ def test_todays_flags_and_their_variables() -> None:
         ),
         "threads": ("--threads", "INFERNO_THREADS", "threads"),
         "cache_tokens": ("--cache-tokens", "INFERNO_CACHE_TOKENS", "cache_tokens"),
+        "prefix_cache_mib": ("--prefix-cache-mib", "INFERNO_PREFIX_CACHE_MIB", "prefix_cache_mib"),
+        "draft_tokens": ("--draft-tokens", "INFERNO_DRAFT_TOKENS", "draft_tokens"),
     }
 
 
