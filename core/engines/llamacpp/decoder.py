@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 from collections.abc import Sequence
 
 import llama_cpp.llama_cpp as llama
@@ -13,6 +12,7 @@ import llama_cpp.llama_cpp as llama
 from inferno.core.engines.llamacpp.logprobs import token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
+from inferno.core.engines.llamacpp.thread_governor import ThreadGovernor, available_cores
 from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.scheduler import BatchEntry, Speculation
@@ -81,6 +81,9 @@ class LlamaCppDecoder:
             speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
         self._samplers: dict[SequenceState, llama.llama_sampler_p] = {}
+        # threads = 0: as many threads as the cores other processes leave free (thread_governor.py).
+        cores = threads_for(settings)
+        self._governor = ThreadGovernor(cores) if not settings.threads and cores > 1 else None
 
     @property
     def limits(self) -> DecoderLimits:
@@ -124,6 +127,9 @@ class LlamaCppDecoder:
                     batch.logits[index] = 1
                 sample_at.append((entry, first))
         batch.n_tokens = n
+        threads = self._governor.poll() if self._governor else None
+        if threads is not None:
+            llama.llama_set_n_threads(self._ctx, threads, threads)
         status = llama.llama_decode(self._ctx, batch)
         if status != 0:
             raise InfernoError("internal_error", f"llama_decode failed with status {status}")
@@ -184,4 +190,4 @@ class LlamaCppDecoder:
 
 
 def threads_for(settings: EngineSettings) -> int:
-    return settings.threads or os.cpu_count() or 1
+    return settings.threads or available_cores()
