@@ -1,7 +1,8 @@
 """Prompt fairness and prefill cost: a short chat's time to first token while a long prompt is processed, and
-prefill time by prompt length on Inferno and on a bare llama-cpp-python loop (single llama_decode calls).
+prefill time (and its cost per token) by prompt length on Inferno, on llama.cpp's llama-server (the peer,
+built by bench/build_llama_server.sh) and on a bare llama-cpp-python loop (single llama_decode calls).
 
-    .venv/bin/python bench/fairness.py [--lengths 1000,2000,4000] [--threads 2] [--columns NAME,...]
+    .venv/bin/python bench/fairness.py [--lengths 100,1000,2000,4000,8000] [--threads 2] [--columns NAME,...]
 
 Prompts are token ids (exact lengths). "inferno" runs the default settings; "inferno 32-token steps" runs
 with --batch-tokens 32, which is how a lone prompt was processed before it could take the whole batch.
@@ -18,7 +19,16 @@ import time
 from pathlib import Path
 
 import httpx
-from serving import default_model_path, free_port, inferno_spec, running_server
+from serving import (
+    HttpServerSpec,
+    default_model_path,
+    free_port,
+    inferno_spec,
+    llama_server_spec,
+    running_server,
+)
+
+from inferno.core.engines.llamacpp.cpu_path import process_cpu_path
 
 N_CTX = 8192
 PARALLEL = 2
@@ -57,7 +67,22 @@ def measure_inferno(
     extra: list[str], lengths: list[int], long_length: int, threads: int, logs: Path, fairness: bool = True
 ) -> dict[str, float]:
     port = free_port()
-    spec = inferno_spec(port, threads, default_model_path(), N_CTX, PARALLEL, extra)
+    spec = inferno_spec(
+        port, threads, default_model_path(), N_CTX, PARALLEL, extra, process_cpu_path().repack
+    )
+    return measure_server(spec, port, lengths, long_length, logs, fairness)
+
+
+def measure_llama_server(lengths: list[int], long_length: int, threads: int, logs: Path) -> dict[str, float]:
+    port = free_port()
+    repack = process_cpu_path().repack
+    spec = llama_server_spec(port, threads, default_model_path(), N_CTX, PARALLEL, repack)
+    return measure_server(spec, port, lengths, long_length, logs)
+
+
+def measure_server(
+    spec: HttpServerSpec, port: int, lengths: list[int], long_length: int, logs: Path, fairness: bool = True
+) -> dict[str, float]:
     results: dict[str, float] = {}
     with (
         running_server(spec, port, logs) as model,
@@ -66,9 +91,20 @@ def measure_inferno(
         _prefill_s(client, model, 16, 0)  # warm-up
         for i, length in enumerate(lengths):
             results[f"prefill {length}"] = _prefill_s(client, model, length, i + 1)
+        _per_token(results, lengths)
         if fairness:
             results.update(_fairness(client, model, long_length))
     return results
+
+
+def _per_token(results: dict[str, float], lengths: list[int]) -> None:
+    """Milliseconds per prompt token at each length, and the spread of that cost (longest over shortest)."""
+    costs = {length: 1000 * results[f"prefill {length}"] / length for length in lengths}
+    for length, cost in costs.items():
+        results[f"ms per prompt token at {length}"] = cost
+    results[f"per-token cost, {max(lengths)} over {min(lengths)} tokens (x)"] = (
+        costs[max(lengths)] / costs[min(lengths)]
+    )
 
 
 def _fairness(client: httpx.Client, model: str, long_length: int) -> dict[str, float]:
@@ -117,6 +153,7 @@ def measure_bare(lengths: list[int], threads: int, chunk: int) -> dict[str, floa
                 if llc.llama_decode(ctx, batch) != 0:
                     raise RuntimeError("llama_decode failed")
             results[f"prefill {length}"] = time.monotonic() - started
+        _per_token(results, lengths)
     finally:
         llc.llama_batch_free(batch)
         llc.llama_free(ctx)
@@ -126,16 +163,17 @@ def measure_bare(lengths: list[int], threads: int, chunk: int) -> dict[str, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", default="1000,2000,4000")
+    parser.add_argument("--lengths", default="100,1000,2000,4000,8000")
     parser.add_argument("--long", type=int, default=4000, help="the long prompt of the fairness run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--columns", default="", help="comma-separated subset of the four runs (default: all, in table order)"
+        "--columns", default="", help="comma-separated subset of the five runs (default: all, in table order)"
     )
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
     runs = {
         "inferno": lambda logs: measure_inferno([], lengths, args.long, args.threads, logs),
+        "llama-server": lambda logs: measure_llama_server(lengths, args.long, args.threads, logs),
         "inferno 32-token steps": lambda logs: measure_inferno(
             ["--batch-tokens", "32"], lengths, args.long, args.threads, logs, fairness=False
         ),

@@ -74,8 +74,8 @@ def main() -> None:
                 if hog is not None:
                     hog.kill()
                     hog.wait()
-    load_average = os.getloadavg()
-    print(f"{cores} CPUs, {args.tokens}-token greedy replies, median of {args.runs}, load average {load_average}\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{cores} CPUs, {args.tokens}-token greedy replies, median of {args.runs}, load average {load}\n")
     print("| machine | other processes (cores) | threads | reply (s) |")
     print("|---|---:|---|---:|")
     for load, foreign, name, seconds in rows:
