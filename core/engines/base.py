@@ -68,6 +68,16 @@ class SequenceEvent:
     # nothing before it).
     prompt_logprobs: tuple[TokenLogprobs, ...] = ()
 
+    def followed_by(self, later: SequenceEvent) -> SequenceEvent:
+        """This event and the next one of the same sequence as one event."""
+        return SequenceEvent(
+            self.text + later.text,
+            later.completion_tokens,
+            later.finish_reason,
+            self.logprobs + later.logprobs,
+            self.prompt_logprobs + later.prompt_logprobs,
+        )
+
 
 @dataclass(frozen=True)
 class ModelDescription:

@@ -106,6 +106,14 @@ class GenerationRuntime:
                 event = await events.get()
                 if isinstance(event, BaseException):
                     raise event
+                # A caller that fell behind (a slow client, a busy event loop) gets what queued up as one
+                # event: one message and one write instead of one per token.
+                while event.finish_reason is None and not events.empty():
+                    later = events.get_nowait()
+                    if isinstance(later, BaseException):
+                        yield event
+                        raise later
+                    event = event.followed_by(later)
                 yield event
                 if event.finish_reason is not None:
                     return
