@@ -70,8 +70,10 @@ class ContinuousBatchScheduler:
         self._min_reuse = min_prefix_reuse_tokens
         self._snapshots = kv if isinstance(kv, KVSnapshotOps) and host_cache_bytes > 0 else None
         self.host_cache = HostPrefixCache(host_cache_bytes if self._snapshots else 0, min_prefix_reuse_tokens)
-        # Prompt positions where a leader's computed prefix is snapshotted for the sequences waiting on it.
+        # Prompt positions where a leader's computed prefix is snapshotted for the sequences waiting on it,
+        # and each waiting sequence's leader with the length they share.
         self._split_points: dict[SequenceState, set[int]] = {}
+        self._following: dict[SequenceState, tuple[SequenceState, int]] = {}
         self._speculation = speculation or Speculation()
         self._lookups: dict[SequenceState, PromptLookup] = {}
         # Prefix reuses since load (restored snapshots and taken-over streams) and the tokens they saved.
@@ -113,6 +115,7 @@ class ContinuousBatchScheduler:
         they are freed at once."""
         sequence.finished = True
         self._split_points.pop(sequence, None)
+        self._following.pop(sequence, None)
         self._lookups.pop(sequence, None)
         if sequence in self._waiting:
             self._waiting.remove(sequence)
@@ -247,6 +250,14 @@ class ContinuousBatchScheduler:
     def _waits_for_leader(self, sequence: SequenceState) -> bool:
         """True when an earlier sequence is computing cells this prompt would compute too: it waits, and the
         leader's cells are snapshotted at the point they part, for it to restore."""
+        followed = self._following.get(sequence)
+        if followed is not None:
+            leader, shared = followed
+            if not leader.finished and leader.prefilled < shared:
+                return True
+            # The leader reached the point (its cells are snapshotted there) or is gone.
+            del self._following[sequence]
+            return False
         prompt = sequence.request.prompt_tokens
         for leader in self._active:
             if leader is sequence:
@@ -257,6 +268,7 @@ class ContinuousBatchScheduler:
             shared = min(common_prefix_length(prompt, lead_prompt), len(prompt) - 1)
             if shared >= sequence.prefilled + self._min_reuse and leader.prefilled < shared:
                 self._split_points.setdefault(leader, set()).add(shared)
+                self._following[sequence] = (leader, shared)
                 return True
         return False
 

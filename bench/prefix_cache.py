@@ -1,0 +1,174 @@
+"""Prefix caching: Inferno against llama.cpp's llama-server on two workloads where prompts share prefixes.
+
+- shared system prompt: waves of N concurrent requests (8 and 16) that share a ~400-token system prompt and
+  differ in the question; one untimed warm wave first, then --repeats timed waves per level.
+- multi-turn chat: 8 conversations at once, each turn resending the whole history (system prompt, earlier
+  questions and the engine's own earlier replies) plus a new question, --turns turns.
+
+Both servers get the same rendered ChatML text on /v1/completions at temperature 0, --max-tokens tokens per
+reply (ignore_eos), the same threads, slots and KV cells, and the CPU path Inferno's core chooses.
+
+    .venv/bin/python bench/prefix_cache.py [--repeats 3] [--turns 4] [--servers inferno,llama-server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving import (
+    HttpServerSpec,
+    default_model_path,
+    free_port,
+    inferno_spec,
+    llama_server_spec,
+    machine_facts,
+    running_server,
+)
+from text_streams import TextStream, client_session, stream_text
+
+from inferno.core.engines.llamacpp.cpu_path import process_cpu_path
+
+N_CTX = 4096
+PARALLEL = 16
+SYSTEM_PROMPT = (
+    "You are the support assistant of Northwind Traders, a wholesaler of kitchen equipment. "
+    + " ".join(
+        f"Policy {i}: orders of category {i} ship within {i % 5 + 1} working days, returns of category {i} "
+        f"are accepted for {10 + i} days, and questions about category {i} go to desk {100 + i}."
+        for i in range(1, 13)
+    )
+)
+QUESTIONS = (
+    "Where is my order?", "Can I change my delivery address?", "Do you ship abroad?", "How do I pay?",
+    "Can I return a blender?", "Who answers questions about ovens?", "How long does shipping take?",
+    "Do you sell spare parts?", "Is there a discount for schools?", "Can I cancel an order?",
+    "What is your phone number?", "Do you have a catalogue?", "How do I open an account?",
+    "Can I pick up an order?", "Are prices without tax?", "Do you deliver on Saturdays?",
+)  # fmt: skip
+
+
+def render(turns: list[tuple[str, str]], question: str) -> str:
+    """ChatML with the shared system prompt, earlier (question, reply) turns and a new question."""
+    parts = [f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"]
+    for asked, answered in turns:
+        parts.append(f"<|im_start|>user\n{asked}<|im_end|>\n<|im_start|>assistant\n{answered}<|im_end|>\n")
+    parts.append(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    return "".join(parts)
+
+
+@dataclass
+class Measured:
+    # Per timed wave or turn: aggregate tok/s, and every stream's time to first token.
+    tok_s: list[float] = field(default_factory=list)
+    ttft_s: list[float] = field(default_factory=list)
+
+    def add(self, streams: list[TextStream], wall_s: float) -> None:
+        self.tok_s.append(sum(s.tokens for s in streams) / wall_s)
+        self.ttft_s.extend(s.ttft_s for s in streams)
+
+    def row(self) -> tuple[float, float]:
+        return statistics.median(self.tok_s), 1000 * statistics.median(self.ttft_s)
+
+
+async def _wave(
+    base_url: str, model: str, prompts: list[str], max_tokens: int
+) -> tuple[list[TextStream], float]:
+    body = {"model": model, "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True}
+    async with client_session() as session:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        streams = await asyncio.gather(
+            *(stream_text(session, base_url, {**body, "prompt": p}) for p in prompts)
+        )
+        return list(streams), loop.time() - started
+
+
+def shared_system_prompt(base_url: str, model: str, level: int, repeats: int, max_tokens: int) -> Measured:
+    measured = Measured()
+    asyncio.run(_wave(base_url, model, [render([], q) for q in QUESTIONS[:level]], 4))  # warm wave
+    for repeat in range(repeats):
+        prompts = [render([], f"Request {repeat}-{i}. {QUESTIONS[i % len(QUESTIONS)]}") for i in range(level)]
+        streams, wall = asyncio.run(_wave(base_url, model, prompts, max_tokens))
+        measured.add(streams, wall)
+    return measured
+
+
+def multi_turn(base_url: str, model: str, conversations: int, turns: int, max_tokens: int) -> Measured:
+    """Turn 1 is the warm-up; turns 2 onwards are timed (they resend the history)."""
+    measured = Measured()
+    histories: list[list[tuple[str, str]]] = [[] for _ in range(conversations)]
+    for turn in range(turns):
+        questions = [f"Turn {turn}. {QUESTIONS[(c + turn) % len(QUESTIONS)]}" for c in range(conversations)]
+        prompts = [render(histories[c], questions[c]) for c in range(conversations)]
+        streams, wall = asyncio.run(_wave(base_url, model, prompts, max_tokens))
+        for c, stream in enumerate(streams):
+            histories[c].append((questions[c], stream.text))
+        if turn:
+            measured.add(streams, wall)
+    return measured
+
+
+def run_server(spec: HttpServerSpec, port: int, logs: Path, args: argparse.Namespace) -> dict[str, Measured]:
+    results: dict[str, Measured] = {}
+    with running_server(spec, port, logs) as model:
+        base_url = f"http://127.0.0.1:{port}"
+        for level in (8, 16):
+            results[f"shared system prompt, {level} streams"] = shared_system_prompt(
+                base_url, model, level, args.repeats, args.max_tokens
+            )
+            print(f"  {spec.name} shared @{level}: {results[f'shared system prompt, {level} streams'].row()}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        results["multi-turn chat, 8 conversations"] = multi_turn(
+            base_url, model, 8, args.turns, args.max_tokens
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default="inferno,llama-server")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    repack = process_cpu_path().repack
+    model_path = default_model_path()
+    specs: dict[str, Callable[[int], HttpServerSpec]] = {
+        "inferno": lambda port: inferno_spec(port, args.threads, model_path, N_CTX, PARALLEL, [], repack),
+        "llama-server": lambda port: llama_server_spec(
+            port, args.threads, model_path, N_CTX, PARALLEL, repack
+        ),
+    }
+    columns: dict[str, dict[str, Measured]] = {}
+    with tempfile.TemporaryDirectory(prefix="inferno-prefix-") as logs:
+        for name in args.servers.split(","):
+            port = free_port()
+            columns[name] = run_server(specs[name](port), port, Path(logs), args)
+    facts = machine_facts()
+    names = list(columns)
+    waves = f"{args.repeats} waves per level; turns 2-{args.turns} of the chat"
+    print(f"{facts['cpu_model']}, {facts['nproc']} CPUs, {args.threads} threads, "
+          f"{args.max_tokens} tokens per reply, medians ({waves})\n")  # fmt: skip
+    header = ["workload", *(f"{n} tok/s" for n in names), *(f"{n} TTFT p50 ms" for n in names)]
+    if len(names) == 2:
+        header += [f"{names[0]}/{names[1]} tok/s", f"{names[0]}/{names[1]} TTFT"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
+    for workload in columns[names[0]]:
+        rows = [columns[n][workload].row() for n in names]
+        cells = [f"{r[0]:.1f}" for r in rows] + [f"{r[1]:.0f}" for r in rows]
+        if len(rows) == 2:
+            cells += [f"{rows[0][0] / rows[1][0]:.2f}x", f"{rows[0][1] / rows[1][1]:.2f}x"]
+        print(f"| {workload} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
