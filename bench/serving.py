@@ -606,6 +606,14 @@ def bench_http(config: BenchConfig, spec: HttpServerSpec, port: int, log_dir: Pa
         prompt_tokens = asyncio.run(http_prompt_tokens(target))
         report = ServerReport(spec.name, f"{shlex.join(spec.command)} (model id {model_id!r})", prompt_tokens)
         report.levels = _timed_levels(config, lambda prompts: asyncio.run(run_http_level(target, prompts)))
+    # Inferno's automatic thread count logs each change; a run where it gave threads up says so.
+    changes = [
+        line.split("llama.cpp threads", 1)[1].strip()
+        for line in (log_dir / f"{spec.name}.log").read_text(errors="replace").splitlines()
+        if "llama.cpp threads" in line
+    ]
+    if changes:
+        report.description += f"; thread count changes: {'; '.join(changes)}"
     return report
 
 
