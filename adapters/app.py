@@ -17,11 +17,16 @@ from inferno.lifecycle import port_error, shutdown_grace_s
 from inferno.security_config import SecurityConfig, load_security_config
 
 from . import auth_routes, conversion_routes
-from .core_client import CORE, SECURITY, CoreClient, copy_core_headers
+from .anthropic import routes as anthropic
+from .anthropic.api_key import API_KEY_HEADER, authorization_from_api_key
+from .core_client import AUTHORIZATION, CORE, SECURITY, CoreClient, copy_core_headers
 from .cors import cors_middleware
+from .dashboard.routes import dashboard_asset, dashboard_page
+from .docs_page.routes import docs_asset, docs_page
 from .draining import DRAIN, Drain
 from .errors import error_middleware
 from .health import health
+from .ignored_fields import add_warning_header
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
 from .model_management import load_model, unload_model
 from .model_status import model_status
@@ -29,7 +34,9 @@ from .openai import routes as openai
 from .openai.batch import batch
 from .openai.embeddings import embeddings
 from .openai.requests import check_metadata_text, check_path_parameters
+from .openai.tokenizer_info import tokenizer_info
 from .openapi import openapi_document
+from .responses import routes as responses
 from .websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
@@ -60,17 +67,31 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     app[SECURITY] = security
     app.cleanup_ctx.append(_core_channel(core_address, security))
     app.on_response_prepare.append(copy_core_headers)
+    app.on_response_prepare.append(add_warning_header)
 
     # Route names are the `endpoint` label of the request metrics. Model ids may contain "/", so the model
     # route refuses ids ending in an action's suffix: GET .../load matches only the load route and is a 405
     # (Allow: POST), not a lookup of the model "<id>/load".
     router = app.router
     router.add_post("/v1/chat/completions", openai.chat_completions, name="chat")
+    router.add_post("/v1/messages", anthropic.messages, name="messages")
+    router.add_post("/v1/messages/count_tokens", anthropic.count_tokens, name="messages_count_tokens")
     router.add_post("/v1/completions", openai.completions, name="completions")
+    router.add_post("/v1/responses", responses.create_response, name="responses_create")
+    router.add_get("/v1/responses/{response_id}", responses.get_response, name="responses_get")
+    router.add_delete("/v1/responses/{response_id}", responses.delete_response, name="responses_delete")
+    router.add_get(
+        "/v1/responses/{response_id}/input_items", responses.list_input_items, name="responses_input_items"
+    )
+    router.add_post("/v1/responses/{response_id}/cancel", responses.cancel_response, name="responses_cancel")
     router.add_post("/v1/batch", batch, name="batch")
     router.add_post("/v1/embeddings", embeddings, name="embeddings")
     router.add_post("/v1/tokenize", openai.tokenize, name="tokenize")
     router.add_post("/v1/detokenize", openai.detokenize, name="detokenize")
+    # vLLM's (and llama.cpp's) tokenizer routes at the root, where lm-evaluation-harness looks for them.
+    router.add_post("/tokenize", openai.tokenize, name="tokenize_root")
+    router.add_post("/detokenize", openai.detokenize, name="detokenize_root")
+    router.add_get("/tokenizer_info", tokenizer_info, name="tokenizer_info")
     router.add_get("/v1/models", openai.list_models, name="models")
     router.add_get("/v1/models/{model_id:.+}/status", model_status, name="model_status")
     router.add_post("/v1/models/{model_id:.+}/load", load_model, name="model_load")
@@ -88,11 +109,16 @@ def build_app(core_address: str, security: SecurityConfig | None = None) -> web.
     router.add_get("/metrics", metrics_endpoint, name="metrics")
     router.add_get("/ws", websocket_endpoint, name="ws")
     router.add_get("/openapi.json", openapi_document, name="openapi")
+    router.add_get("/docs", docs_page, name="docs")
+    router.add_get("/docs/{path}", docs_asset, name="docs_asset")
+    router.add_get("/dashboard", dashboard_page, name="dashboard")
+    router.add_get("/dashboard/{path:.+}", dashboard_asset, name="dashboard_asset")
     return app
 
 
 # The request headers the gateway forwards to the core as gRPC metadata (core_client._forwarded_metadata).
-_FORWARDED_HEADERS = ("Authorization", COMMAND_METADATA)
+# x-api-key (Anthropic's) travels as Authorization: Bearer <key> when no Authorization is sent.
+_FORWARDED_HEADERS = ("Authorization", COMMAND_METADATA, API_KEY_HEADER)
 
 
 @web.middleware
@@ -103,6 +129,9 @@ async def _client_input(request: web.Request, handler: Handler) -> web.StreamRes
         value = request.headers.get(name)
         if value is not None:
             check_metadata_text(value, name)
+    authorization = authorization_from_api_key(request.headers)
+    if authorization is not None:
+        request[AUTHORIZATION] = authorization
     return await handler(request)
 
 

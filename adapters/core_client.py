@@ -24,7 +24,10 @@ from inferno.v1 import (
     conversion_service_pb2_grpc,
     inference_service_pb2_grpc,
     model_service_pb2_grpc,
+    response_service_pb2_grpc,
 )
+
+from .routing_key import routing_metadata
 
 _Request = TypeVar("_Request")
 _Reply = TypeVar("_Reply")
@@ -62,6 +65,7 @@ class CoreClient:
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
         self.auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
         self.conversion = conversion_service_pb2_grpc.ConversionServiceStub(self._channel)
+        self.responses = response_service_pb2_grpc.ResponseServiceStub(self._channel)
         self.health = health_pb2_grpc.HealthStub(self._channel)
 
     async def close(self) -> None:
@@ -76,7 +80,8 @@ class CoreClient:
         timeout: float | None = None,
     ) -> _Reply:
         """Call a unary RPC on behalf of request; a failure raises the InfernoError the core meant."""
-        call = method(message, metadata=_forwarded_metadata(request), timeout=timeout)
+        metadata = _forwarded_metadata(request) + routing_metadata(message)
+        call = method(message, metadata=metadata, timeout=timeout)
         try:
             reply = await call
         except grpc.aio.AioRpcError as error:
@@ -91,7 +96,7 @@ class CoreClient:
         message: _Request,
     ) -> CoreStream[_Reply]:
         """Start a server-streaming RPC; use as `async with` so leaving the block cancels the call."""
-        call = method(message, metadata=_forwarded_metadata(request))
+        call = method(message, metadata=_forwarded_metadata(request) + routing_metadata(message))
         return CoreStream(self.address, request, call)
 
 
@@ -148,11 +153,20 @@ async def copy_core_headers(request: web.BaseRequest, response: web.StreamRespon
 
 def _core_error(address: str, request: web.Request, error: grpc.aio.AioRpcError) -> InfernoError:
     _keep_rate_limit_headers(request, error.initial_metadata(), error.trailing_metadata())
+    if _reset_by_proxy(error):
+        message = f"the inference core behind {address} stopped mid-stream; retry"
+        return InfernoError("core_unavailable", message)
     converted = error_from_rpc(error)
     if converted.code == "core_unavailable":
         message = f"the inference core at {address} is unavailable: {converted.message}"
         return InfernoError("core_unavailable", message, converted.details)
     return converted
+
+
+def _reset_by_proxy(error: grpc.aio.AioRpcError) -> bool:
+    """A stream reset without a status: what a proxy (Envoy) sends when the core behind it dies after
+    answering, and gRPC reports as INTERNAL. A core never resets its own streams."""
+    return error.code() is grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or "")
 
 
 def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

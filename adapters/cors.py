@@ -7,7 +7,7 @@ from aiohttp.typedefs import Handler
 
 _ALLOWED_HEADERS = "Authorization, Content-Type"
 _ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-_EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"
+_EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Inferno-Warning"
 
 
 def cors_middleware(origins: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]

@@ -12,6 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .anthropic.openapi import ANTHROPIC_PATHS
+from .openai.compat_openapi import GUIDED_PROPERTIES, root_tokenizer_paths
+from .response_schemas import RESPONSE_SCHEMAS, component
+from .responses.openapi import RESPONSES_PATHS
+
 Schema = dict[str, Any]
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -46,6 +51,7 @@ _ERROR_SCHEMA: Schema = {
                 "type": {"type": "string"},
                 "code": {"type": "string"},
                 "message": {"type": "string"},
+                "param": {"type": ["string", "null"], "description": "OpenAI's name for details.param"},
                 "details": {
                     "type": "object",
                     "description": "invalid_parameters errors name the field in param",
@@ -131,6 +137,7 @@ _GENERATION: Schema = {
     "max_completion_tokens": _MAX_TOKENS,
     "stop": _STOP,
     "ignore_eos": _BOOL_OR_NULL,
+    **GUIDED_PROPERTIES,
     "stream": _BOOL_OR_NULL,
     "stream_options": {"type": ["object", "null"], "properties": {"include_usage": _BOOL_OR_NULL}},
     "user": _STRING_OR_NULL,
@@ -177,6 +184,7 @@ _CHAT: Schema = {
             ]
         },
         "parallel_tool_calls": _BOOL_OR_NULL,
+        "reasoning_format": {"enum": ["auto", "none", "deepseek", None]},
     },
 }
 _COMPLETION: Schema = {
@@ -207,13 +215,25 @@ def _operation(
     body: Schema | None = None,
     parameters: list[Schema] | None = None,
     content_type: str = "application/json",
+    response: Schema | None = None,
+    events: Schema | None = None,
 ) -> Schema:
-    """One operation: its success response and the seed's error body for every 4xx and 5xx."""
+    """One operation: its success response and the seed's error body for every 4xx and 5xx.
+
+    response is the success body's schema; events, for a route that streams when asked, each SSE event's."""
+    success: Schema = {content_type: {"schema": response or {}}}
+    if events is not None:
+        # OpenAPI 3.1 cannot describe the events of a stream (3.2's itemSchema can): x-event-schema does.
+        # A failure after the stream began is one Error event, then [DONE].
+        success["text/event-stream"] = {
+            "schema": {"type": "string", "description": "data: <event JSON> lines, then data: [DONE]"},
+            "x-event-schema": {"oneOf": [events, _ERROR_REF]},
+        }
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,
         "responses": {
-            str(ok): {"description": "success", "content": {content_type: {"schema": {}}}},
+            str(ok): {"description": "success", "content": success},
             "4XX": {
                 "description": "the request was refused",
                 "content": {"application/json": {"schema": _ERROR_REF}},
@@ -243,14 +263,30 @@ DOCUMENT: Schema = {
         "description": "OpenAI-compatible inference, model management, API keys and conversion jobs.",
     },
     "components": {
-        "schemas": {"Error": _ERROR_SCHEMA},
+        "schemas": {"Error": _ERROR_SCHEMA, **RESPONSE_SCHEMAS},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
     "paths": {
         "/v1/chat/completions": {
-            "post": _operation("chat", "Chat completion (SSE when stream is true)", body=_CHAT)
+            "post": _operation(
+                "chat",
+                "Chat completion (SSE when stream is true)",
+                body=_CHAT,
+                response=component("ChatCompletion"),
+                events=component("ChatCompletionChunk"),
+            )
         },
-        "/v1/completions": {"post": _operation("completions", "Text completion", body=_COMPLETION)},
+        "/v1/completions": {
+            "post": _operation(
+                "completions",
+                "Text completion (SSE when stream is true)",
+                body=_COMPLETION,
+                response=component("Completion"),
+                events=component("CompletionChunk"),
+            )
+        },
+        **ANTHROPIC_PATHS,
+        **RESPONSES_PATHS,
         "/v1/batch": {
             "post": _operation(
                 "batch",
@@ -291,6 +327,7 @@ DOCUMENT: Schema = {
                         "user": _STRING_OR_NULL,
                     },
                 ),
+                response=component("EmbeddingList"),
             )
         },
         "/v1/tokenize": {
@@ -305,9 +342,13 @@ DOCUMENT: Schema = {
                         "prompt": _STRING_OR_NULL,
                         "messages": {"type": ["array", "null"], "items": _MESSAGE},
                         "add_special": _BOOL_OR_NULL,
+                        "add_special_tokens": _BOOL_OR_NULL,
+                        "add_generation_prompt": _BOOL_OR_NULL,
                         "with_pieces": _BOOL_OR_NULL,
+                        "return_token_strs": _BOOL_OR_NULL,
                     },
                 ),
+                response=component("TokenizeResult"),
             )
         },
         "/v1/detokenize": {
@@ -317,12 +358,20 @@ DOCUMENT: Schema = {
                 body=_object(
                     ["tokens"], {"model": _STRING_OR_NULL, "tokens": {"type": "array", "items": _UINT32}}
                 ),
+                response=component("DetokenizeResult"),
             )
         },
-        "/v1/models": {"get": _operation("models", "The model catalog")},
-        "/v1/models/{model_id}": {"get": _operation("model", "One model", parameters=[_MODEL_ID])},
+        "/v1/models": {"get": _operation("models", "The model catalog", response=component("ModelList"))},
+        "/v1/models/{model_id}": {
+            "get": _operation("model", "One model", parameters=[_MODEL_ID], response=component("Model"))
+        },
         "/v1/models/{model_id}/status": {
-            "get": _operation("model_status", "A model's load state and memory", parameters=[_MODEL_ID])
+            "get": _operation(
+                "model_status",
+                "A model's load state and memory",
+                parameters=[_MODEL_ID],
+                response=component("ModelStatus"),
+            )
         },
         "/v1/models/{model_id}/load": {
             "post": _operation(
@@ -386,8 +435,21 @@ DOCUMENT: Schema = {
         "/health": {"get": _operation("health", "Liveness and readiness of the gateway and the core")},
         "/metrics": {"get": _operation("metrics", "Prometheus metrics", content_type="text/plain")},
         "/openapi.json": {"get": _operation("openapi", "This document")},
+        "/dashboard": {"get": _operation("dashboard", "The operator dashboard", content_type="text/html")},
+        "/dashboard/{path}": {
+            "get": _operation("dashboard_asset", "A file of the dashboard", parameters=[_path_id("path")])
+        },
+        "/docs": {"get": _operation("docs", "This document as a readable page", content_type="text/html")},
+        "/docs/{path}": {
+            "get": _operation(
+                "docs_asset", "A script or style of the /docs page", parameters=[_path_id("path")]
+            )
+        },
     },
 }
+
+
+DOCUMENT["paths"].update(root_tokenizer_paths(DOCUMENT["paths"]))
 
 
 async def openapi_document(request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 
 Client messages: "chat" (data is a chat completion body; streaming is implied), "cancel" (the id of a running
 chat), "ping", "subscribe_metrics", "subscribe_models" and "unsubscribe" (the id of a subscription; see
-ws_subscriptions.py). Replies: "chat_chunk" per piece of text, then "chat_done", or "error"; "pong";
+ws_subscriptions.py). Replies: "chat_chunk" per streamed delta (the choice of the matching SSE chunk: role,
+text, tool-call pieces, logprobs, finish_reason), then "chat_done" (finish_reason, usage), or "error"; "pong";
 "metrics_update" and "model_status" per subscription; "unsubscribed". Each chat ends with exactly one
 "chat_done" or "error"; a cancelled chat ends with "chat_done" whose finish_reason is "cancelled". Several
 chats and subscriptions may run at once, one task each; closing the socket cancels them all.
@@ -21,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -33,7 +34,7 @@ from .core_client import AUTHORIZATION, CORE
 from .draining import DRAIN, shutting_down_error
 from .metrics import METRICS
 from .openai.requests import check_metadata_text, check_text, load_json_object, parse_chat_request
-from .openai.responses import finish_reason_name, usage_json
+from .openai.responses import ChatChunkStream, finish_reason_name, usage_json
 from .ws_subscriptions import metrics_updates, model_status_updates, parse_metrics_subscription
 
 logger = logging.getLogger(__name__)
@@ -86,22 +87,32 @@ def error_frame(chat_id: ChatId | None, error: InfernoError) -> Frame:
 
 @dataclass
 class ChatFrames:
-    """Turns one chat's core stream messages into chat_chunk frames and its closing chat_done."""
+    """Turns one chat's core stream messages into chat_chunk frames and its closing chat_done.
+
+    Each chat_chunk's data is the choice of the SSE chunk the same message becomes (ChatChunkStream, the one
+    place that shapes them): {"index", "delta" (role, content, tool_calls), "logprobs", "finish_reason"}, so
+    a WebSocket client sees the role delta, text, tool-call pieces, log-probabilities and each choice's
+    finish_reason exactly as an SSE client does. The usage SSE sends in its last chunk is in chat_done.
+    """
 
     chat_id: ChatId
     model: str = ""
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    _stream: ChatChunkStream = field(
+        default_factory=lambda: ChatChunkStream(include_usage=False), init=False, repr=False
+    )
 
     def chunks(self, message: inference_service_pb2.StreamChatCompletionResponse) -> list[Frame]:
         self.model = message.model or self.model
         if message.HasField("usage"):
             self.usage = usage_json(message.usage)
         self.finish_reason = finish_reason_name(message.finish_reason) or self.finish_reason
-        if not message.delta.content:
-            return []
-        data = {"delta": {"content": message.delta.content}, "index": message.index}
-        return [{"type": "chat_chunk", "id": self.chat_id, "data": data}]
+        return [
+            {"type": "chat_chunk", "id": self.chat_id, "data": choice}
+            for chunk in self._stream.chunks(message)
+            for choice in chunk["choices"]
+        ]
 
     def done(self) -> Frame:
         data = {"finish_reason": self.finish_reason, "usage": self.usage}

@@ -34,17 +34,19 @@ class ChatTemplate:
         )
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
+        self.source = source
         self._template = env.from_string(source)
-        self._bos_token = bos_token
-        self._eos_token = eos_token
+        # The texts of the model's BOS and EOS tokens, as templates use them.
+        self.bos_token = bos_token
+        self.eos_token = eos_token
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         try:
             return self._template.render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
-                bos_token=self._bos_token,
-                eos_token=self._eos_token,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
             )
         except InfernoError:
             raise

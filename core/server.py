@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,20 +19,26 @@ from inferno.config import CoreOptions
 from inferno.config_file import ManagementConfig, load_management_config, parse_duration, parse_size
 from inferno.core.catalog import build_catalog, local_model_entry
 from inferno.core.convert.jobs import JobRunner, JobStore
+from inferno.core.database.base import Database
+from inferno.core.database.open import open_database
+from inferno.core.drain import CoreDrain
 from inferno.core.engines.factory import EngineFactory
 from inferno.core.interceptors import CommandInterceptor, ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
+from inferno.core.responses.store import ResponseStore
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.interceptor import AuthInterceptor, auth_failure_limiter
 from inferno.core.security.jwt_verifier import JwtVerifier
 from inferno.core.security.keystore import KeyStore
 from inferno.core.security.rate_limiter import RateLimiter, WebSocketMessageRate
+from inferno.core.security.redis_limits import SharedLimits
 from inferno.core.services.admin import AdminServicer
 from inferno.core.services.auth import AuthServicer
 from inferno.core.services.conversion import ConversionServicer
 from inferno.core.services.inference import InferenceServicer
 from inferno.core.services.models import ModelServicer
+from inferno.core.services.responses import ResponseServicer
 from inferno.core.validation import RequestLimits
 from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
@@ -48,6 +55,8 @@ from inferno.v1 import (
     inference_service_pb2_grpc,
     model_service_pb2,
     model_service_pb2_grpc,
+    response_service_pb2,
+    response_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,7 @@ SERVICE_NAMES = (
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     conversion_service_pb2.DESCRIPTOR.services_by_name["ConversionService"].full_name,
+    response_service_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name,
 )
 
 
@@ -80,12 +90,16 @@ async def serve_core(options: CoreOptions) -> None:
         engine_metrics,
         EngineFactory(engine_metrics),
     )
-    keys = KeyStore(security.data_dir) if security.api_keys else None
+    database = open_database(security.database_url, security.data_dir)
+    log.info("API keys and conversion jobs are kept in %s", database.describe())
+    shared = await SharedLimits.connect(security) if security.redis_url else None
+    keys = KeyStore(database) if security.api_keys else None
     auth = AuthInterceptor(
         Authenticator(keys, _jwt_verifier(security), security.admin_key),
-        RateLimiter(security.rate_limit, security.burst_limit),
+        shared.requests if shared else RateLimiter(security.rate_limit, security.burst_limit),
         security.max_concurrent_streams,
-        auth_failure_limiter(security),
+        shared.auth_failures if shared else auth_failure_limiter(security),
+        shared.streams if shared else None,
     )
     if not auth.enabled:
         log.warning(
@@ -93,12 +107,14 @@ async def serve_core(options: CoreOptions) -> None:
             options.host,
             options.grpc_port,
         )
+    drain = CoreDrain()
     # The error interceptor is outermost, so refusals by the auth interceptor become statuses like any error.
     # grpcio sets SO_REUSEPORT by default, which lets a second core share the port and take half its
     # connections; off, a taken port is refused.
     server = grpc.aio.server(
         interceptors=[
             ErrorStatusInterceptor(engine_metrics.record_error),
+            drain,
             CommandInterceptor(engine_metrics.record_command),
             auth,
         ],
@@ -116,7 +132,11 @@ async def serve_core(options: CoreOptions) -> None:
         InferenceServicer(manager, limits), server
     )
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
-    jobs = JobStore(security.data_dir / "inferno.db")
+    response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
+        ResponseServicer(manager, ResponseStore(database), limits), server
+    )
+    # Stable across this core's restarts, and apart from the other cores sharing the database.
+    jobs = JobStore(database, owner=f"{socket.gethostname()}:{security.data_dir}")
     runner = JobRunner(
         jobs,
         _registrar(manager, settings, asyncio.get_running_loop()),
@@ -138,9 +158,7 @@ async def serve_core(options: CoreOptions) -> None:
         await _load_at_start(manager)
     except StartupError:
         runner.close()
-        jobs.close()
-        if keys is not None:
-            keys.close()
+        await _close_state(keys, database, shared)
         raise
     await server.start()
     for name in ("", *SERVICE_NAMES):
@@ -155,15 +173,26 @@ async def serve_core(options: CoreOptions) -> None:
     await stop.wait()
     grace_s = shutdown_grace_s()
     log.info("inferno core shutting down (in-flight calls get %.0f s)", grace_s)
-    # New calls are refused with UNAVAILABLE at once; calls still running when the grace ends are cancelled
-    # and their clients get UNAVAILABLE.
+    # Health checks answer NOT_SERVING from now on (Envoy takes the core out of rotation) and new calls get
+    # UNAVAILABLE (Envoy retries them on another core); calls still running when the grace ends are
+    # cancelled, and their clients get UNAVAILABLE.
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace_s)
+    cut = await drain.drain(grace_s)
+    if cut:
+        log.warning("cancelling %d call(s) still running after the %.0f s grace period", cut, grace_s)
+    await server.stop(0)
     runner.close()
-    jobs.close()
     await manager.close()
+    await _close_state(keys, database, shared)
+
+
+async def _close_state(keys: KeyStore | None, database: Database, shared: SharedLimits | None) -> None:
+    """Writes what the key store holds in memory, then closes the database and the Redis connection."""
     if keys is not None:
         keys.close()
+    database.close()
+    if shared is not None:
+        await shared.close()
 
 
 def _bind(server: grpc.aio.Server, host: str, port: int, security: SecurityConfig) -> None:

@@ -35,16 +35,32 @@ def grammar_for(response_format: pb.ResponseFormat) -> str | None:
     schema = schema_from(
         response_format.json_schema, response_format.json_schema_text, "response_format.json_schema"
     )
+    return schema_grammar(schema, "response_format.json_schema")
+
+
+def schema_grammar(schema: dict[str, Any], param: str) -> str:
+    """The GBNF for JSON that satisfies schema; invalid_parameters naming param for one it cannot convert."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
     try:
         return json_strings_only(json_schema_to_gbnf(json.dumps(enforceable(schema))))
     except SCHEMA_CONVERTER_ERRORS as exc:
-        raise unconvertible_schema("response_format.json_schema", exc) from exc
+        raise unconvertible_schema(param, exc) from exc
 
 
 # What llama-cpp-python's schema converter raises on a schema it cannot take: assert on an unknown "type",
 # KeyError or ValueError on bad references and patterns, TypeError and AttributeError where a keyword has the
-# wrong JSON type. Anything else it raises is a bug and stays internal_error.
-SCHEMA_CONVERTER_ERRORS = (AssertionError, KeyError, ValueError, TypeError, AttributeError, IndexError)
+# wrong JSON type, RecursionError where it recurses past the stack. Anything else it raises is a bug and stays
+# internal_error.
+SCHEMA_CONVERTER_ERRORS = (
+    AssertionError,
+    KeyError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+)
 
 
 def unconvertible_schema(param: str, exc: Exception) -> InfernoError:

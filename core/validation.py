@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import InfernoError, invalid_param
+from inferno.model_names import MAX_MODEL_ID_CHARS
 from inferno.security_config import SecurityConfig
 from inferno.v1 import common_pb2, inference_service_pb2
 
@@ -15,9 +16,6 @@ CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_STOP_STRINGS = 4
 MAX_CHOICES = 128
 DEFAULT_MAX_TOKENS = 2048
-# Catalog ids are short; a longer one cannot name a model, and echoing it back in an error would pass gRPC's
-# metadata limit (which turns the error into a bare RESOURCE_EXHAUSTED).
-MAX_MODEL_ID_CHARS = 512
 # Generous: English averages about 4 characters a token; runs of spaces or digits reach a few dozen.
 MAX_CHARS_PER_TOKEN = 64
 
@@ -136,7 +134,13 @@ DEFAULT_LIMITS = RequestLimits()
 
 
 _FloatSamplingField = Literal[
-    "temperature", "top_p", "presence_penalty", "frequency_penalty", "min_p", "repetition_penalty"
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_p",
+    "repetition_penalty",
+    "typical_p",
 ]
 
 
@@ -168,7 +172,19 @@ def resolve_sampling(
             "repetition_penalty", pick("repetition_penalty", 1.0), 0.0, 10.0, low_open=True
         ),
         logit_bias=tuple(sorted(sampling.logit_bias.items())),
+        typical_p=_in_range("typical_p", pick("typical_p", 1.0), 0.0, 1.0, low_open=True),
     )
+
+
+def resolve_min_tokens(limits: common_pb2.GenerationLimits, max_tokens: int) -> int:
+    """min_tokens as asked (0 unless set), at most max_tokens."""
+    if not limits.HasField("min_tokens"):
+        return 0
+    if limits.min_tokens > max_tokens:
+        raise invalid_param(
+            "min_tokens", f"'min_tokens' must be at most max_tokens ({max_tokens}), got {limits.min_tokens}"
+        )
+    return int(limits.min_tokens)
 
 
 def resolve_n(n: int | None) -> int:

@@ -21,7 +21,9 @@ from inferno.config import (
 )
 from inferno.config_file import ConfigError, load_management_config
 from inferno.convert_cli import add_convert_arguments
+from inferno.deploy_config import add_deploy_config_arguments
 from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
+from inferno.envoy_config import add_envoy_config_arguments
 from inferno.errors import InfernoError
 from inferno.lifecycle import EXIT_STARTUP_REFUSED, StartupError, die_with_parent, shutdown_grace_s
 
@@ -174,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--config", type=Path, help="inferno.toml: its [security] table")
     _add_security_arguments(gateway)
+
+    envoy = commands.add_parser(
+        "envoy-config", help="write the Envoy config for cores and gateways behind it"
+    )
+    add_envoy_config_arguments(envoy)
+
+    deploy = commands.add_parser(
+        "deploy-config", help="write the docker-compose file and Kubernetes manifests of a fleet"
+    )
+    add_deploy_config_arguments(deploy)
     return parser
 
 
@@ -214,6 +226,14 @@ def _run(args: argparse.Namespace) -> int:
         return run_convert_command(
             args.source, args.to, args.quant, args.out, bits=args.bits, force=args.force
         )
+    if args.command == "envoy-config":
+        from inferno.envoy_config import run_envoy_config_command
+
+        return run_envoy_config_command(args)
+    if args.command == "deploy-config":
+        from inferno.deploy_config import run_deploy_config_command
+
+        return run_deploy_config_command(args)
     if args.command == "keys":
         from inferno.keys_cli import KeyCommand, run_keys_command
         from inferno.security_config import load_security_config

@@ -109,12 +109,15 @@ class InfernoError(Exception):
         return ERROR_KINDS[self.code]
 
     def to_body(self) -> dict[str, object]:
-        """The seed's error body: {"error": {"type", "code", "message", "details"}}."""
+        """The seed's error body: {"error": {"type", "code", "message", "details"}}, plus OpenAI's `param`
+        (the field at fault, also in details.param; null when none), which OpenAI's schema requires."""
+        param = self.details.get("param")
         return {
             "error": {
                 "type": self.kind.error_type,
                 "code": self.code,
                 "message": self.message,
+                "param": param if isinstance(param, str) else None,
                 "details": {key: _rendered(key, value) for key, value in self.details.items()},
             }
         }

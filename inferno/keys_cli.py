@@ -1,5 +1,5 @@
-"""`inferno keys create|list|revoke`: on the key database directly, or through a running core's
-AuthService."""
+"""`inferno keys create|list|revoke`: on the key database directly (SQLite in the data directory, or
+database_url's PostgreSQL), or through a running core's AuthService."""
 
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ _ADMIN_KEY_HINT = (
 
 
 def _on_database(command: KeyCommand, security: SecurityConfig, out: TextIO) -> None:
+    from inferno.core.database.open import open_database
     from inferno.core.security.keystore import KeyStore, check_permissions, parse_expires_in
 
-    store = KeyStore(security.data_dir)
+    database = open_database(security.database_url, security.data_dir)
+    store = KeyStore(database)
     try:
         if command.action == "create":
             key, secret = store.create(
@@ -74,6 +76,7 @@ def _on_database(command: KeyCommand, security: SecurityConfig, out: TextIO) -> 
             out.write(f"revoked {command.argument}\n")
     finally:
         store.close()
+        database.close()
 
 
 def _on_server(command: KeyCommand, security: SecurityConfig, core: str, out: TextIO) -> None:

@@ -1,9 +1,14 @@
 """Lower-case names of the ModelState, LoadPhase and ConversionStatus enums, as REST, WebSocket and the CLI
-show them."""
+show them, and the longest model id a request may name."""
 
 from __future__ import annotations
 
 from inferno.v1 import conversion_service_pb2, model_service_pb2
+
+# Catalog ids are short; a longer one cannot name a model, and echoing it back in an error would pass gRPC's
+# metadata limit (which turns the error into a bare RESOURCE_EXHAUSTED). The core refuses a longer `model`
+# with invalid_parameters; the gateway leaves one out of its routing metadata.
+MAX_MODEL_ID_CHARS = 512
 
 
 def state_name(state: int) -> str:

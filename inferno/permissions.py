@@ -31,6 +31,7 @@ _MODELS = "/inferno.v1.ModelService/"
 _ADMIN = "/inferno.v1.AdminService/"
 _AUTH = "/inferno.v1.AuthService/"
 _CONVERT = "/inferno.v1.ConversionService/"
+_RESPONSES = "/inferno.v1.ResponseService/"
 
 RPC_REQUIREMENTS: dict[str, Requirement] = {
     _INFERENCE + "CreateChatCompletion": Permission.INFERENCE,
@@ -40,6 +41,7 @@ RPC_REQUIREMENTS: dict[str, Requirement] = {
     _INFERENCE + "CreateBatch": Permission.INFERENCE,
     _INFERENCE + "Tokenize": Permission.INFERENCE,
     _INFERENCE + "Detokenize": Permission.INFERENCE,
+    _INFERENCE + "GetTokenizerInfo": Permission.INFERENCE,
     _INFERENCE + "CreateEmbeddings": Permission.INFERENCE,
     _MODELS + "ListModels": Permission.INFERENCE,
     _MODELS + "GetModel": Permission.INFERENCE,
@@ -57,6 +59,13 @@ RPC_REQUIREMENTS: dict[str, Requirement] = {
     _CONVERT + "GetConversionJob": Permission.MODEL_MANAGEMENT,
     _CONVERT + "ListConversionJobs": Permission.MODEL_MANAGEMENT,
     _CONVERT + "CancelConversionJob": Permission.MODEL_MANAGEMENT,
+    # Stored responses are the caller's own (the service checks the owner): inference is enough.
+    _RESPONSES + "CreateResponse": Permission.INFERENCE,
+    _RESPONSES + "StreamResponse": Permission.INFERENCE,
+    _RESPONSES + "GetResponse": Permission.INFERENCE,
+    _RESPONSES + "DeleteResponse": Permission.INFERENCE,
+    _RESPONSES + "ListResponseInputItems": Permission.INFERENCE,
+    _RESPONSES + "CancelResponse": Permission.INFERENCE,
     "/grpc.health.v1.Health/Check": Access.PUBLIC,
     "/grpc.health.v1.Health/Watch": Access.PUBLIC,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Access.PUBLIC,

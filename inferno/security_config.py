@@ -24,6 +24,8 @@ tls_cert = "cert.pem"
 tls_key = "key.pem"
 tls_ca = "ca.pem"                  # what the gateway trusts for the core; default tls_cert
 data_dir = "data"                  # the SQLite key store lives here
+database_url = "postgresql://..."  # or INFERNO_DATABASE_URL: keys and jobs in PostgreSQL, shared by a fleet
+redis_url = "redis://..."          # or INFERNO_REDIS_URL: rate limits and stream counts shared by a fleet
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class SecurityConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     data_dir: Path = DEFAULT_DATA_DIR
+    # A fleet of cores shares API keys and conversion jobs through PostgreSQL, and rate limits and stream
+    # counts through Redis; unset, each core keeps its own (SQLite in data_dir, counts in memory).
+    database_url: str | None = None
+    redis_url: str | None = None
 
     @property
     def jwt_enabled(self) -> bool:
@@ -104,6 +110,12 @@ _ENV = {
     "INFERNO_MAX_BATCH_ITEMS": "max_batch_items",
     "INFERNO_DATA_DIR": "data_dir",
     "INFERNO_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
+    "INFERNO_DATABASE_URL": "database_url",
+    "INFERNO_REDIS_URL": "redis_url",
+}
+_URL_SCHEMES = {
+    "database_url": ("postgresql://", "postgres://"),
+    "redis_url": ("redis://", "rediss://", "unix://"),
 }
 
 
@@ -140,6 +152,10 @@ def _build(values: dict[str, Any], base: Path) -> SecurityConfig:
         raise ConfigError("[security]: tls_cert and tls_key go together")
     if config.admin_key is not None and len(config.admin_key) < 16:
         raise ConfigError("[security]: the admin key must be at least 16 characters")
+    for name, schemes in _URL_SCHEMES.items():
+        url = getattr(config, name)
+        if url is not None and not url.startswith(schemes):
+            raise ConfigError(f"[security] {name}: must start with {' or '.join(schemes)}")
     if not config.auth_enabled and "rate_limit" not in values:
         config = replace(config, rate_limit=0)
     return config

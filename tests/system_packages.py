@@ -19,7 +19,8 @@ _installed: set[str] = set()
 
 
 def ensure_debian_packages(packages: Sequence[str], *, binaries: Sequence[str]) -> None:
-    """Make sure every path or command in binaries exists, installing packages with apt-get if one is missing."""
+    """Makes sure every path or command in binaries exists, installing packages with apt-get if one is
+    missing."""
     if all(_found(binary) for binary in binaries):
         return
     missing = [package for package in packages if package not in _installed]

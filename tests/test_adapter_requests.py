@@ -146,7 +146,6 @@ def test_chat_shape_and_type_errors_name_the_field(body: dict[str, Any], param: 
             chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
             "messages[0].content[0].type",
         ),
-        (completion(suffix="end"), "suffix"),
         (chat(functions=[{"name": "f"}]), "functions"),
         (chat(function_call={"name": "f"}), "function_call"),
     ],

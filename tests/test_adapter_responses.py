@@ -42,7 +42,7 @@ def test_chat_completion_has_openai_shape() -> None:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello!"},
+                "message": {"role": "assistant", "content": "Hello!", "refusal": None},
                 "logprobs": None,
                 "finish_reason": "stop",
             }

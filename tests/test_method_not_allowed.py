@@ -28,7 +28,7 @@ def test_a_wrong_method_is_a_405_naming_the_allowed_ones(
     assert reply.status_code == 405, reply.text
     assert reply.headers["Allow"] == allowed
     error = reply.json()["error"]
-    assert set(error) == {"type", "code", "message", "details"}
+    assert set(error) == {"type", "code", "message", "param", "details"}
     assert (error["code"], error["type"]) == ("method_not_allowed", "invalid_request_error")
     assert error["details"] == {"allowed_methods": allowed.split(", ")}
     assert method in error["message"]

@@ -35,8 +35,8 @@ OPERATIONS = [
 ]
 # Generated bodies keep their shape, but what they ask the model to generate stays small: a request that
 # leaves out max_tokens or asks for millions would run to the end of the context.
-_SMALL = {"max_tokens": 4, "max_completion_tokens": 4, "n": 2, "best_of": 2}
-_GENERATING = {"/v1/chat/completions", "/v1/completions", "/v1/batch"}
+_SMALL = {"max_tokens": 4, "max_completion_tokens": 4, "max_output_tokens": 4, "n": 2, "best_of": 2}
+_GENERATING = {"/v1/chat/completions", "/v1/completions", "/v1/batch", "/v1/messages", "/v1/responses"}
 # Refusals on the server's configuration, not on a field: the session server has no [security] api_keys and
 # no models directory. They carry no details.param (reported on the reliability issue: they want a code of
 # their own naming the setting); any other invalid_parameters error must name its field.
@@ -70,7 +70,8 @@ def _bounded(body: Any, model: str | None, generating: bool) -> Any:
         body["model"] = model
     for name, cap in _SMALL.items():
         value = body.get(name)
-        if (name == "max_tokens" and name not in body) or (type(value) is int and value > cap):
+        required = name in ("max_tokens", "max_output_tokens") and name not in body
+        if required or (type(value) is int and value > cap):
             body[name] = cap
     if isinstance(body.get("requests"), list):
         body["requests"] = [_bounded(item, None, True) for item in body["requests"][:4]]

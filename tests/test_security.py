@@ -26,6 +26,7 @@ _I, _M, _A = "/inferno.v1.InferenceService/", "/inferno.v1.ModelService/", "/inf
 # the walk only tells allowed (anything but 401/403) from refused.
 _AUTH = "/inferno.v1.AuthService/"
 _CONV = "/inferno.v1.ConversionService/"
+_RESP = "/inferno.v1.ResponseService/"
 COMPLETION = {"model": EMBEDDED_MODEL_ID, "prompt": "Hi", "max_tokens": 1}
 BATCH = {"model": EMBEDDED_MODEL_ID, "requests": [{"id": "a", "messages": CHAT["messages"]}], "max_tokens": 1}
 NEW_KEY = {"name": "walk", "permissions": ["inference"]}
@@ -41,6 +42,9 @@ ROUTE_CALLS: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
     ),
     "tokenize": ("POST", "/v1/tokenize", {"content": "Hi"}, _I + "Tokenize"),
     "detokenize": ("POST", "/v1/detokenize", {"tokens": [1]}, _I + "Detokenize"),
+    "tokenize_root": ("POST", "/tokenize", {"prompt": "Hi"}, _I + "Tokenize"),
+    "detokenize_root": ("POST", "/detokenize", {"tokens": [1]}, _I + "Detokenize"),
+    "tokenizer_info": ("GET", "/tokenizer_info", None, _I + "GetTokenizerInfo"),
     "models": ("GET", "/v1/models", None, _M + "ListModels"),
     "model": ("GET", f"/v1/models/{EMBEDDED_MODEL_ID}", None, _M + "GetModel"),
     "model_status": ("GET", f"/v1/models/{EMBEDDED_MODEL_ID}/status", None, _M + "GetModelStatus"),
@@ -56,9 +60,33 @@ ROUTE_CALLS: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
     "convert_cancel": ("POST", "/v1/convert/conv_none/cancel", None, _CONV + "CancelConversionJob"),
     "health": ("GET", "/health", None, _A + "GetServerStatus"),
     "metrics": ("GET", "/metrics", None, _A + "GetMetrics"),
+    "messages": ("POST", "/v1/messages", CHAT, _I + "CreateChatCompletion"),
+    "responses_create": (
+        "POST",
+        "/v1/responses",
+        {"model": EMBEDDED_MODEL_ID, "input": "Hi", "max_output_tokens": 1},
+        _RESP + "CreateResponse",
+    ),
+    "responses_get": ("GET", "/v1/responses/resp_none", None, _RESP + "GetResponse"),
+    "responses_delete": ("DELETE", "/v1/responses/resp_none", None, _RESP + "DeleteResponse"),
+    "responses_input_items": (
+        "GET",
+        "/v1/responses/resp_none/input_items",
+        None,
+        _RESP + "ListResponseInputItems",
+    ),
+    "responses_cancel": ("POST", "/v1/responses/resp_none/cancel", None, _RESP + "CancelResponse"),
+    "messages_count_tokens": (
+        "POST",
+        "/v1/messages/count_tokens",
+        {"model": EMBEDDED_MODEL_ID, "messages": CHAT["messages"]},
+        _I + "Tokenize",
+    ),
 }
-# Routes that are not a single request/response: /ws is covered by its own tests below.
-_NOT_WALKED = {"ws", "openapi"}
+# Routes that are not a single request/response: /ws is covered by its own tests below. The static files of
+# the dashboard and the API docs page make no core call (tests/test_dashboard.py shows the page asking for a
+# key).
+_NOT_WALKED = {"ws", "openapi", "dashboard", "dashboard_asset", "docs", "docs_asset"}
 HOLDERS = [["inference"], ["model_management"], ["admin"], ["*"], None]
 
 
@@ -67,7 +95,12 @@ def test_the_walk_covers_every_route_and_every_unary_rpc() -> None:
     assert names - _NOT_WALKED == set(ROUTE_CALLS)
     covered = {rpc for *_, rpc in ROUTE_CALLS.values()}
     # Streaming RPCs share their unary twin's permission; health and reflection are public.
-    streaming = {_I + "StreamChatCompletion", _I + "StreamCompletion", _M + "WatchModels"}
+    streaming = {
+        _I + "StreamChatCompletion",
+        _I + "StreamCompletion",
+        _M + "WatchModels",
+        _RESP + "StreamResponse",
+    }
     public = {m for m, need in RPC_REQUIREMENTS.items() if need is Access.PUBLIC}
     assert set(RPC_REQUIREMENTS) - streaming - public == covered - public
 
@@ -194,7 +227,7 @@ def test_refusals_of_credentials_carry_a_bearer_challenge(secured: SecuredServer
         'Bearer realm="inferno", error="insufficient_scope", scope="admin"'
     )
     for refused in (missing, invalid, short):
-        assert set(refused.json()["error"]) == {"type", "code", "message", "details"}
+        assert set(refused.json()["error"]) == {"type", "code", "message", "param", "details"}
     assert "WWW-Authenticate" not in allowed.headers
 
 

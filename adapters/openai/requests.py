@@ -20,7 +20,7 @@ from inferno.v1 import common_pb2, inference_service_pb2
 
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
-# min_p and repetition_penalty are llama.cpp/vLLM extensions, as is top_k below.
+# min_p, repetition_penalty and typical_p are llama.cpp/vLLM extensions, as is top_k below.
 _SAMPLING_FLOATS = (
     "temperature",
     "top_p",
@@ -28,6 +28,7 @@ _SAMPLING_FLOATS = (
     "frequency_penalty",
     "min_p",
     "repetition_penalty",
+    "typical_p",
 )
 
 
@@ -36,6 +37,8 @@ class ChatRequest:
     params: inference_service_pb2.ChatCompletionParams
     stream: bool
     include_usage: bool
+    # Top-level fields of the body that no parser read (neither served nor refused), for a warning header.
+    ignored_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class CompletionRequest:
     params: inference_service_pb2.CompletionParams
     stream: bool
     include_usage: bool
+    ignored_fields: tuple[str, ...] = ()
 
 
 def parse_json_object(raw: bytes | str, *, what: str = "request body") -> dict[str, Any]:
@@ -131,6 +135,7 @@ def _not_unicode(param: str, where: str = "") -> InfernoError:
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """A /v1/chat/completions body as ChatCompletionParams plus its streaming flags."""
+    body = reads = FieldReads(body)
     params = inference_service_pb2.ChatCompletionParams(
         model=required_str(body.get("model"), "model"),
         messages=_messages(body.get("messages")),
@@ -149,12 +154,15 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     parallel_tool_calls = _optional_bool(body.get("parallel_tool_calls"), "parallel_tool_calls")
     if parallel_tool_calls is not None:
         params.parallel_tool_calls = parallel_tool_calls
+    params.reasoning_format = reasoning_format(body.get("reasoning_format"))
+    params.guided.CopyFrom(_guided(body))
     _reject_legacy_functions(body)
-    return ChatRequest(params, *_stream_flags(body))
+    return ChatRequest(params, *_stream_flags(body), reads.unread())
 
 
 def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     """A /v1/completions body as CompletionParams (one Prompt per prompt) plus its streaming flags."""
+    body = reads = FieldReads(body)
     params = inference_service_pb2.CompletionParams(
         model=required_str(body.get("model"), "model"),
         prompts=parse_prompts(body.get("prompt")),
@@ -171,9 +179,9 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     params.echo = _optional_bool(body.get("echo"), "echo") or False
     if body.get("best_of") is not None:
         params.best_of = uint_field(body["best_of"], "best_of", _UINT32_MAX)
-    if optional_str(body.get("suffix"), "suffix"):
-        raise _not_supported("suffix", "'suffix' (insertion)")
-    return CompletionRequest(params, *_stream_flags(body))
+    params.suffix = optional_str(body.get("suffix"), "suffix") or ""
+    params.guided.CopyFrom(_guided(body))
+    return CompletionRequest(params, *_stream_flags(body), reads.unread())
 
 
 # Fields
@@ -181,17 +189,24 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
 
 def parse_tokenize_request(body: dict[str, Any]) -> inference_service_pb2.TokenizeRequest:
     """llama.cpp's /tokenize body ({"content", "add_special", "with_pieces"}) or vLLM's ({"prompt" or
-    "messages", "add_special_tokens"}); "model" is optional (the core's default model)."""
+    "messages", "add_special_tokens", "add_generation_prompt", "return_token_strs"}); "model" is optional
+    (the core's default model)."""
     text = optional_str(body.get("content"), "content")
     if text is None:
         text = optional_str(body.get("prompt"), "prompt")
     request = inference_service_pb2.TokenizeRequest(
         model=optional_str(body.get("model"), "model") or "",
         text=text or "",
-        with_pieces=_optional_bool(body.get("with_pieces"), "with_pieces") or False,
+        with_pieces=bool(
+            _optional_bool(body.get("with_pieces"), "with_pieces")
+            or _optional_bool(body.get("return_token_strs"), "return_token_strs")
+        ),
     )
     if body.get("messages") is not None:
         request.messages.extend(_messages(body["messages"]))
+    add_generation_prompt = _optional_bool(body.get("add_generation_prompt"), "add_generation_prompt")
+    if add_generation_prompt is not None:
+        request.add_generation_prompt = add_generation_prompt
     for name in ("add_special", "add_special_tokens"):
         add_special = _optional_bool(body.get(name), name)
         if add_special is not None:
@@ -407,6 +422,25 @@ def _response_format(value: Any) -> inference_service_pb2.ResponseFormat:
     return response_format
 
 
+# llama.cpp's names; "deepseek" is its name for always separating.
+REASONING_FORMATS = {
+    "auto": inference_service_pb2.REASONING_FORMAT_AUTO,
+    "none": inference_service_pb2.REASONING_FORMAT_NONE,
+    "deepseek": inference_service_pb2.REASONING_FORMAT_SEPARATED,
+}
+
+
+def reasoning_format(
+    value: Any, param: str = "reasoning_format"
+) -> inference_service_pb2.ReasoningFormat.ValueType:
+    """Where the reply's <think> block goes: "auto" (default), "none" (inline) or "deepseek" (separated)."""
+    if value is None:
+        return inference_service_pb2.REASONING_FORMAT_UNSPECIFIED
+    if not isinstance(value, str) or value not in REASONING_FORMATS:
+        raise invalid_param(param, f"'{param}' must be one of {', '.join(REASONING_FORMATS)}")
+    return REASONING_FORMATS[value]
+
+
 def _logit_bias(value: Any) -> dict[int, float]:
     """OpenAI's {"token id as a string": bias}."""
     if value is None:
@@ -437,7 +471,43 @@ def _limits(body: dict[str, Any]) -> common_pb2.GenerationLimits:
     limits.stop.extend(_stop(body.get("stop")))
     # vLLM's extension: generate through end-of-sequence tokens up to max_tokens.
     limits.ignore_eos = _optional_bool(body.get("ignore_eos"), "ignore_eos") or False
+    # vLLM's extension: no end of sequence and no stop string before this many tokens.
+    min_tokens = body.get("min_tokens")
+    if min_tokens is not None:
+        limits.min_tokens = uint_field(min_tokens, "min_tokens", _UINT32_MAX)
     return limits
+
+
+# llama.cpp's grammar and vLLM's guided decoding fields; at most one may be given.
+_GUIDED_FIELDS = ("grammar", "guided_json", "guided_regex", "guided_choice")
+
+
+def _guided(body: dict[str, Any]) -> common_pb2.GuidedDecoding:
+    guided = common_pb2.GuidedDecoding()
+    given = [name for name in _GUIDED_FIELDS if body.get(name) is not None]
+    if len(given) > 1:
+        raise invalid_param(given[1], f"'{given[1]}' cannot be combined with '{given[0]}'")
+    if not given:
+        return guided
+    name = given[0]
+    value = body[name]
+    if name == "grammar":
+        guided.grammar = required_str(value, name)
+    elif name == "guided_regex":
+        guided.regex = required_str(value, name)
+    elif name == "guided_json":
+        # vLLM takes the schema as an object or as JSON text.
+        if isinstance(value, dict):
+            guided.json_schema = json.dumps(value)
+        elif isinstance(value, str):
+            guided.json_schema = value
+        else:
+            raise _type_error(name, "a JSON schema object or its JSON text")
+    else:
+        if not isinstance(value, list) or not all(isinstance(choice, str) for choice in value):
+            raise _type_error(name, "an array of strings")
+        guided.choice.choices.extend(value)
+    return guided
 
 
 def _stop(value: Any) -> list[str]:
@@ -459,6 +529,26 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
         raise _type_error("stream_options", "an object or null")
     include_usage = _optional_bool(options.get("include_usage"), "stream_options.include_usage") or False
     return stream, include_usage
+
+
+class FieldReads(dict[str, Any]):
+    """A request body that records which top-level fields the parser read: the rest were ignored."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self._read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self._read.add(key)
+        return super().__getitem__(key)
+
+    def unread(self) -> tuple[str, ...]:
+        """Fields given (not null) that were never read."""
+        return tuple(key for key, value in self.items() if key not in self._read and value is not None)
 
 
 # Options refused rather than silently ignored.

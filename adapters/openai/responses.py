@@ -71,8 +71,13 @@ def completion_json(reply: inference_service_pb2.CreateCompletionResponse) -> Js
 
 
 def _chat_message_json(message: inference_service_pb2.ChatMessage) -> JsonObject:
-    """An assistant message; with tool calls its content is null unless the model also wrote text."""
-    body: JsonObject = {"role": message.role or "assistant", "content": message.content}
+    """An assistant message; with tool calls its content is null unless the model also wrote text.
+
+    refusal is always null (no model here refuses in OpenAI's structured way), but OpenAI's document requires
+    the field, and clients generated from it fail without it."""
+    body: JsonObject = {"role": message.role or "assistant", "content": message.content, "refusal": None}
+    if message.reasoning_content:
+        body["reasoning_content"] = message.reasoning_content
     if message.tool_calls:
         body["content"] = message.content or None
         body["tool_calls"] = [
@@ -186,6 +191,8 @@ class ChatChunkStream(ChunkStream[inference_service_pb2.StreamChatCompletionResp
 
     def _choice(self, message: inference_service_pb2.StreamChatCompletionResponse) -> JsonObject | None:
         delta: JsonObject = {}
+        if message.delta.reasoning_content:
+            delta["reasoning_content"] = message.delta.reasoning_content
         if message.delta.content:
             delta["content"] = message.delta.content
         if message.delta.tool_calls:
@@ -250,7 +257,8 @@ def _chat_choice(index: int, delta: JsonObject, finish_reason: str | None) -> Js
 
 
 def tokenize_json(reply: inference_service_pb2.TokenizeResponse) -> JsonObject:
-    """llama.cpp's and vLLM's /tokenize answer in one: tokens, count, max_model_len and, if asked, pieces."""
+    """llama.cpp's and vLLM's /tokenize answer in one: tokens, count, max_model_len and, if asked, each
+    token's text (llama.cpp's pieces and vLLM's token_strs)."""
     body: JsonObject = {
         "tokens": list(reply.tokens),
         "count": reply.count,
@@ -258,6 +266,7 @@ def tokenize_json(reply: inference_service_pb2.TokenizeResponse) -> JsonObject:
     }
     if reply.pieces:
         body["pieces"] = [{"id": p.id, "piece": _piece_json(p.piece)} for p in reply.pieces]
+        body["token_strs"] = [p.piece.decode("utf-8", errors="replace") for p in reply.pieces]
     return body
 
 
@@ -275,7 +284,8 @@ def _piece_json(piece: bytes) -> str | list[int]:
 
 
 def chat_logprobs_json(logprobs: Sequence[common_pb2.TokenLogprob]) -> JsonObject | None:
-    """OpenAI's chat shape: {"content": [{token, logprob, bytes, top_logprobs: [{token, ...}]}]}."""
+    """OpenAI's chat shape: {"content": [{token, logprob, bytes, top_logprobs: [{token, ...}]}], "refusal":
+    null} (OpenAI's document requires refusal, the log-probabilities of a refusal's tokens)."""
     if not logprobs:
         return None
 
@@ -289,7 +299,8 @@ def chat_logprobs_json(logprobs: Sequence[common_pb2.TokenLogprob]) -> JsonObjec
                 "top_logprobs": [entry(t.token, t.logprob) for t in lp.top_logprobs],
             }
             for lp in logprobs
-        ]
+        ],
+        "refusal": None,
     }
 
 

@@ -11,6 +11,7 @@ from inferno.errors import InfernoError
 from inferno.v1 import inference_service_pb2, model_service_pb2
 
 from ..core_client import CORE, CoreStream
+from ..ignored_fields import IGNORED_FIELDS
 from ..metrics import SERVED_MODEL
 from ..sse import EventStream
 from .requests import (
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions"""
     chat = parse_chat_request(parse_json_object(await request.read()))
+    request[IGNORED_FIELDS] = chat.ignored_fields
     core = request.app[CORE]
     if chat.stream:
         message = inference_service_pb2.StreamChatCompletionRequest(params=chat.params)
@@ -55,6 +57,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/completions"""
     completion = parse_completion_request(parse_json_object(await request.read()))
+    request[IGNORED_FIELDS] = completion.ignored_fields
     core = request.app[CORE]
     if completion.stream:
         message = inference_service_pb2.StreamCompletionRequest(params=completion.params)
@@ -70,14 +73,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def tokenize(request: web.Request) -> web.Response:
-    """POST /v1/tokenize"""
+    """POST /v1/tokenize and POST /tokenize"""
     message = parse_tokenize_request(parse_json_object(await request.read()))
     core = request.app[CORE]
     return web.json_response(tokenize_json(await core.unary(request, core.inference.Tokenize, message)))
 
 
 async def detokenize(request: web.Request) -> web.Response:
-    """POST /v1/detokenize"""
+    """POST /v1/detokenize and POST /detokenize"""
     message = parse_detokenize_request(parse_json_object(await request.read()))
     core = request.app[CORE]
     return web.json_response(detokenize_json(await core.unary(request, core.inference.Detokenize, message)))

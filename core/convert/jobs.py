@@ -1,7 +1,9 @@
-"""Conversion jobs: kept in SQLite beside the API keys, run one at a time in a worker thread.
+"""Conversion jobs: kept in the database beside the API keys, run one at a time in a worker thread.
 
-A job interrupted by a restart is marked failed at start, never left processing. Progress lives in memory
-while a job runs and reaches the database when it ends (and every few seconds in between).
+A job interrupted by a restart is marked failed at start, never left processing. In a fleet sharing one
+PostgreSQL database every core lists every job; each job names the core that runs it (its owner), and a core
+marks failed at start only its own. Progress lives in memory while a job runs and reaches the database when
+it ends (and every few seconds in between).
 """
 
 from __future__ import annotations
@@ -16,37 +18,31 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from inferno.core.convert import exl2
 from inferno.core.convert.architectures import architecture_of
 from inferno.core.convert.checkpoint import open_checkpoint
 from inferno.core.convert.converter import QUANTIZATIONS, ConversionResult, Progress, convert_checkpoint
-from inferno.core.security.database import connect_private
+from inferno.core.database.base import Database, Row
+from inferno.core.database.open import open_sqlite
 from inferno.errors import InfernoError, invalid_param
 
 log = logging.getLogger(__name__)
 
 _SAVE_EVERY_S = 2.0
 _SHUTDOWN_ERROR = "interrupted by a server shutdown"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversion_jobs (
-    job_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    target_format TEXT NOT NULL,
-    quantization TEXT NOT NULL,
-    status TEXT NOT NULL,
-    progress REAL NOT NULL,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    output_file TEXT NOT NULL,
-    source_bytes INTEGER NOT NULL DEFAULT 0,
-    output_bytes INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    model_id TEXT NOT NULL DEFAULT ''
+_RESTART_ERROR = "interrupted by a server restart"
+_COLUMNS = (
+    "job_id, source, target_format, quantization, status, progress, created, started, finished, output_file, "
+    "source_bytes, output_bytes, error, model_id"
 )
-"""
+_STORED_COLUMNS = (*_COLUMNS.split(", "), "owner")
+# The same upsert in SQLite and PostgreSQL: a job's row is written whole each time.
+_UPSERT = (
+    f"INSERT INTO conversion_jobs ({', '.join(_STORED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_STORED_COLUMNS))}) "
+    f"ON CONFLICT (job_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _STORED_COLUMNS[1:])}"
+)
 
 
 class JobStatus(Enum):
@@ -82,45 +78,45 @@ class ConversionJob:
 
 
 class JobStore:
-    def __init__(self, database: Path) -> None:
-        self._db = connect_private(database)
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, database: Database | Path, owner: str = "") -> None:
+        """database: an open Database (the caller closes it), or a SQLite file this store opens and closes.
+        owner names this core among those sharing the database (stable across its restarts)."""
+        self._owns_database = isinstance(database, Path)
+        self._db = open_sqlite(database) if isinstance(database, Path) else database
+        self._owner = owner
+        # Jobs saved before owners were recorded have none: a core that restarts fails those too.
         interrupted = self._db.execute(
-            "UPDATE conversion_jobs SET status = 'failed', error = 'interrupted by a server restart', "
-            "finished = ? WHERE status IN ('queued', 'processing')",
-            (time.time(),),
-        ).rowcount
+            "UPDATE conversion_jobs SET status = 'failed', error = ?, finished = ? "
+            "WHERE status IN ('queued', 'processing') AND owner IN (?, '')",
+            (_RESTART_ERROR, time.time(), owner),
+        )
         if interrupted:
             log.warning("%d conversion jobs were interrupted by a restart and are marked failed", interrupted)
 
     def save(self, job: ConversionJob) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO conversion_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.job_id, job.source, job.target_format, job.quantization, job.status.value,
-                    job.progress, job.created, job.started, job.finished, job.output_file, job.source_bytes,
-                    job.output_bytes, job.error, job.model_id,
-                ),
-            )  # fmt: skip
+        self._db.execute(
+            _UPSERT,
+            (
+                job.job_id, job.source, job.target_format, job.quantization, job.status.value,
+                job.progress, job.created, job.started, job.finished, job.output_file, job.source_bytes,
+                job.output_bytes, job.error, job.model_id, self._owner,
+            ),
+        )  # fmt: skip
 
     def get(self, job_id: str) -> ConversionJob | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM conversion_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = self._db.query_one(f"SELECT {_COLUMNS} FROM conversion_jobs WHERE job_id = ?", (job_id,))
         return _job(row) if row else None
 
     def all(self) -> list[ConversionJob]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM conversion_jobs ORDER BY created DESC").fetchall()
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM conversion_jobs ORDER BY created DESC")
         return [_job(row) for row in rows]
 
     def close(self) -> None:
-        with self._lock:
+        if self._owns_database:
             self._db.close()
 
 
-def _job(row: tuple[Any, ...]) -> ConversionJob:
+def _job(row: Row) -> ConversionJob:
     (job_id, source, target, quantization, status, progress, created, started, finished, output, source_bytes,
      output_bytes, error, model_id) = row  # fmt: skip
     return ConversionJob(
@@ -224,9 +220,14 @@ class JobRunner:
             quantization=quantization, status=JobStatus.QUEUED, progress=0.0, created=time.time(),
             started=None, finished=None, output_file=output_label,
         )  # fmt: skip
-        self._store.save(job)
         with self._lock:
             self._live[job.job_id] = job
+        try:
+            self._store.save(job)
+        except BaseException:
+            with self._lock:
+                del self._live[job.job_id]
+            raise
         self._pool.submit(self._run, job.job_id, source, output)
         return job
 
@@ -247,7 +248,13 @@ class JobRunner:
         job = self.get(job_id)
         if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
             with self._lock:
-                self._cancel.add(job_id)
+                elsewhere = job_id not in self._live
+                if not elsewhere:
+                    self._cancel.add(job_id)
+            if elsewhere:
+                raise invalid_param(
+                    "job_id", f"conversion job {job_id!r} runs on another core; cancel it through that core"
+                )
             if job.status is JobStatus.QUEUED:
                 self._finish(replace(job, status=JobStatus.CANCELLED, finished=time.time()))
         return self.get(job_id)

@@ -27,6 +27,23 @@ class SamplingConfig:
     logit_bias: tuple[tuple[int, float], ...] = ()
     # GBNF the output must match (structured output); None for free text.
     grammar: str | None = None
+    # The request field the grammar came from ("response_format", "tools", "grammar", "guided_json", ...),
+    # named when an engine rejects it.
+    grammar_param: str = "response_format"
+    # Locally typical sampling; 1.0 is off.
+    typical_p: float = 1.0
+    # End-of-generation tokens are not sampled, and stop strings do not match, before this many tokens.
+    min_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class FillInMiddleTokens:
+    """A code model's fill-in-the-middle tokens: prompt = prefix_token prefix suffix_token suffix
+    middle_token, and the model writes the middle."""
+
+    prefix: int
+    suffix: int
+    middle: int
 
 
 @dataclass(frozen=True)

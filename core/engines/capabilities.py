@@ -27,6 +27,9 @@ class EngineCapabilities:
     constrained_output: bool = True
     logit_bias: bool = True
     seed: bool = True
+    # typical_p (locally typical sampling) and min_tokens (end-of-generation tokens held back).
+    typical_p: bool = True
+    min_tokens: bool = True
     # KV cache reuse for prompts that share a prefix with earlier ones.
     prefix_reuse: bool = True
     # Conversions it can produce (the `format` of POST /v1/convert).

@@ -225,7 +225,9 @@ class GenerationRuntime:
             self._finish(sequence, last=self._event(sequence, text, FinishReason.STOP, ()))
             return
         logprobs = (sampled.logprobs,) if sampled.logprobs is not None else ()
-        check = sequence.stop.push(sequence.detokenizer.push(token))
+        check = sequence.stop.push(
+            sequence.detokenizer.push(token), armed=sequence.generated >= request.sampling.min_tokens
+        )
         if check.stopped:
             self._finish(sequence, last=self._event(sequence, check.text, FinishReason.STOP, logprobs))
         elif sequence.generated >= request.max_tokens:

@@ -8,7 +8,13 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from inferno.core.engines.base import EngineStatsSnapshot, ModelDescription, SequenceEvent, SequenceRequest
+from inferno.core.engines.base import (
+    EngineStatsSnapshot,
+    FillInMiddleTokens,
+    ModelDescription,
+    SequenceEvent,
+    SequenceRequest,
+)
 from inferno.core.engines.capabilities import EngineCapabilities
 from inferno.core.engines.loading import DeviceMemory, Embedder, LoadedEngine
 from inferno.core.metrics import ModelEngineMetrics
@@ -62,12 +68,30 @@ class ServedModel:
         """The text of tokens, as generation would stream it."""
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt text for a conversation, ending where the assistant's reply begins."""
+    def fill_in_middle_tokens(self) -> FillInMiddleTokens | None:
+        """The vocabulary's fill-in-the-middle tokens; None when it has none or its engine does not say."""
+        find = getattr(self._loaded.vocabulary, "fill_in_middle_tokens", None)
+        return find() if callable(find) else None
+
+    @property
+    def chat_template_source(self) -> str:
+        """The Jinja source of the model's chat template; empty when it has none."""
+        template = self._loaded.chat_template
+        return template.source if template is not None else ""
+
+    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The prompt text for a conversation, ending where the assistant's reply begins (unless
+        add_generation_prompt is False)."""
         template = self._loaded.chat_template
         if template is None or self._runtime is None:
             raise self._missing("text generation", "/v1/embeddings")
-        return template.render(messages, add_generation_prompt=True)
+        return template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    @property
+    def bos_and_eos_text(self) -> tuple[str, str] | None:
+        """The texts of the BOS and EOS tokens, for models that generate (their chat template has them)."""
+        template = self._loaded.chat_template
+        return (template.bos_token, template.eos_token) if template is not None else None
 
     def generate(self, request: SequenceRequest) -> AsyncIterator[SequenceEvent]:
         """Streams a sequence's text as it is produced. Closing the iterator cancels the sequence."""

@@ -98,6 +98,8 @@ class ScheduledStepper:
             self._decoder.start(sequence)
         except InfernoError as error:  # refused by the engine (a grammar it rejects): this sequence only
             self._scheduler.release(sequence, keep_prefix=False)
+            # The scheduler marks what it releases finished; the runtime still owes the caller this error.
+            sequence.finished = False
             self._refused.append((sequence, error))
             return
         self._started.add(sequence)

@@ -2,14 +2,14 @@
 
 The gateway forwards the HTTP Authorization header and the client's address as metadata, so REST, WebSocket
 and direct gRPC callers meet the same policy. Rate-limit figures go back as initial metadata (the gateway
-turns them into X-RateLimit-* headers), on refusals too.
+turns them into X-RateLimit-* headers), on refusals too. The limits are counted in this core's memory, or in
+Redis for a fleet of cores (redis_limits.SharedLimits).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -18,7 +18,8 @@ from inferno.call_metadata import CLIENT_ADDRESS_METADATA
 from inferno.core.interceptors import Continuation, rewrap_handler
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonymous
-from inferno.core.security.rate_limiter import RateDecision, RateLimiter
+from inferno.core.security.rate_limiter import RateDecision, RateLimiter, RequestRateLimiter
+from inferno.core.security.stream_slots import LocalStreamSlots, StreamSlots
 from inferno.errors import InfernoError
 from inferno.permissions import UNLIMITED_RPCS, Access, grants, requirement_of
 from inferno.security_config import SecurityConfig
@@ -31,17 +32,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         authenticator: Authenticator,
-        limiter: RateLimiter,
+        limiter: RequestRateLimiter,
         max_concurrent_streams: int,
-        failure_limiter: RateLimiter | None = None,
+        failure_limiter: RequestRateLimiter | None = None,
+        streams: StreamSlots | None = None,
     ) -> None:
         """failure_limiter counts failed authentications per client address (default: [security]
-        auth_failures_per_minute's default)."""
+        auth_failures_per_minute's default); streams counts open streams (default: in memory)."""
         self._authenticator = authenticator
         self._limiter = limiter
         self._max_streams = max_concurrent_streams
         self._failures = failure_limiter or auth_failure_limiter(SecurityConfig())
-        self._open_streams: Counter[str] = Counter()
+        self._streams = streams or LocalStreamSlots()
 
     @property
     def enabled(self) -> bool:
@@ -84,9 +86,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # finalizer, in another Context, where reset() raises. gRPC runs each call in a task of its own,
             # so the value ends with the call's Context anyway.
             CURRENT_PRINCIPAL.set(principal)
-            with self._stream_slot(principal, method):
+            if method in UNLIMITED_RPCS or not self._max_streams:
                 async for item in behavior(request, context):
                     yield item
+                return
+            slot = await self._streams.acquire(principal.rate_key, self._max_streams)
+            if slot is None:
+                raise InfernoError(
+                    "rate_limit_exceeded",
+                    f"at most {self._max_streams} streams may be open at once per caller",
+                    {"max_concurrent_streams": str(self._max_streams)},
+                )
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            finally:
+                self._streams.release(slot)
 
         return wrapped
 
@@ -98,7 +113,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             principal = anonymous(address)
         else:
             credentials = metadata.get("authorization")
-            identified = self._authenticator.identify(credentials)
+            # A thread: the key store may be a database across the network.
+            identified = await asyncio.to_thread(self._authenticator.identify, credentials)
             if identified is None and needed is not Access.PUBLIC:
                 raise await self._failed_authentication(address, bool(credentials), context)
             principal = identified or anonymous(address)
@@ -109,7 +125,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     {"required_permission": str(needed.value)},
                 )
         if method not in UNLIMITED_RPCS:
-            decision = self._limiter.check(principal.rate_key, principal.rate_limit)
+            decision = await self._limiter.take(principal.rate_key, principal.rate_limit)
             if decision.limit:
                 await context.send_initial_metadata(decision.headers())
             if not decision.allowed:
@@ -123,7 +139,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         count, missing ones do not (they cost nothing to check). Valid credentials are never refused by this
         limit."""
         if sent_credentials:
-            decision = self._failures.check(f"addr:{address}")
+            decision = await self._failures.take(f"addr:{address}")
             if not decision.allowed:
                 await context.send_initial_metadata((("retry-after", str(decision.retry_after)),))
                 return InfernoError(
@@ -136,25 +152,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             "authentication_failed",
             "Invalid or missing credentials: send 'Authorization: Bearer <API key or JWT>'",
         )
-
-    @contextlib.contextmanager
-    def _stream_slot(self, principal: Principal, method: str) -> Iterator[None]:
-        if method in UNLIMITED_RPCS or not self._max_streams:
-            yield
-            return
-        if self._open_streams[principal.rate_key] >= self._max_streams:
-            raise InfernoError(
-                "rate_limit_exceeded",
-                f"at most {self._max_streams} streams may be open at once per caller",
-                {"max_concurrent_streams": str(self._max_streams)},
-            )
-        self._open_streams[principal.rate_key] += 1
-        try:
-            yield
-        finally:
-            self._open_streams[principal.rate_key] -= 1
-            if not self._open_streams[principal.rate_key]:
-                del self._open_streams[principal.rate_key]
 
 
 def auth_failure_limiter(security: SecurityConfig) -> RateLimiter:

@@ -5,6 +5,10 @@ one: there is nothing to guess. Lookups go by hash; the stored hash is compared 
 
 Creation and revocation are written at once. last_used changes on every request, so it is kept in memory and
 written every few seconds (and at close): a crash loses at most that much of it, never a key or a revocation.
+
+The keys live in the core's Database: SQLite in the data directory, or PostgreSQL shared by a fleet of
+cores. Nothing about a key is cached, so a key revoked through one core is refused by every core from its
+next request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import threading
@@ -19,7 +24,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from inferno.core.security.database import connect_private
+from inferno.core.database.base import Database
+from inferno.core.database.open import DATABASE_FILE, open_database
 from inferno.errors import InfernoError, invalid_param
 from inferno.permissions import PERMISSION_NAMES
 
@@ -29,20 +35,8 @@ _SHOWN_PREFIX_LENGTH = len(SECRET_PREFIX) + 6
 LAST_USED_FLUSH_S = 5.0
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    permissions TEXT NOT NULL,
-    created REAL NOT NULL,
-    expires REAL,
-    last_used REAL,
-    revoked REAL,
-    rate_limit INTEGER
-)
-"""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,12 +81,14 @@ def _hash(secret: str) -> str:
 
 
 class KeyStore:
-    """Thread-safe: one connection, one lock (calls are short; gRPC handlers call it from the event loop)."""
+    """Thread-safe: the database serialises its calls; a lock guards the uses not yet written."""
 
-    def __init__(self, data_dir: Path, flush_every_s: float = LAST_USED_FLUSH_S) -> None:
-        self.path = data_dir / "inferno.db"
-        self._db = connect_private(self.path)
-        self._db.execute(_SCHEMA)
+    def __init__(self, database: Database | Path, flush_every_s: float = LAST_USED_FLUSH_S) -> None:
+        """database: an open Database (the caller closes it), or a data directory whose SQLite inferno.db
+        this store opens and closes."""
+        self._owns_database = isinstance(database, Path)
+        self._db = open_database(None, database) if isinstance(database, Path) else database
+        self.path = database / DATABASE_FILE if isinstance(database, Path) else database.path
         self._lock = threading.Lock()
         # key_id -> last use not yet written; the writer thread starts with the first use.
         self._unwritten_uses: dict[str, float] = {}
@@ -101,18 +97,39 @@ class KeyStore:
         self._writer: threading.Thread | None = None
 
     def close(self) -> None:
-        """Writes the pending last_used times and closes the database."""
+        """Writes the pending last_used times (and closes the database if this store opened it)."""
         self._closing.set()
         if self._writer is not None:
             self._writer.join()
-        with self._lock:
-            self._write_uses()
+        try:
+            self.flush()
+        except InfernoError as error:
+            log.warning("last_used times lost at close: %s", error.message)
+        if self._owns_database:
             self._db.close()
 
     def flush(self) -> None:
         """Writes the pending last_used times now (one transaction)."""
         with self._lock:
-            self._write_uses()
+            uses = [(used, key_id) for key_id, used in self._unwritten_uses.items()]
+            self._unwritten_uses.clear()
+        if not uses:
+            return
+        try:
+            with self._db.transaction() as sql:
+                for used, key_id in uses:
+                    # Another core of a fleet may have written a later use.
+                    sql.execute(
+                        "UPDATE api_keys SET last_used = ? "
+                        "WHERE key_id = ? AND (last_used IS NULL OR last_used < ?)",
+                        (used, key_id, used),
+                    )
+        except InfernoError:
+            # The database is unreachable: keep the uses for the next flush (newer ones win).
+            with self._lock:
+                for used, key_id in uses:
+                    self._unwritten_uses[key_id] = max(used, self._unwritten_uses.get(key_id, used))
+            raise
 
     def create(
         self,
@@ -137,35 +154,33 @@ class KeyStore:
             revoked=None,
             rate_limit=rate_limit,
         )
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
-                (
-                    key.key_id,
-                    name,
-                    key.prefix,
-                    _hash(secret),
-                    json.dumps(permissions),
-                    now,
-                    key.expires,
-                    rate_limit,
-                ),
-            )
+        self._db.execute(
+            f"INSERT INTO api_keys ({_COLUMNS}, secret_sha256) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+            (
+                key.key_id,
+                name,
+                key.prefix,
+                json.dumps(permissions),
+                now,
+                key.expires,
+                rate_limit,
+                _hash(secret),
+            ),
+        )
         return key, secret
 
     def list(self) -> list[StoredKey]:
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created")
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created").fetchall()
             uses = dict(self._unwritten_uses)
         keys = [_key(row) for row in rows]
         return [replace(k, last_used=uses[k.key_id]) if k.key_id in uses else k for k in keys]
 
     def revoke(self, key_id: str) -> StoredKey:
-        with self._lock:
-            self._db.execute(
-                "UPDATE api_keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL", (time.time(), key_id)
-            )
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        self._db.execute(
+            "UPDATE api_keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL", (time.time(), key_id)
+        )
+        row = self._db.query_one(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
         if row is None:
             raise InfernoError("not_found", f"no API key with id {key_id!r}", {"param": "key_id"})
         return _key(row)
@@ -176,15 +191,15 @@ class KeyStore:
             return None
         digest = _hash(secret)
         now = time.time()
+        row = self._db.query_one(
+            f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE secret_sha256 = ?", (digest,)
+        )
+        if row is None or not hmac.compare_digest(row[-1], digest):
+            return None
+        key = _key(row[:-1])
+        if not key.usable(now):
+            return None
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE secret_sha256 = ?", (digest,)
-            ).fetchone()
-            if row is None or not hmac.compare_digest(row[-1], digest):
-                return None
-            key = _key(row[:-1])
-            if not key.usable(now):
-                return None
             previous = self._unwritten_uses.get(key.key_id)
             if previous is not None:
                 key = replace(key, last_used=previous)
@@ -200,17 +215,10 @@ class KeyStore:
 
     def _write_periodically(self) -> None:
         while not self._closing.wait(self._flush_every_s):
-            self.flush()
-
-    def _write_uses(self) -> None:
-        """Under the lock."""
-        if not self._unwritten_uses:
-            return
-        uses = [(used, key_id) for key_id, used in self._unwritten_uses.items()]
-        self._unwritten_uses.clear()
-        self._db.execute("BEGIN")
-        self._db.executemany("UPDATE api_keys SET last_used = ? WHERE key_id = ?", uses)
-        self._db.execute("COMMIT")
+            try:
+                self.flush()
+            except InfernoError as error:
+                log.warning("last_used times not written yet: %s", error.message)
 
 
 _COLUMNS = "key_id, name, prefix, permissions, created, expires, last_used, revoked, rate_limit"

@@ -5,6 +5,9 @@ Each caller has a bucket of `limit` requests (its per-minute limit) that refills
 a second: a request takes one, so X-RateLimit-Remaining counts down from X-RateLimit-Limit and
 X-RateLimit-Reset is when the bucket is full again. burst_limit caps how fast a caller may spend it: a
 second bucket of burst_limit requests that refills burst_limit a second (0: no ceiling).
+
+RateLimiter keeps a core's buckets in memory; redis_limits.RedisRateLimiter keeps them in Redis, shared by a
+fleet of cores. Both turn bucket levels into a RateDecision with rate_decision().
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from inferno.security_config import SecurityConfig
 
@@ -42,6 +46,38 @@ class RateDecision:
         return tuple(pairs)
 
 
+class RequestRateLimiter(Protocol):
+    async def take(self, caller: str, per_minute: int | None = None) -> RateDecision:
+        """Takes one request from the caller's buckets if both have one; per_minute overrides the default
+        (a key's own limit), the burst ceiling is the same for every caller."""
+        ...
+
+
+def burst_ceiling(burst: int, per_minute: int) -> int:
+    """The burst bucket's size for a caller, 0 for none: a ceiling at or above the minute's limit could never
+    refuse anything."""
+    return burst if 0 < burst < per_minute else 0
+
+
+def rate_decision(
+    per_minute: int, burst: int, allowed: bool, minute_tokens: float, burst_tokens: float
+) -> RateDecision:
+    """The decision and its headers from the buckets' levels after the request (burst 0: no burst bucket)."""
+    minute_rate = per_minute / 60
+    wait = max(0.0, 1 - minute_tokens) / minute_rate
+    if burst:
+        wait = max(wait, max(0.0, 1 - burst_tokens) / burst)
+    refused_by_burst = not allowed and minute_tokens >= 1 and burst > 0
+    return RateDecision(
+        allowed=allowed,
+        limit=per_minute,
+        remaining=int(minute_tokens),
+        reset_at=math.ceil(time.time() + (per_minute - minute_tokens) / minute_rate),
+        retry_after=0 if allowed else max(1, math.ceil(wait)),
+        burst_limit=burst if refused_by_burst else 0,
+    )
+
+
 @dataclass
 class _Bucket:
     """capacity requests, refilled continuously at per_second."""
@@ -54,9 +90,6 @@ class _Bucket:
     def refill(self, now: float) -> None:
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
         self.updated = now
-
-    def seconds_until(self, tokens: float) -> float:
-        return max(0.0, tokens - self.tokens) / self.per_second
 
 
 @dataclass
@@ -74,9 +107,11 @@ class RateLimiter:
         self._clock = clock
         self._callers: dict[str, _Caller] = {}
 
+    async def take(self, caller: str, per_minute: int | None = None) -> RateDecision:
+        return self.check(caller, per_minute)
+
     def check(self, caller: str, per_minute: int | None = None) -> RateDecision:
-        """Takes one request from the caller's buckets if both have one. per_minute overrides the default (a
-        key's own limit); the burst ceiling is the same for every caller."""
+        """take(), for callers outside the event loop's coroutines."""
         rate = per_minute or self._per_minute
         if rate == 0:  # 0 switches rate limiting off
             return RateDecision(True, 0, 0, 0, 0)
@@ -93,23 +128,20 @@ class RateLimiter:
             minute.tokens -= 1
             if burst is not None:
                 burst.tokens -= 1
-        wait = 0.0 if allowed else max(minute.seconds_until(1), burst.seconds_until(1) if burst else 0.0)
-        refused_by_burst = not allowed and minute.tokens >= 1 and burst is not None
-        return RateDecision(
-            allowed=allowed,
-            limit=rate,
-            remaining=int(minute.tokens),
-            reset_at=math.ceil(time.time() + minute.seconds_until(minute.capacity)),
-            retry_after=0 if allowed else max(1, math.ceil(wait)),
-            burst_limit=self._burst if refused_by_burst else 0,
+        return rate_decision(
+            rate,
+            int(burst.capacity) if burst is not None else 0,
+            allowed,
+            minute.tokens,
+            burst.tokens if burst is not None else 0.0,
         )
 
     def _new_caller(self, rate: int, now: float) -> _Caller:
         minute = _Bucket(float(rate), rate / 60, float(rate), now)
-        # A ceiling at or above the minute's limit could never refuse anything.
-        if not 0 < self._burst < rate:
+        burst = burst_ceiling(self._burst, rate)
+        if not burst:
             return _Caller(minute, None)
-        return _Caller(minute, _Bucket(float(self._burst), float(self._burst), float(self._burst), now))
+        return _Caller(minute, _Bucket(float(burst), float(burst), float(burst), now))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,15 @@ def require_capabilities(
             raise invalid_param(grammar_param, f"{engine} cannot constrain output to a grammar")
         if sampling.logit_bias and not caps.logit_bias:
             raise invalid_param("logit_bias", f"{engine} does not support logit_bias")
+        if sampling.typical_p != 1.0 and not caps.typical_p:
+            raise invalid_param("typical_p", f"{engine} does not support typical_p")
+        if sampling.min_tokens and not caps.min_tokens:
+            raise invalid_param("min_tokens", f"{engine} does not support min_tokens")
+        if sampling.min_tokens and sampling.grammar is not None:
+            # Holding back end-of-generation tokens could leave a finished grammar nothing to allow.
+            raise invalid_param(
+                "min_tokens", f"'min_tokens' cannot be combined with '{sampling.grammar_param}'"
+            )
         if request.prompt_logprobs is not None and not caps.prompt_logprobs:
             raise invalid_param(
                 prompt_logprobs_param, f"{engine} cannot compute the prompt's log-probabilities"

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 
 from inferno.core.engines.base import SequenceRequest
+from inferno.core.guided_output import guided_grammar
 from inferno.core.runtime.served_model import ServedModel
 from inferno.core.services.capability_check import require_capabilities, require_generation
 from inferno.core.services.generation import EngineLookup, Generation, add_event_outcome, logprob_messages
 from inferno.core.services.request_work import off_loop
 from inferno.core.structured_output import grammar_for
+from inferno.core.text.reasoning import ReasoningPolicy, ReasoningSplitter, resolve_reasoning
 from inferno.core.tools.grammar import tool_call_grammar
 from inferno.core.tools.parser import ParsedCall, ToolCallParser
 from inferno.core.tools.policy import ToolPolicy, resolve_tool_policy
@@ -26,6 +28,7 @@ from inferno.core.validation import (
     for_choice,
     resolve_chat_logprobs,
     resolve_max_tokens,
+    resolve_min_tokens,
     resolve_n,
     resolve_sampling,
 )
@@ -41,6 +44,8 @@ class ChatJob:
     generation: Generation
     # Set when the model may call tools: its replies are then parsed for calls.
     tools: ToolPolicy | None
+    # Set when the replies' thinking is returned apart from their content.
+    reasoning: ReasoningPolicy | None = None
 
 
 async def plan_chat(
@@ -71,23 +76,29 @@ def _plan(
     tools = resolve_tool_policy(params)
     messages = messages_for_template(check_messages(list(params.messages)), tools)
     sampling = resolve_sampling(params.sampling, CHAT_DEFAULTS, engine.description.vocab_size)
-    sampling = replace(sampling, grammar=_grammar(params, tools))
+    grammar, grammar_param = _grammar(params, tools)
+    sampling = replace(sampling, grammar=grammar, grammar_param=grammar_param)
     top_logprobs = resolve_chat_logprobs(
         params.logprobs, params.top_logprobs if params.HasField("top_logprobs") else None
     )
     stop = check_stop(params.limits)
     # The template output carries its special tokens; tokenize() adds BOS only if the model wants one.
-    prompt = tuple(engine.tokenize(engine.render_chat(messages)))
+    prompt_text = engine.render_chat(messages)
+    reasoning = resolve_reasoning(
+        params.reasoning_format, engine.chat_template_source, prompt_text, sampling.grammar is not None
+    )
+    prompt = tuple(engine.tokenize(prompt_text))
     request_limits.check_prompt_length(len(prompt), "messages")
     limits = request_limits.cap(params.limits)
     max_tokens = resolve_max_tokens(limits, len(prompt), engine.description.context_length, "messages")
+    sampling = replace(sampling, min_tokens=resolve_min_tokens(params.limits, max_tokens))
     sequences = [
         SequenceRequest(
             prompt, max_tokens, stop, for_choice(sampling, j), params.limits.ignore_eos, top_logprobs
         )
         for j in range(n)
     ]
-    require_capabilities(engine, sequences, "tools" if tools else "response_format", "top_logprobs")
+    require_capabilities(engine, sequences, sampling.grammar_param, "top_logprobs")
     generation = Generation(engine, engine.description.id, "chatcmpl", sequences, len(prompt))
     log.info(
         "chat completion %s model=%s user=%r n=%d tools=%d prompt_tokens=%d",
@@ -98,19 +109,26 @@ def _plan(
         len(tools.tools) if tools else 0,
         len(prompt),
     )
-    return ChatJob(generation, tools)
+    return ChatJob(generation, tools, reasoning)
 
 
-def _grammar(params: pb.ChatCompletionParams, tools: ToolPolicy | None) -> str | None:
+def _grammar(params: pb.ChatCompletionParams, tools: ToolPolicy | None) -> tuple[str | None, str]:
+    """The grammar the reply must match, and the field it came from."""
     response_grammar = grammar_for(params.response_format)
+    guided = guided_grammar(params.guided)
+    if guided is not None:
+        if response_grammar is not None or tools is not None:
+            other = "tools" if tools is not None else "response_format"
+            raise invalid_param(guided.param, f"'{guided.param}' cannot be combined with '{other}'")
+        return guided.gbnf, guided.param
     if tools is None:
-        return response_grammar
+        return response_grammar, "response_format"
     if response_grammar is not None:
         raise invalid_param(
             "response_format",
             "a JSON 'response_format' cannot be combined with tools unless tool_choice is none",
         )
-    return tool_call_grammar(tools)
+    return tool_call_grammar(tools), "tools"
 
 
 async def complete_chat(job: ChatJob) -> pb.CreateChatCompletionResponse:
@@ -119,10 +137,13 @@ async def complete_chat(job: ChatJob) -> pb.CreateChatCompletionResponse:
     choices: list[pb.ChatCompletionChoice] = []
     for i, result in enumerate(results):
         message = pb.ChatMessage(role="assistant", content=result.text)
+        if job.reasoning is not None:
+            split = job.reasoning.split(result.text)
+            message.reasoning_content, message.content = split.reasoning, split.content
         finish_reason = result.finish_reason
         if job.tools is not None:
             parser = ToolCallParser()
-            parser.feed(result.text)
+            parser.feed(message.content)
             message.content = parser.content
             message.tool_calls.extend(_tool_call_message(call) for call in parser.calls)
             finish_reason = _with_tool_calls(finish_reason, bool(parser.calls))
@@ -143,14 +164,21 @@ async def stream_chat(job: ChatJob) -> AsyncIterator[pb.StreamChatCompletionResp
     generation = job.generation
     started: set[int] = set()
     parsers: dict[int, ToolCallParser] = {}
+    splitters: dict[int, ReasoningSplitter] = {}
     async for item in generation.stream():
         delta = pb.ChatCompletionDelta(content=item.event.text)
         if item.index not in started:
             started.add(item.index)
             delta.role = "assistant"
+        if job.reasoning is not None:
+            splitter = splitters.setdefault(item.index, job.reasoning.splitter())
+            piece = splitter.feed(item.event.text)
+            if item.event.finish_reason is not None:
+                piece += splitter.flush()
+            delta.reasoning_content, delta.content = piece.reasoning, piece.content
         if job.tools is not None:
             parser = parsers.setdefault(item.index, ToolCallParser())
-            parsed = parser.feed(item.event.text)
+            parsed = parser.feed(delta.content)
             delta.content = parsed.content
             delta.tool_calls.extend(
                 pb.ToolCallDelta(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferno.core.engines.base import SequenceRequest
+from inferno.core.fill_in_middle import fill_in_middle_prompt
+from inferno.core.guided_output import guided_grammar
 from inferno.core.runtime.served_model import ServedModel
 from inferno.core.services.capability_check import require_capabilities, require_generation
 from inferno.core.services.generation import (
@@ -29,6 +31,7 @@ from inferno.core.validation import (
     resolve_best_of,
     resolve_completion_logprobs,
     resolve_max_tokens,
+    resolve_min_tokens,
     resolve_n,
     resolve_sampling,
 )
@@ -73,6 +76,9 @@ async def plan_completion(
         raise invalid_param("prompt", "'prompt' is required")
     vocab_size = engine.description.vocab_size
     sampling = resolve_sampling(params.sampling, COMPLETION_DEFAULTS, vocab_size)
+    guided = guided_grammar(params.guided)
+    if guided is not None:
+        sampling = replace(sampling, grammar=guided.gbnf, grammar_param=guided.param)
     n = resolve_n(params.n if params.HasField("n") else None)
     best_of = resolve_best_of(params.best_of if params.HasField("best_of") else None, n, stream)
     request_limits.check_sequences(len(params.prompts), best_of, "best_of" if best_of > n else "n")
@@ -84,7 +90,8 @@ async def plan_completion(
     names = [_prompt_param(i, len(params.prompts)) for i in range(len(params.prompts))]
     for given, name in zip(params.prompts, names, strict=True):
         request_limits.check_text_size(len(given.text), engine.description.context_length, name)
-    prompts = await off_loop(_prompt_inputs, engine, params.prompts, names)
+    request_limits.check_text_size(len(params.suffix), engine.description.context_length, "suffix")
+    prompts = await off_loop(_prompt_inputs, engine, params.prompts, names, params.suffix)
     limits = request_limits.cap(params.limits)
     sequences: list[SequenceRequest] = []
     for prompt, name in zip(prompts, names, strict=True):
@@ -92,12 +99,13 @@ async def plan_completion(
         max_tokens = resolve_max_tokens(
             limits, len(prompt.tokens), engine.description.context_length, name, allow_zero=params.echo
         )
+        prompt_sampling = replace(sampling, min_tokens=resolve_min_tokens(params.limits, max_tokens))
         sequences.extend(
             SequenceRequest(
                 prompt.tokens,
                 max_tokens,
                 stop,
-                for_choice(sampling, j),
+                for_choice(prompt_sampling, j),
                 params.limits.ignore_eos,
                 engine_top_logprobs,
                 prompt_logprobs,
@@ -105,7 +113,9 @@ async def plan_completion(
             for j in range(best_of)
         )
     prompt_tokens = sum(len(p.tokens) for p in prompts)
-    require_capabilities(engine, sequences, logprobs_param="best_of" if top_logprobs is None else "logprobs")
+    require_capabilities(
+        engine, sequences, sampling.grammar_param, "best_of" if top_logprobs is None else "logprobs"
+    )
     generation = Generation(engine, engine.description.id, "cmpl", sequences, prompt_tokens)
     log.info(
         "completion %s model=%s user=%r prompts=%d n=%d best_of=%d prompt_tokens=%d",
@@ -127,10 +137,23 @@ def _prompt_param(index: int, count: int) -> str:
 
 
 def _prompt_inputs(
-    engine: ServedModel, prompts: Sequence[pb.Prompt], names: Sequence[str]
+    engine: ServedModel, prompts: Sequence[pb.Prompt], names: Sequence[str], suffix: str
 ) -> tuple[PromptInput, ...]:
-    """Tokenized (or decoded) prompts; CPU-heavy, so run off the event loop."""
+    """Tokenized (or decoded) prompts; CPU-heavy, so run off the event loop. With a suffix each text prompt
+    becomes a fill-in-the-middle prompt."""
+    if suffix:
+        return tuple(
+            _fill_in_middle_input(engine, prompt, suffix, name)
+            for prompt, name in zip(prompts, names, strict=True)
+        )
     return tuple(_prompt_input(engine, prompt, name) for prompt, name in zip(prompts, names, strict=True))
+
+
+def _fill_in_middle_input(engine: ServedModel, prompt: pb.Prompt, suffix: str, param: str) -> PromptInput:
+    if prompt.WhichOneof("kind") == "tokens":
+        raise invalid_param(param, f"'{param}' must be text when 'suffix' is given")
+    tokens = tuple(fill_in_middle_prompt(engine, prompt.text, suffix))
+    return PromptInput(tokens, prompt.text)
 
 
 def _prompt_input(engine: ServedModel, prompt: pb.Prompt, param: str) -> PromptInput:

@@ -15,6 +15,7 @@ from inferno.core.services.chat import complete_chat, message_chars, plan_chat, 
 from inferno.core.services.completions import complete, plan_completion, stream_completion
 from inferno.core.services.embeddings import create_embeddings
 from inferno.core.services.request_work import off_loop
+from inferno.core.services.tokenizer_info import tokenizer_info
 from inferno.core.tools.prompt import messages_for_template
 from inferno.core.validation import (
     DEFAULT_LIMITS,
@@ -140,12 +141,25 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         check_token_ids(tokens, engine.description.vocab_size, "tokens")
         return pb.DetokenizeResponse(text=await off_loop(engine.detokenize, tokens))
 
+    async def GetTokenizerInfo(
+        self, request: pb.GetTokenizerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTokenizerInfoResponse:
+        engine = await self._manager.engine_for(
+            check_model(request.model) if request.model else self._manager.default_model_id
+        )
+        return await off_loop(tokenizer_info, engine)
+
 
 def _tokenize(engine: ServedModel, request: pb.TokenizeRequest) -> pb.TokenizeResponse:
     """Renders and tokenizes a checked Tokenize request; CPU-heavy, so run off the event loop."""
     add_special = request.add_special if request.HasField("add_special") else True
+    add_generation_prompt = (
+        request.add_generation_prompt if request.HasField("add_generation_prompt") else True
+    )
     text = (
-        engine.render_chat(messages_for_template(check_messages(list(request.messages)), None))
+        engine.render_chat(
+            messages_for_template(check_messages(list(request.messages)), None), add_generation_prompt
+        )
         if request.messages
         else request.text
     )

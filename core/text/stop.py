@@ -22,11 +22,13 @@ class StopMatcher:
         self._stops = tuple(s for s in stops if s)
         self._held = ""
 
-    def push(self, text: str) -> StopCheck:
+    def push(self, text: str, armed: bool = True) -> StopCheck:
+        """armed False (before min_tokens): stop strings do not match yet, but text that may begin one is
+        still held back, so one that ends once armed is found."""
         if not self._stops:
             return StopCheck(text, False)
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
+        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1) if armed else -1
         if cut >= 0:
             self._held = ""
             return StopCheck(buffer[:cut], True)

@@ -48,6 +48,34 @@ TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
 """The model calls at least one tool."""
 Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
 
+class _ReasoningFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReasoningFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasoningFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REASONING_FORMAT_UNSPECIFIED: _ReasoningFormat.ValueType  # 0
+    """As REASONING_FORMAT_AUTO."""
+    REASONING_FORMAT_AUTO: _ReasoningFormat.ValueType  # 1
+    """Separated into reasoning_content when the model's chat template thinks in <think> tags; else inline."""
+    REASONING_FORMAT_NONE: _ReasoningFormat.ValueType  # 2
+    """Left inline in content, tags and all."""
+    REASONING_FORMAT_SEPARATED: _ReasoningFormat.ValueType  # 3
+    """Always separated into reasoning_content, whatever the template (llama.cpp's "deepseek")."""
+
+class ReasoningFormat(_ReasoningFormat, metaclass=_ReasoningFormatEnumTypeWrapper):
+    """Where a reply's thinking (a <think>...</think> block at its start) goes."""
+
+REASONING_FORMAT_UNSPECIFIED: ReasoningFormat.ValueType  # 0
+"""As REASONING_FORMAT_AUTO."""
+REASONING_FORMAT_AUTO: ReasoningFormat.ValueType  # 1
+"""Separated into reasoning_content when the model's chat template thinks in <think> tags; else inline."""
+REASONING_FORMAT_NONE: ReasoningFormat.ValueType  # 2
+"""Left inline in content, tags and all."""
+REASONING_FORMAT_SEPARATED: ReasoningFormat.ValueType  # 3
+"""Always separated into reasoning_content, whatever the template (llama.cpp's "deepseek")."""
+Global___ReasoningFormat: _TypeAlias = ReasoningFormat  # noqa: Y015
+
 class _ResponseFormatType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -168,6 +196,7 @@ class ChatMessage(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    REASONING_CONTENT_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """system, developer, user, assistant or tool."""
     content: _builtins.str
@@ -175,6 +204,10 @@ class ChatMessage(_message.Message):
     """Optional participant name."""
     tool_call_id: _builtins.str
     """tool messages: the id of the call this message answers."""
+    reasoning_content: _builtins.str
+    """assistant replies: what the model thought before answering (the text of its <think> block), when the
+    request's reasoning_format separates it. Ignored in requests.
+    """
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
         """assistant messages: the tools the assistant called."""
@@ -187,10 +220,11 @@ class ChatMessage(_message.Message):
         name: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         tool_call_id: _builtins.str = ...,
+        reasoning_content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "reasoning_content", b"reasoning_content", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -361,6 +395,8 @@ class ChatCompletionParams(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    REASONING_FORMAT_FIELD_NUMBER: _builtins.int
+    GUIDED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     user: _builtins.str
     """End-user identifier, recorded for tracking."""
@@ -372,6 +408,8 @@ class ChatCompletionParams(_message.Message):
     """With logprobs: also the most likely alternatives per position, 0 to 20. Default 0."""
     parallel_tool_calls: _builtins.bool
     """Allow more than one call per reply. Default true."""
+    reasoning_format: Global___ReasoningFormat.ValueType
+    """Whether the model's thinking is returned apart from its answer. Default auto."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
     @_builtins.property
@@ -388,6 +426,10 @@ class ChatCompletionParams(_message.Message):
 
     @_builtins.property
     def tool_choice(self) -> Global___ToolChoice: ...
+    @_builtins.property
+    def guided(self) -> _common_pb2.GuidedDecoding:
+        """Constrains the reply to a grammar, schema, regex or choice list."""
+
     def __init__(
         self,
         *,
@@ -403,10 +445,12 @@ class ChatCompletionParams(_message.Message):
         tools: _abc.Iterable[Global___Tool] | None = ...,
         tool_choice: Global___ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool | None = ...,
+        reasoning_format: Global___ReasoningFormat.ValueType = ...,
+        guided: _common_pb2.GuidedDecoding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_top_logprobs", b"_top_logprobs", "limits", b"limits", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice", "top_logprobs", b"top_logprobs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_top_logprobs", b"_top_logprobs", "guided", b"guided", "limits", b"limits", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice", "top_logprobs", b"top_logprobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_top_logprobs", b"_top_logprobs", "limits", b"limits", "logprobs", b"logprobs", "messages", b"messages", "model", b"model", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice", "tools", b"tools", "top_logprobs", b"top_logprobs", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_top_logprobs", b"_top_logprobs", "guided", b"guided", "limits", b"limits", "logprobs", b"logprobs", "messages", b"messages", "model", b"model", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_format", b"reasoning_format", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice", "tools", b"tools", "top_logprobs", b"top_logprobs", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__n: _TypeAlias = _typing.Literal["n"]  # noqa: Y015
     _WhichOneofArgType__n: _TypeAlias = _typing.Literal["_n", b"_n"]  # noqa: Y015
@@ -575,9 +619,12 @@ class ChatCompletionDelta(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    REASONING_CONTENT_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """Set on the first message of each choice."""
     content: _builtins.str
+    reasoning_content: _builtins.str
+    """The next piece of the model's thinking, when it is separated (ChatMessage.reasoning_content)."""
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDelta]:
         """Pieces of tool calls: the first piece of a call has its id, type and name, later ones more arguments."""
@@ -588,10 +635,11 @@ class ChatCompletionDelta(_message.Message):
         role: _builtins.str = ...,
         content: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCallDelta] | None = ...,
+        reasoning_content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "reasoning_content", b"reasoning_content", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -741,6 +789,8 @@ class CompletionParams(_message.Message):
     LOGPROBS_FIELD_NUMBER: _builtins.int
     ECHO_FIELD_NUMBER: _builtins.int
     BEST_OF_FIELD_NUMBER: _builtins.int
+    GUIDED_FIELD_NUMBER: _builtins.int
+    SUFFIX_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     user: _builtins.str
     n: _builtins.int
@@ -753,6 +803,10 @@ class CompletionParams(_message.Message):
     """Candidates generated per prompt; the n with the highest mean token log-probability are returned.
     At least n, at most 128. Default n. Streaming needs best_of = n.
     """
+    suffix: _builtins.str
+    """Fill in the middle: text that comes after the completion. Each prompt is the text before it. Only for
+    models whose vocabulary has fill-in-the-middle tokens; text prompts only.
+    """
     @_builtins.property
     def prompts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Prompt]:
         """n choices are generated per prompt; prompt p's choices have indexes p * n to p * n + n - 1."""
@@ -761,6 +815,10 @@ class CompletionParams(_message.Message):
     def sampling(self) -> _common_pb2.SamplingParams: ...
     @_builtins.property
     def limits(self) -> _common_pb2.GenerationLimits: ...
+    @_builtins.property
+    def guided(self) -> _common_pb2.GuidedDecoding:
+        """Constrains each continuation to a grammar, schema, regex or choice list."""
+
     def __init__(
         self,
         *,
@@ -773,10 +831,12 @@ class CompletionParams(_message.Message):
         logprobs: _builtins.int | None = ...,
         echo: _builtins.bool = ...,
         best_of: _builtins.int | None = ...,
+        guided: _common_pb2.GuidedDecoding | None = ...,
+        suffix: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_best_of", b"_best_of", "_logprobs", b"_logprobs", "_n", b"_n", "best_of", b"best_of", "limits", b"limits", "logprobs", b"logprobs", "n", b"n", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_best_of", b"_best_of", "_logprobs", b"_logprobs", "_n", b"_n", "best_of", b"best_of", "guided", b"guided", "limits", b"limits", "logprobs", b"logprobs", "n", b"n", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_of", b"_best_of", "_logprobs", b"_logprobs", "_n", b"_n", "best_of", b"best_of", "echo", b"echo", "limits", b"limits", "logprobs", b"logprobs", "model", b"model", "n", b"n", "prompts", b"prompts", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_of", b"_best_of", "_logprobs", b"_logprobs", "_n", b"_n", "best_of", b"best_of", "echo", b"echo", "guided", b"guided", "limits", b"limits", "logprobs", b"logprobs", "model", b"model", "n", b"n", "prompts", b"prompts", "sampling", b"sampling", "suffix", b"suffix", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__best_of: _TypeAlias = _typing.Literal["best_of"]  # noqa: Y015
     _WhichOneofArgType__best_of: _TypeAlias = _typing.Literal["_best_of", b"_best_of"]  # noqa: Y015
@@ -1005,6 +1065,7 @@ class TokenizeRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     ADD_SPECIAL_FIELD_NUMBER: _builtins.int
     WITH_PIECES_FIELD_NUMBER: _builtins.int
+    ADD_GENERATION_PROMPT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Empty: the default model."""
     text: _builtins.str
@@ -1012,6 +1073,8 @@ class TokenizeRequest(_message.Message):
     """Add the model's BOS/EOS as a completion would. Default true."""
     with_pieces: _builtins.bool
     """Also return each token's text."""
+    add_generation_prompt: _builtins.bool
+    """With messages: end the rendering where the assistant's reply begins. Default true."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """Rendered with the model's chat template, ending where the assistant's reply begins."""
@@ -1024,13 +1087,19 @@ class TokenizeRequest(_message.Message):
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         add_special: _builtins.bool | None = ...,
         with_pieces: _builtins.bool = ...,
+        add_generation_prompt: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_special", b"_add_special", "add_special", b"add_special"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "_add_special", b"_add_special", "add_generation_prompt", b"add_generation_prompt", "add_special", b"add_special"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_special", b"_add_special", "add_special", b"add_special", "messages", b"messages", "model", b"model", "text", b"text", "with_pieces", b"with_pieces"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "_add_special", b"_add_special", "add_generation_prompt", b"add_generation_prompt", "add_special", b"add_special", "messages", b"messages", "model", b"model", "text", b"text", "with_pieces", b"with_pieces"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__add_generation_prompt: _TypeAlias = _typing.Literal["add_generation_prompt"]  # noqa: Y015
+    _WhichOneofArgType__add_generation_prompt: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt"]  # noqa: Y015
     _WhichOneofReturnType__add_special: _TypeAlias = _typing.Literal["add_special"]  # noqa: Y015
     _WhichOneofArgType__add_special: _TypeAlias = _typing.Literal["_add_special", b"_add_special"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__add_generation_prompt) -> _WhichOneofReturnType__add_generation_prompt | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__add_special) -> _WhichOneofReturnType__add_special | None: ...
 
 Global___TokenizeRequest: _TypeAlias = TokenizeRequest  # noqa: Y015
@@ -1133,6 +1202,83 @@ class DetokenizeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DetokenizeResponse: _TypeAlias = DetokenizeResponse  # noqa: Y015
+
+@_typing.final
+class GetTokenizerInfoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Empty: the default model."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTokenizerInfoRequest: _TypeAlias = GetTokenizerInfoRequest  # noqa: Y015
+
+@_typing.final
+class GetTokenizerInfoResponse(_message.Message):
+    """A model's tokenizer settings, as vLLM's /tokenizer_info gives them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    TOKENIZER_CLASS_FIELD_NUMBER: _builtins.int
+    BOS_TOKEN_FIELD_NUMBER: _builtins.int
+    EOS_TOKEN_FIELD_NUMBER: _builtins.int
+    ADD_BOS_TOKEN_FIELD_NUMBER: _builtins.int
+    ADD_EOS_TOKEN_FIELD_NUMBER: _builtins.int
+    MODEL_MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    CHAT_TEMPLATE_FIELD_NUMBER: _builtins.int
+    VOCAB_SIZE_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    tokenizer_class: _builtins.str
+    """What reads the vocabulary: the engine and the model format ("llama.cpp gguf")."""
+    bos_token: _builtins.str
+    """The text of the beginning- and end-of-sequence tokens; unset when the model has none."""
+    eos_token: _builtins.str
+    add_bos_token: _builtins.bool
+    """Whether tokenizing a prompt adds BOS in front and EOS at the end."""
+    add_eos_token: _builtins.bool
+    model_max_length: _builtins.int
+    """Tokens one sequence may hold (the context length)."""
+    chat_template: _builtins.str
+    """The Jinja chat template; empty when the model has none."""
+    vocab_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        tokenizer_class: _builtins.str = ...,
+        bos_token: _builtins.str | None = ...,
+        eos_token: _builtins.str | None = ...,
+        add_bos_token: _builtins.bool = ...,
+        add_eos_token: _builtins.bool = ...,
+        model_max_length: _builtins.int = ...,
+        chat_template: _builtins.str = ...,
+        vocab_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bos_token", b"_bos_token", "_eos_token", b"_eos_token", "bos_token", b"bos_token", "eos_token", b"eos_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bos_token", b"_bos_token", "_eos_token", b"_eos_token", "add_bos_token", b"add_bos_token", "add_eos_token", b"add_eos_token", "bos_token", b"bos_token", "chat_template", b"chat_template", "eos_token", b"eos_token", "model", b"model", "model_max_length", b"model_max_length", "tokenizer_class", b"tokenizer_class", "vocab_size", b"vocab_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bos_token: _TypeAlias = _typing.Literal["bos_token"]  # noqa: Y015
+    _WhichOneofArgType__bos_token: _TypeAlias = _typing.Literal["_bos_token", b"_bos_token"]  # noqa: Y015
+    _WhichOneofReturnType__eos_token: _TypeAlias = _typing.Literal["eos_token"]  # noqa: Y015
+    _WhichOneofArgType__eos_token: _TypeAlias = _typing.Literal["_eos_token", b"_eos_token"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bos_token) -> _WhichOneofReturnType__bos_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__eos_token) -> _WhichOneofReturnType__eos_token | None: ...
+
+Global___GetTokenizerInfoResponse: _TypeAlias = GetTokenizerInfoResponse  # noqa: Y015
 
 @_typing.final
 class BatchItem(_message.Message):

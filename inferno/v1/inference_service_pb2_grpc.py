@@ -70,6 +70,11 @@ class InferenceServiceStub:
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
                 response_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
                 _registered_method=True)
+        self.GetTokenizerInfo = channel.unary_unary(
+                '/inferno.v1.InferenceService/GetTokenizerInfo',
+                request_serializer=inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoRequest.SerializeToString,
+                response_deserializer=inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoResponse.FromString,
+                _registered_method=True)
         self.CreateEmbeddings = channel.unary_unary(
                 '/inferno.v1.InferenceService/CreateEmbeddings',
                 request_serializer=inferno_dot_v1_dot_inference__service__pb2.CreateEmbeddingsRequest.SerializeToString,
@@ -131,6 +136,13 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTokenizerInfo(self, request, context):
+        """The model's tokenizer settings: special tokens, whether BOS/EOS are added, context length, chat template.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateEmbeddings(self, request, context):
         """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
         Inputs are embedded in batches, several sequences per decode.
@@ -176,6 +188,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Detokenize,
                     request_deserializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.FromString,
                     response_serializer=inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.SerializeToString,
+            ),
+            'GetTokenizerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTokenizerInfo,
+                    request_deserializer=inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoRequest.FromString,
+                    response_serializer=inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoResponse.SerializeToString,
             ),
             'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEmbeddings,
@@ -373,6 +390,33 @@ class InferenceService:
             '/inferno.v1.InferenceService/Detokenize',
             inferno_dot_v1_dot_inference__service__pb2.DetokenizeRequest.SerializeToString,
             inferno_dot_v1_dot_inference__service__pb2.DetokenizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTokenizerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferno.v1.InferenceService/GetTokenizerInfo',
+            inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoRequest.SerializeToString,
+            inferno_dot_v1_dot_inference__service__pb2.GetTokenizerInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,8 @@ class InferenceServiceStub:
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]
     """The text of token ids."""
+    GetTokenizerInfo: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.GetTokenizerInfoRequest, _inference_service_pb2.GetTokenizerInfoResponse]
+    """The model's tokenizer settings: special tokens, whether BOS/EOS are added, context length, chat template."""
     CreateEmbeddings: _grpc.UnaryUnaryMultiCallable[_inference_service_pb2.CreateEmbeddingsRequest, _inference_service_pb2.CreateEmbeddingsResponse]
     """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
     Inputs are embedded in batches, several sequences per decode.
@@ -75,6 +77,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Token ids for a text, or for chat messages as the model's chat template renders them."""
     Detokenize: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.DetokenizeRequest, _inference_service_pb2.DetokenizeResponse]  # type: ignore[assignment]
     """The text of token ids."""
+    GetTokenizerInfo: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.GetTokenizerInfoRequest, _inference_service_pb2.GetTokenizerInfoResponse]  # type: ignore[assignment]
+    """The model's tokenizer settings: special tokens, whether BOS/EOS are added, context length, chat template."""
     CreateEmbeddings: _aio.UnaryUnaryMultiCallable[_inference_service_pb2.CreateEmbeddingsRequest, _inference_service_pb2.CreateEmbeddingsResponse]  # type: ignore[assignment]
     """One vector per input: the mean of the model's last hidden states over the input's tokens, L2-normalized.
     Inputs are embedded in batches, several sequences per decode.
@@ -140,6 +144,14 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_service_pb2.DetokenizeResponse, _abc.Awaitable[_inference_service_pb2.DetokenizeResponse]]:
         """The text of token ids."""
+
+    @_abc_1.abstractmethod
+    def GetTokenizerInfo(
+        self,
+        request: _inference_service_pb2.GetTokenizerInfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_service_pb2.GetTokenizerInfoResponse, _abc.Awaitable[_inference_service_pb2.GetTokenizerInfoResponse]]:
+        """The model's tokenizer settings: special tokens, whether BOS/EOS are added, context length, chat template."""
 
     @_abc_1.abstractmethod
     def CreateEmbeddings(

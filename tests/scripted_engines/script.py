@@ -27,17 +27,21 @@ class Rule:
 
 @dataclass(frozen=True)
 class Script:
-    """Replies: the first rule whose `when` is in the prompt, else the default. Each step sleeps delay_s."""
+    """Replies: the first rule whose `when` is in the prompt, else the default. Each step sleeps delay_s.
+    chat_template replaces the plain TEMPLATE (a model whose template thinks in <think> tags, say)."""
 
     rules: tuple[Rule, ...]
     default: str
     delay_s: float = 0.0
+    chat_template: str = TEMPLATE
 
     @staticmethod
     def read(path: Path) -> Script:
         raw = json.loads(path.read_text())
         rules = tuple(Rule(r["when"], r["reply"]) for r in raw.get("rules", []))
-        return Script(rules, raw["default"], float(raw.get("delay_s", 0.0)))
+        return Script(
+            rules, raw["default"], float(raw.get("delay_s", 0.0)), raw.get("chat_template", TEMPLATE)
+        )
 
     def reply_for(self, prompt: tuple[int, ...]) -> bytes:
         text = bytes(t for t in prompt if t < 256).decode("utf-8", errors="replace")
@@ -89,7 +93,7 @@ def loaded(
         description=description,
         capabilities=capabilities,
         vocabulary=ByteVocabulary(),
-        chat_template=ChatTemplate(TEMPLATE, "", ""),
+        chat_template=ChatTemplate(Script.read(request.path).chat_template, "", ""),
         generator=generator,
         make_embedder=None,
         memory=lambda: DeviceMemory(host_bytes=1 << 20),

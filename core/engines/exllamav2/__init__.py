@@ -21,6 +21,9 @@ CAPABILITIES = EngineCapabilities(
     constrained_output=True,
     logit_bias=True,
     seed=True,
+    # Not passed to ExLlamaV2's sampler and job yet: refused rather than ignored.
+    typical_p=False,
+    min_tokens=False,
     # Paged mode shares cache pages between sequences with a common prefix; unpaged mode reuses the
     # previous sequence's cache.
     prefix_reuse=True,

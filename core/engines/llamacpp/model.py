@@ -9,6 +9,7 @@ from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
 
+from inferno.core.engines.base import FillInMiddleTokens
 from inferno.errors import InfernoError
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,14 @@ class GgufModel:
     @property
     def eos(self) -> int:
         return int(llama.llama_vocab_eos(self.vocab))
+
+    def fill_in_middle_tokens(self) -> FillInMiddleTokens | None:
+        """llama.cpp's FIM tokens (from the GGUF's metadata or known token texts); None unless all three."""
+        ids = (llama.llama_vocab_fim_pre(self.vocab), llama.llama_vocab_fim_suf(self.vocab))
+        middle = int(llama.llama_vocab_fim_mid(self.vocab))
+        if min(*ids, middle) < 0:
+            return None
+        return FillInMiddleTokens(int(ids[0]), int(ids[1]), middle)
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import ctypes
+import math
 import random
+from typing import Any
 
 import llama_cpp.llama_cpp as llama
 
 from inferno.core.engines.base import SamplingConfig
-from inferno.errors import InfernoError
+from inferno.errors import invalid_param
 
 
 def build_sampler_chain(
     config: SamplingConfig, vocab: llama.llama_vocab_p, n_vocab: int, max_tokens: int
 ) -> llama.llama_sampler_p:
-    """grammar -> logit bias -> penalties -> (greedy | top_k -> top_p -> min_p -> temperature -> seeded
-    dist), in llama.cpp's usual order.
+    """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | top_k -> typical -> top_p -> min_p
+    -> temperature -> seeded dist), in llama.cpp's usual order.
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token), as OpenAI's do.
     """
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    if config.min_tokens > 0:
+        ban = _EndOfGenerationBan(_end_of_generation_tokens(vocab, n_vocab), config.min_tokens)
+        llama.llama_sampler_chain_add(chain, ban.sampler)
+        _KEPT_ALIVE[_address(chain)] = ban
     if config.grammar is not None:
         grammar = llama.llama_sampler_init_grammar(vocab, config.grammar.encode(), b"root")
         if not grammar:
-            llama.llama_sampler_free(chain)
-            raise InfernoError("invalid_parameters", "llama.cpp rejected the grammar for response_format")
+            free_sampler_chain(chain)
+            raise invalid_param(
+                config.grammar_param, f"llama.cpp rejected the grammar made from '{config.grammar_param}'"
+            )
         llama.llama_sampler_chain_add(chain, grammar)
     if config.logit_bias:
         biases = (llama.llama_logit_bias * len(config.logit_bias))(
@@ -46,6 +55,8 @@ def build_sampler_chain(
         return chain
     if config.top_k > 0:
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(config.top_k))
+    if config.typical_p < 1.0:
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_typical(config.typical_p, 1))
     if config.top_p < 1.0:
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(config.top_p, 1))
     if config.min_p > 0.0:
@@ -58,3 +69,56 @@ def build_sampler_chain(
 
 def free_sampler_chain(chain: llama.llama_sampler_p) -> None:
     llama.llama_sampler_free(chain)
+    _KEPT_ALIVE.pop(_address(chain), None)
+
+
+# Python samplers in a chain, by the chain's address: llama.cpp calls them until the chain is freed.
+_KEPT_ALIVE: dict[int, _EndOfGenerationBan] = {}
+_BAN_NAME = b"inferno-min-tokens"
+
+
+class _EndOfGenerationBan:
+    """A llama.cpp sampler, first in its chain, that sets the logits of end-of-generation tokens to -inf until
+    it has accepted min_tokens tokens (each sampled token is accepted once, drafts included).
+
+    Allocated by llama_sampler_init, so the chain frees it like any other; the interface and callbacks it
+    points to live here, kept alive in _KEPT_ALIVE.
+    """
+
+    def __init__(self, banned: tuple[int, ...], min_tokens: int) -> None:
+        self._banned = banned
+        self._remaining = min_tokens
+        self._callbacks = (
+            llama.llama_sampler_i_name(lambda _smpl: _BAN_NAME),
+            llama.llama_sampler_i_accept(self._accept),
+            llama.llama_sampler_i_apply(self._apply),
+        )
+        self._iface = llama.llama_sampler_i()
+        self._iface.name, self._iface.accept, self._iface.apply = self._callbacks
+        self.sampler = llama.llama_sampler_init(ctypes.pointer(self._iface), None)
+
+    def _accept(self, _smpl: object, _token: int) -> None:
+        self._remaining -= 1
+
+    def _apply(self, _smpl: object, candidates: Any) -> None:  # POINTER(llama_token_data_array)
+        if self._remaining <= 0:
+            return
+        array = candidates.contents
+        data = array.data
+        # First in the chain, the candidates are the whole vocabulary in id order.
+        in_order = array.size > 0 and data[array.size - 1].id == array.size - 1
+        for token in self._banned:
+            if in_order and token < array.size:
+                data[token].logit = -math.inf
+            else:
+                for i in range(array.size):
+                    if data[i].id == token:
+                        data[i].logit = -math.inf
+
+
+def _end_of_generation_tokens(vocab: llama.llama_vocab_p, n_vocab: int) -> tuple[int, ...]:
+    return tuple(t for t in range(n_vocab) if llama.llama_vocab_is_eog(vocab, t))
+
+
+def _address(chain: llama.llama_sampler_p) -> int:
+    return ctypes.cast(chain, ctypes.c_void_p).value or 0

@@ -1,0 +1,1 @@
+"""OpenAI's Responses API (/v1/responses): JSON and semantic SSE events over the core's ResponseService."""
