@@ -279,6 +279,20 @@ def _connection_manager(topology: Topology) -> dict[str, Any]:
     }
 
 
+# Every gateway route but /ws starts with one of these (tests/test_envoy_config.py walks the app's router).
+GATEWAY_PREFIXES = (
+    "/v1/",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/dashboard",
+    "/tokenize",
+    "/detokenize",
+    "/tokenizer_info",
+)
+
+
 def _routes(topology: Topology, transcoder: dict[str, Any]) -> list[dict[str, Any]]:
     grpc = {"prefix": "/", "grpc": {}}
     grpc_web = {
@@ -307,9 +321,7 @@ def _routes(topology: Topology, transcoder: dict[str, Any]) -> list[dict[str, An
                 }
             },
         },
-        {"match": {"prefix": "/v1/"}, "route": _gateway_route()},
-        {"match": {"path": "/health"}, "route": _gateway_route()},
-        {"match": {"path": "/metrics"}, "route": _gateway_route()},
+        *({"match": {"prefix": prefix}, "route": _gateway_route()} for prefix in GATEWAY_PREFIXES),
         {
             "match": {"prefix": "/ws"},
             "route": {

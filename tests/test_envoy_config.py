@@ -217,3 +217,15 @@ def test_a_bad_flag_is_one_line_naming_it(args: list[str], named: str) -> None:
 def test_core_endpoints_parse_with_their_models() -> None:
     assert parse_core("[::1]:50051=a,b") == CoreEndpoint(Address("::1", 50051), ("a", "b"))
     assert parse_core("core-2:50051") == CoreEndpoint(Address("core-2", 50051), ())
+
+
+def test_every_gateway_route_is_routed_to_the_gateways() -> None:
+    """A route added to the gateway is reachable through Envoy: its path starts with a gateway prefix."""
+    from inferno.adapters.app import build_app
+    from inferno.envoy_config import GATEWAY_PREFIXES
+
+    for resource in build_app("127.0.0.1:1").router.resources():
+        path = resource.canonical
+        if path == "/ws":
+            continue
+        assert path.startswith(GATEWAY_PREFIXES), f"{path} is not routed to the gateways by Envoy"
