@@ -56,6 +56,7 @@ def test_error_frame_carries_the_seed_error_body() -> None:
                 "type": "invalid_request_error",
                 "code": "invalid_parameters",
                 "message": "'messages' is required",
+                "param": "messages",
                 "details": {"param": "messages"},
             }
         },

@@ -33,8 +33,15 @@ QUESTIONS = ("Where is my order?", "Can I change my address?", "Do you ship abro
 @pytest.fixture(scope="module")
 def plain_server() -> Iterator[RunningServer]:
     """The embedded model with drafts and the host prefix cache off: one token at a time, every prompt
-    computed in full."""
+    computed in full (or from a finished sequence's retained cells)."""
     with running_inferno("--draft-tokens", "0", "--prefix-cache-mib", "0", "--parallel", "4") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def drafted_server() -> Iterator[RunningServer]:
+    """The same, with drafts: given the same requests in the same order, the two differ only in drafting."""
+    with running_inferno("--draft-tokens", "8", "--prefix-cache-mib", "0", "--parallel", "4") as running:
         yield running
 
 
@@ -51,16 +58,15 @@ def _counter(server: RunningServer, name: str) -> float:
 
 
 def test_drafted_decoding_gives_exactly_the_one_at_a_time_tokens(
-    server: RunningServer, plain_server: RunningServer, model_id: str
+    drafted_server: RunningServer, plain_server: RunningServer, model_id: str
 ) -> None:
-    accepted_before = _counter(server, "inferno_engine_accepted_draft_tokens")
     for prompt in COPY_PROMPTS:
         messages = [{"role": "user", "content": prompt}]
-        assert _chat(server, model_id, messages) == _chat(plain_server, model_id, messages), prompt
+        assert _chat(drafted_server, model_id, messages) == _chat(plain_server, model_id, messages), prompt
         seeded = {"temperature": 0.8, "seed": 11}
-        drafted = _chat(server, model_id, messages, **seeded)
+        drafted = _chat(drafted_server, model_id, messages, **seeded)
         assert drafted == _chat(plain_server, model_id, messages, **seeded)
-    assert _counter(server, "inferno_engine_accepted_draft_tokens") > accepted_before + 20
+    assert _counter(drafted_server, "inferno_engine_accepted_draft_tokens") > 20
     assert _counter(plain_server, "inferno_engine_draft_tokens") == 0
 
 
@@ -76,9 +82,10 @@ def _first_token(server: RunningServer, model: str, messages: list[dict[str, str
 def test_a_shared_system_prompt_is_computed_once_for_concurrent_conversations(
     server: RunningServer, plain_server: RunningServer, model_id: str
 ) -> None:
-    """Restored cells are the computed ones: the next-token distribution matches a server that computes
-    every prompt in full (to rounding: chunks of other sizes take other kernels, so greedy replies may part
-    at a near-tie many tokens later)."""
+    """The next-token distribution matches a server that computes every prompt in full, to rounding: the
+    prompt tails are computed in chunks of other sizes, which llama.cpp's kernels round differently (a wrong
+    restore would change the distribution outright; test_a_restored_snapshot_is_the_computed_cells checks
+    the cells themselves exactly)."""
     conversations = [
         [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{n}. {q}"}]
         for n, q in enumerate(QUESTIONS)
@@ -92,10 +99,50 @@ def test_a_shared_system_prompt_is_computed_once_for_concurrent_conversations(
         assert max(top, key=top.__getitem__) == max(reference, key=reference.__getitem__)
         shared = top.keys() & reference.keys()
         assert len(shared) >= 4
-        assert all(abs(top[token] - reference[token]) < 0.05 for token in shared), (top, reference)
+        assert all(abs(top[token] - reference[token]) < 0.3 for token in shared), (top, reference)
     assert _counter(server, "inferno_engine_prefix_cache_hits") >= hits_before + len(conversations) - 1
     # Every conversation after the first takes the system prompt (about 250 tokens) from the cache.
     assert _counter(server, "inferno_engine_reused_prompt_tokens") >= reused_before + 3 * 200
     metrics = httpx.get(server.base_url + "/metrics", timeout=30).text
     held = re.search(r"^inferno_engine_prefix_cache_bytes{[^}]*} (\S+)$", metrics, re.MULTILINE)
     assert held is not None and float(held.group(1)) > 0
+
+
+def test_a_restored_snapshot_is_the_computed_cells() -> None:
+    """In-process, on the engine's own KV operations: a prefix computed in one stream, saved and restored
+    into another, then the same tail computed in both streams the same way gives bit-identical logits."""
+    import llama_cpp.llama_cpp as llama
+
+    from inferno.core.embedded import embedded_model_path
+    from inferno.core.engines.llamacpp.decoder import LlamaKVCache
+
+    llama.llama_backend_init()
+    model = llama.llama_model_load_from_file(
+        str(embedded_model_path()).encode(), llama.llama_model_default_params()
+    )
+    params = llama.llama_context_default_params()
+    params.n_ctx, params.n_seq_max, params.kv_unified = 2 * 512, 2, False
+    params.n_batch = params.n_ubatch = 128
+    ctx = llama.llama_init_from_model(model, params)
+    batch = llama.llama_batch_init(128, 0, 1)
+    n_vocab = llama.llama_vocab_n_tokens(llama.llama_model_get_vocab(model))
+
+    def decode(seq_id: int, tokens: list[int], start: int) -> list[float]:
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+            batch.seq_id[i][0], batch.logits[i] = seq_id, int(i == len(tokens) - 1)
+        batch.n_tokens = len(tokens)
+        assert llama.llama_decode(ctx, batch) == 0
+        logits = llama.llama_get_logits_ith(ctx, len(tokens) - 1)
+        return [logits[i] for i in range(n_vocab)]
+
+    try:
+        prefix, tail = [300 + 7 * i for i in range(100)], [1000 + 3 * i for i in range(20)]
+        decode(0, prefix, 0)
+        kv = LlamaKVCache(ctx)
+        assert kv.restore(1, kv.save(0))
+        assert decode(1, tail, len(prefix)) == decode(0, tail, len(prefix))
+    finally:
+        llama.llama_batch_free(batch)
+        llama.llama_free(ctx)
+        llama.llama_model_free(model)
