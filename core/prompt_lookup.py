@@ -12,6 +12,12 @@ from collections.abc import Sequence
 # Longest and shortest n-gram looked up; a match on a longer one is the better guess.
 _MAX_NGRAM = 3
 _MIN_NGRAM = 2
+# Draft length adapts to how much of the last draft was accepted: it starts short, doubles while drafts are
+# taken whole, and after this many drafts in a row that were rejected outright the sequence stops drafting
+# for _COOLDOWN_STEPS steps (verifying a draft costs a wider decode, which is a loss when nothing is kept).
+_FIRST_LENGTH = 2
+_MISSES_BEFORE_COOLDOWN = 2
+_COOLDOWN_STEPS = 16
 
 
 class PromptLookup:
@@ -21,6 +27,12 @@ class PromptLookup:
         self._tokens: list[int] = []
         # n-gram -> the position right after its latest occurrence that is not the sequence's tail.
         self._next: dict[tuple[int, ...], int] = {}
+        self._length = _FIRST_LENGTH
+        self._misses = 0
+        self._cooldown = 0
+        # The last draft and how many tokens the sequence had when it was made, to see what was accepted.
+        self._last_draft: tuple[int, ...] = ()
+        self._drafted_at = 0
         self.extend(tokens)
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -36,12 +48,41 @@ class PromptLookup:
         return len(self._tokens)
 
     def draft(self, limit: int) -> tuple[int, ...]:
-        """Up to limit tokens that followed the longest earlier occurrence of the sequence's last n-gram."""
+        """Up to limit tokens (fewer while recent drafts were rejected) that followed the longest earlier
+        occurrence of the sequence's last n-gram. Call extend() with the tokens sampled since the last call
+        first: what they kept of the last draft sets the next one's length."""
+        self._settle()
+        if self._cooldown:
+            self._cooldown -= 1
+            return ()
         tokens = self._tokens
+        limit = min(limit, self._length)
         for n in range(_MAX_NGRAM, _MIN_NGRAM - 1, -1):
             if len(tokens) <= n or limit <= 0:
                 continue
             start = self._next.get(tuple(tokens[-n:]))
             if start is not None:
-                return tuple(tokens[start : start + limit])
+                self._last_draft = tuple(tokens[start : start + limit])
+                self._drafted_at = len(tokens)
+                return self._last_draft
         return ()
+
+    def _settle(self) -> None:
+        draft, self._last_draft = self._last_draft, ()
+        if not draft:
+            return
+        sampled = self._tokens[self._drafted_at :]
+        accepted = 0
+        while accepted < min(len(draft), len(sampled)) and draft[accepted] == sampled[accepted]:
+            accepted += 1
+        if accepted == len(draft):
+            self._misses = 0
+            self._length = min(2 * self._length, 64)
+        elif accepted:
+            self._misses = 0
+            self._length = max(1, accepted + 1)
+        else:
+            self._misses += 1
+            self._length = max(1, self._length // 2)
+            if self._misses >= _MISSES_BEFORE_COOLDOWN:
+                self._misses, self._cooldown = 0, _COOLDOWN_STEPS

@@ -2,9 +2,10 @@
 
 Engine-agnostic. The engine thread calls plan() before every decode; sequences join (admit) and leave
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
-rest of the step's prompt budget in chunks, shortest remaining prompt first. A small prompt budget finishes
-prompts one after another (the short ones get their first token sooner) and keeps long prompts from stalling
-the decoding sequences; a lone prompt, with nothing decoding, takes the whole batch.
+rest of the step, shortest remaining prompt first. A short prompt (at most four times the prompt budget) goes
+in whole while the batch has room, so a burst of chat requests starts decoding together; a long prompt
+advances by the small per-step prompt budget, so it neither stalls the decoding sequences nor holds back
+others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
 
 Prefixes are computed once: a prompt that starts like a recently finished sequence takes over that
 sequence's KV cells (kv_prefix_cache.py), or restores a host-memory snapshot of any earlier sequence that
@@ -190,13 +191,12 @@ class ContinuousBatchScheduler:
         # The small prompt budget is there for others' first tokens and decoding; a lone prompt with nothing
         # decoding goes in full batches (fewer steps, each paying the engine's fixed per-step cost).
         lone = not entries and len(prefilling) == 1
-        used = sum(len(e.tokens) for e in entries)
-        budget = min(
-            self.max_batch_tokens - used,
-            self.max_batch_tokens if lone else self.max_prompt_tokens_per_step,
-        )
+        room = self.max_batch_tokens - sum(len(e.tokens) for e in entries)
+        long_budget = self.max_batch_tokens if lone else self.max_prompt_tokens_per_step
+        short = min(4 * self.max_prompt_tokens_per_step, self.max_batch_tokens)
+        took_prompt = False
         for seq in prefilling:
-            if budget <= 0:
+            if room <= 0:
                 break
             if (
                 self._snapshots is not None
@@ -209,7 +209,20 @@ class ContinuousBatchScheduler:
                 if stored is not None and stored.length > seq.prefilled:
                     self._restore(seq, stored)
             prompt = seq.request.prompt_tokens
-            end = min(seq.prefilled + budget, self._next_split_point(seq, len(prompt)))
+            remaining = len(prompt) - seq.prefilled
+            if remaining <= short:
+                # Whole, or the next step; only the first prompt of a step is cut to the room left, so a
+                # batch full of decoding sequences cannot starve it.
+                if remaining > room and took_prompt:
+                    break
+                take = min(remaining, room)
+            else:
+                take = min(room, long_budget)
+                if take <= 0:
+                    continue
+                long_budget -= take
+            took_prompt = True
+            end = min(seq.prefilled + take, self._next_split_point(seq, len(prompt)))
             chunk = prompt[seq.prefilled : end]
             entries.append(
                 BatchEntry(
@@ -220,7 +233,7 @@ class ContinuousBatchScheduler:
                     all_logits=seq.request.prompt_logprobs is not None,
                 )
             )
-            budget -= len(chunk)
+            room -= len(chunk)
         return entries
 
     def prefilled(self, sequence: SequenceState) -> None:

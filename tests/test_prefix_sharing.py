@@ -131,12 +131,24 @@ def test_host_cache_is_bounded_and_drops_snapshots_a_longer_one_extends() -> Non
     assert not cache.worth_saving((8, 8, 8, 8)), "already held"
 
 
-def test_prompt_lookup_drafts_what_followed_the_last_ngram() -> None:
+def test_prompt_lookup_drafts_what_followed_the_last_ngram_longer_while_accepted() -> None:
     lookup = PromptLookup([5, 6, 7, 8, 9, 1, 2, 5, 6])
-    assert lookup.draft(3) == (7, 8, 9)
-    lookup.extend([7])
-    assert lookup.draft(8) == (8, 9, 1, 2, 5, 6, 7)
+    assert lookup.draft(8) == (7, 8), "a first draft is short"
+    lookup.extend([7, 8, 9])  # both drafted tokens kept, and the token after them
+    assert lookup.draft(8) == (1, 2, 5, 6), "a draft kept whole doubles the next one"
     assert PromptLookup([1, 2, 3, 4]).draft(4) == ()
+
+
+def test_prompt_lookup_stops_drafting_for_a_while_after_drafts_are_rejected_outright() -> None:
+    lookup = PromptLookup([1, 2, 3, 1, 2, 3])
+    assert lookup.draft(8) == (1, 2)
+    lookup.extend([7])  # rejected outright
+    lookup.extend([1, 2, 3])
+    assert lookup.draft(8) == (7,), "a rejected draft halves the next one"
+    lookup.extend([5])  # rejected outright again: a cool-down
+    lookup.extend([1, 2, 3])
+    drafts = [lookup.draft(8) for _ in range(17)]
+    assert drafts[:16] == [()] * 16 and drafts[16] != ()
 
 
 def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
@@ -151,7 +163,7 @@ def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
     _run_step(scheduler, kv)
     copying.output_tokens[-1] = copying.pending_token = 13
     (entry,) = scheduler.plan()
-    assert entry.tokens == (13, 14, 15, 16, 11) and entry.draft == 4
+    assert entry.tokens == (13, 14, 15) and entry.draft == 2
     other = _request((1, 2, 3))
     scheduler.submit(other)
     scheduler.admit(lambda _s: None)

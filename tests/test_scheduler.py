@@ -25,7 +25,7 @@ def _sequence(prompt_len: int, max_tokens: int = 8) -> SequenceState:
     return _state(SequenceRequest(tuple(range(1, prompt_len + 1)), max_tokens, (), GREEDY))
 
 
-def test_waiting_prompts_are_chunked_into_the_token_budget() -> None:
+def test_short_prompts_go_in_whole_and_the_next_waits_for_room() -> None:
     scheduler = ContinuousBatchScheduler(
         max_sequences=4, kv_capacity_tokens=1000, max_batch_tokens=10, kv=_RecordingKV()
     )
@@ -34,10 +34,7 @@ def test_waiting_prompts_are_chunked_into_the_token_budget() -> None:
     scheduler.submit(b)
     scheduler.admit(lambda _s: None)
     plan = scheduler.plan()
-    assert [(e.sequence, len(e.tokens), e.start_pos, e.sample) for e in plan] == [
-        (a, 6, 0, True),
-        (b, 4, 0, False),
-    ]
+    assert [(e.sequence, len(e.tokens), e.start_pos, e.sample) for e in plan] == [(a, 6, 0, True)]
 
 
 def test_decoding_sequences_get_one_token_each_before_prompts() -> None:
@@ -161,7 +158,7 @@ def test_retained_prefixes_are_evicted_when_ids_run_out() -> None:
     assert (unrelated.seq_id, unrelated.prefilled, scheduler.retained_prefixes) == (first.seq_id, 0, 0)
 
 
-def test_prompt_budget_finishes_prompts_one_after_another() -> None:
+def test_a_burst_of_short_prompts_starts_together_and_a_long_one_advances_by_the_budget() -> None:
     scheduler = ContinuousBatchScheduler(
         max_sequences=4,
         kv_capacity_tokens=1000,
@@ -169,12 +166,17 @@ def test_prompt_budget_finishes_prompts_one_after_another() -> None:
         kv=_RecordingKV(),
         max_prompt_tokens_per_step=8,
     )
-    a, b = _sequence(6), _sequence(6)
-    scheduler.submit(a)
-    scheduler.submit(b)
+    a, b, long = _sequence(6), _sequence(30), _sequence(100)
+    for sequence in (a, b, long):
+        scheduler.submit(sequence)
     scheduler.admit(lambda _s: None)
     plan = scheduler.plan()
-    assert [(e.sequence, len(e.tokens), e.sample) for e in plan] == [(a, 6, True), (b, 2, False)]
+    # 30 tokens is short (at most four times the budget of 8); 100 is long.
+    assert [(e.sequence, len(e.tokens), e.sample) for e in plan] == [
+        (a, 6, True),
+        (b, 30, True),
+        (long, 8, False),
+    ]
 
 
 def _run_step(scheduler: ContinuousBatchScheduler) -> list[SequenceState]:
@@ -239,7 +241,4 @@ def test_a_lone_prompt_takes_the_whole_batch_and_shares_it_once_another_arrives(
     scheduler.submit(short)
     scheduler.admit(lambda _s: None)
     plan = scheduler.plan()
-    assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 32)]
-    _run_step(scheduler)
-    plan = scheduler.plan()
-    assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 8), (long, 24)]
+    assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 40), (long, 32)]
