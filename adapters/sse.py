@@ -21,6 +21,13 @@ def encode_event(data: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+def encode_named_event(data: Mapping[str, Any]) -> bytes:
+    """One event named after data's "type" (`event: <type>`), as Anthropic's and the Responses API's streams
+    frame them (their SDKs skip events without a name)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {data['type']}\ndata: {payload}\n\n".encode()
+
+
 class EventStream:
     """An open text/event-stream response. Each send goes to the socket at once; nothing is batched.
 
@@ -58,31 +65,42 @@ class EventStream:
         if self._ended:
             raise ConnectionResetError("the event stream has ended")
         # write() hands the bytes to the transport now and waits for it to drain past its high-water mark.
-        await self.response.write(encode_event(data))
+        await self.response.write(self._encode(data))
 
     async def close(self) -> None:
-        """Send [DONE] and end the response (nothing when it has already ended)."""
+        """Send the closing event ([DONE]) and end the response (nothing when it has already ended)."""
         if self._ended:
             return
         self._end()
-        await self.response.write(DONE_EVENT)
+        await self.response.write(self._closing())
         await self.response.write_eof()
 
     def busy(self) -> bool:
         return not self._ended
 
     async def end_for_shutdown(self, error: InfernoError) -> None:
-        """The final error event and [DONE], then cancel the handler (and so its gRPC call)."""
+        """The final error event and the closing event, then cancel the handler (and so its gRPC call)."""
         if self._ended:
             return
         self._end()
         try:
-            await self.response.write(encode_event(error.to_body()) + DONE_EVENT)
+            await self.response.write(self._encode(self._error_event(error)) + self._closing())
             await self.response.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass  # the client is gone or the handler finished the response meanwhile
         if self._handler is not None and self._handler is not asyncio.current_task():
             self._handler.cancel()
+
+    # The framing, which other APIs' streams (Anthropic's, the Responses API's) override.
+
+    def _encode(self, data: Mapping[str, Any]) -> bytes:
+        return encode_event(data)
+
+    def _closing(self) -> bytes:
+        return DONE_EVENT
+
+    def _error_event(self, error: InfernoError) -> Mapping[str, Any]:
+        return error.to_body()
 
     def _end(self) -> None:
         self._ended = True

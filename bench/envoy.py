@@ -21,11 +21,11 @@ Two workloads run on each:
   reused the conversation's prefix. The hit rate is the fraction of repeated-conversation requests (turn 2
   on) that landed on the core that served the conversation's previous turn and reused its prefix there.
 
-On a machine with few CPU cores the cores of the fleet share them: two cores of one thread each cannot beat
-one core of two threads on a 2-core machine, so the table reports Envoy's overhead (envoy / direct) and the
-routing hit rate, not a speed-up. A speed-up needs one machine (or GPU) per core. A core given every CPU
-slows down sharply whenever anything else runs (the gateway, Envoy, this client, other load): run once more
-with --direct-threads 1 to see how much of a gap is that.
+On a machine with few CPU cores the cores of the fleet share them, so the table reports Envoy's overhead
+(envoy / direct) and the routing hit rate, not a fleet's speed-up, which needs one machine (or GPU) per core.
+Two cores of one thread each can still come out ahead of one core of two threads on 2 CPUs: a core given
+every CPU slows down whenever anything else runs (the gateway, Envoy, this client), because its threads wait
+on each other at every barrier. Run once more with --direct-threads 1 to see how much of a gap is that.
 
     .venv/bin/python bench/envoy.py                        # 2 cores x 1 thread vs one core of 2 threads
     .venv/bin/python bench/envoy.py --repeats 1 --max-tokens 8 --conversations 2 --turns 2   # a smoke run

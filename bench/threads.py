@@ -76,7 +76,7 @@ def main() -> None:
                     hog.wait()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{cores} CPUs, {args.tokens}-token greedy replies, median of {args.runs}, load average {load}\n")
-    print("| machine | other processes (cores) | threads | reply (s) |")
+    print("| machine | other load, the busy process aside (cores) | threads | reply (s) |")
     print("|---|---:|---|---:|")
     for load, foreign, name, seconds in rows:
         print(f"| {load} | {foreign:.1f} | {name} | {seconds:.2f} |")

@@ -8,6 +8,8 @@ used out first. Engine-agnostic: the engine supplies the bytes (KVCacheOps.save/
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from inferno.core.kv_prefix_cache import common_prefix_length
 @dataclass(frozen=True)
 class Snapshot:
     tokens: tuple[int, ...]
-    data: bytes
+    data: bytearray
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class HostPrefixCache:
         self._min_reuse = min_reuse_tokens
         self._snapshots: OrderedDict[tuple[int, ...], Snapshot] = OrderedDict()
         self._bytes = 0
+        self._dropped = 0
 
     @property
     def entries(self) -> int:
@@ -80,7 +83,7 @@ class HostPrefixCache:
     def worth_saving(self, tokens: Sequence[int]) -> bool:
         return self.capacity_bytes > 0 and len(tokens) >= self._min_reuse and not self.covers(tokens)
 
-    def put(self, tokens: tuple[int, ...], data: bytes) -> None:
+    def put(self, tokens: tuple[int, ...], data: bytearray) -> None:
         """Keeps a snapshot; snapshots it extends are dropped (it serves every prompt they served)."""
         if len(data) > self.capacity_bytes:
             return
@@ -93,3 +96,28 @@ class HostPrefixCache:
 
     def _drop(self, key: tuple[int, ...]) -> None:
         self._bytes -= len(self._snapshots.pop(key).data)
+        self._dropped += 1
+        if self._dropped % _TRIM_EVERY_DROPS == 0:
+            give_back_freed_memory()
+
+
+# Snapshots are megabytes each and come and go all the time: glibc keeps freed heap memory for reuse, and
+# fragmentation lets the process grow. Every so many drops the freed memory goes back to the system.
+_TRIM_EVERY_DROPS = 16
+
+
+def give_back_freed_memory() -> None:
+    """glibc's malloc_trim(0); nothing on other C libraries."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()

@@ -23,10 +23,10 @@ class KVCacheOps(Protocol):
 class KVSnapshotOps(KVCacheOps, Protocol):
     """An engine whose KV cells can be copied out to host memory and into any sequence's stream."""
 
-    def save(self, seq_id: int) -> bytes:
+    def save(self, seq_id: int) -> bytearray:
         """Every cell of seq_id, serialized."""
 
-    def restore(self, seq_id: int, data: bytes) -> bool:
+    def restore(self, seq_id: int, data: bytearray) -> bool:
         """Puts a saved sequence's cells into seq_id's (empty) stream; False if they do not fit."""
 
 

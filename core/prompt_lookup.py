@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Longest and shortest n-gram looked up; a match on a longer one is the better guess.
-_MAX_NGRAM = 3
-_MIN_NGRAM = 2
-# Draft length adapts to how much of the last draft was accepted: it starts short, doubles while drafts are
-# taken whole, and after this many drafts in a row that were rejected outright the sequence stops drafting
-# for _COOLDOWN_STEPS steps (verifying a draft costs a wider decode, which is a loss when nothing is kept).
+# Longest and shortest n-gram looked up; a match on a longer one is the better guess, and a two-token match
+# ("of the") is too common in free text to be worth a draft.
+_MAX_NGRAM = 4
+_MIN_NGRAM = 3
+# Draft length adapts to how much of the last draft was kept: it starts short, doubles while drafts are kept
+# whole and drops to one more than was kept otherwise. Verifying a draft costs a wider decode, a loss when
+# little is kept: when the share of drafted tokens kept (a moving average) falls under _MIN_KEPT, the
+# sequence stops drafting for _COOLDOWN_STEPS steps.
 _FIRST_LENGTH = 2
-_MISSES_BEFORE_COOLDOWN = 2
+_MIN_KEPT = 0.5
+_KEPT_WEIGHT = 0.3
 _COOLDOWN_STEPS = 16
 
 
@@ -28,7 +31,7 @@ class PromptLookup:
         # n-gram -> the position right after its latest occurrence that is not the sequence's tail.
         self._next: dict[tuple[int, ...], int] = {}
         self._length = _FIRST_LENGTH
-        self._misses = 0
+        self._kept = 1.0
         self._cooldown = 0
         # The last draft and how many tokens the sequence had when it was made, to see what was accepted.
         self._last_draft: tuple[int, ...] = ()
@@ -75,14 +78,11 @@ class PromptLookup:
         accepted = 0
         while accepted < min(len(draft), len(sampled)) and draft[accepted] == sampled[accepted]:
             accepted += 1
+        self._kept += _KEPT_WEIGHT * (accepted / len(draft) - self._kept)
         if accepted == len(draft):
-            self._misses = 0
             self._length = min(2 * self._length, 64)
-        elif accepted:
-            self._misses = 0
-            self._length = max(1, accepted + 1)
         else:
-            self._misses += 1
-            self._length = max(1, self._length // 2)
-            if self._misses >= _MISSES_BEFORE_COOLDOWN:
-                self._misses, self._cooldown = 0, _COOLDOWN_STEPS
+            self._length = max(1, accepted + 1)
+        if self._kept < _MIN_KEPT:
+            # After the pause, drafting starts over from a short draft and a clean slate.
+            self._cooldown, self._length, self._kept = _COOLDOWN_STEPS, _FIRST_LENGTH, 1.0

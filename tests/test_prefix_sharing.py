@@ -24,11 +24,11 @@ class _SnapshotKV:
     def clear(self, seq_id: int) -> None:
         self.cells[seq_id] = 0
 
-    def save(self, seq_id: int) -> bytes:
+    def save(self, seq_id: int) -> bytearray:
         self.calls.append(("save", seq_id))
-        return self.cells.get(seq_id, 0).to_bytes(4, "little") * 4
+        return bytearray(self.cells.get(seq_id, 0).to_bytes(4, "little") * 4)
 
-    def restore(self, seq_id: int, data: bytes) -> bool:
+    def restore(self, seq_id: int, data: bytearray) -> bool:
         self.calls.append(("restore", seq_id))
         self.cells[seq_id] = int.from_bytes(data[:4], "little")
         return True
@@ -109,7 +109,7 @@ def test_prompt_logprob_requests_never_reuse() -> None:
     scheduler = ContinuousBatchScheduler(
         max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
     )
-    scheduler.host_cache.put(SYSTEM, b"\x3c\0\0\0")
+    scheduler.host_cache.put(SYSTEM, bytearray(b"\x3c\0\0\0"))
     scoring = _state(SequenceRequest((*SYSTEM, 1), 0, (), GREEDY, prompt_logprobs=0))
     scheduler.submit(scoring)
     scheduler.admit(lambda _s: None)
@@ -118,11 +118,11 @@ def test_prompt_logprob_requests_never_reuse() -> None:
 
 def test_host_cache_is_bounded_and_drops_snapshots_a_longer_one_extends() -> None:
     cache = HostPrefixCache(capacity_bytes=100, min_reuse_tokens=4)
-    cache.put((1, 2, 3, 4), b"a" * 40)
-    cache.put((1, 2, 3, 4, 5, 6), b"b" * 40)
+    cache.put((1, 2, 3, 4), bytearray(b"a" * 40))
+    cache.put((1, 2, 3, 4, 5, 6), bytearray(b"b" * 40))
     assert cache.entries == 1, "the shorter snapshot is a prefix of the longer one"
-    cache.put((9, 9, 9, 9), b"c" * 40)
-    cache.put((8, 8, 8, 8), b"d" * 40)
+    cache.put((9, 9, 9, 9), bytearray(b"c" * 40))
+    cache.put((8, 8, 8, 8), bytearray(b"d" * 40))
     assert cache.bytes_held <= 100 and cache.entries == 2
     assert cache.best_match((1, 2, 3, 4, 5, 6, 7)) is None, "least recently used went first"
     match = cache.best_match((8, 8, 8, 8, 1))
@@ -132,20 +132,20 @@ def test_host_cache_is_bounded_and_drops_snapshots_a_longer_one_extends() -> Non
 
 
 def test_prompt_lookup_drafts_what_followed_the_last_ngram_longer_while_accepted() -> None:
-    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 2, 5, 6])
-    assert lookup.draft(8) == (7, 8), "a first draft is short"
-    lookup.extend([7, 8, 9])  # both drafted tokens kept, and the token after them
-    assert lookup.draft(8) == (1, 2, 5, 6), "a draft kept whole doubles the next one"
-    assert PromptLookup([1, 2, 3, 4]).draft(4) == ()
+    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 2, 5, 6, 7])
+    assert lookup.draft(8) == (8, 9), "a first draft is short"
+    lookup.extend([8, 9, 1])  # both drafted tokens kept, and the token after them
+    assert lookup.draft(8) == (2, 5, 6, 7), "a draft kept whole doubles the next one"
+    assert PromptLookup([1, 2, 3, 4, 1, 2]).draft(4) == (), "a two-token match is no draft"
 
 
-def test_prompt_lookup_stops_drafting_for_a_while_after_drafts_are_rejected_outright() -> None:
-    lookup = PromptLookup([1, 2, 3, 1, 2, 3])
-    assert lookup.draft(8) == (1, 2)
+def test_prompt_lookup_stops_drafting_for_a_while_when_little_is_kept() -> None:
+    lookup = PromptLookup([1, 2, 3, 4, 1, 2, 3])
+    assert lookup.draft(8) == (4, 1)
     lookup.extend([7])  # rejected outright
     lookup.extend([1, 2, 3])
-    assert lookup.draft(8) == (7,), "a rejected draft halves the next one"
-    lookup.extend([5])  # rejected outright again: a cool-down
+    assert lookup.draft(8) == (7,), "a rejected draft shortens the next one"
+    lookup.extend([5])  # rejected outright again: under half kept, a pause
     lookup.extend([1, 2, 3])
     drafts = [lookup.draft(8) for _ in range(17)]
     assert drafts[:16] == [()] * 16 and drafts[16] != ()

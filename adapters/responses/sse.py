@@ -3,8 +3,6 @@ sequence_number on every event, and no [DONE]."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +10,7 @@ from aiohttp import web
 
 from inferno.errors import InfernoError
 
-from ..sse import EventStream
+from ..sse import EventStream, encode_named_event
 
 
 class ResponseEventStream(EventStream):
@@ -23,35 +21,15 @@ class ResponseEventStream(EventStream):
         super().__init__(response, request)
         self._sequence = 0
 
-    async def send(self, data: Mapping[str, Any]) -> None:
-        if not self.busy():
-            raise ConnectionResetError("the event stream has ended")
-        await self.response.write(self._encode(data))
+    def _closing(self) -> bytes:
+        return b""
 
-    async def close(self) -> None:
-        if not self.busy():
-            return
-        self._end()
-        await self.response.write_eof()
-
-    async def end_for_shutdown(self, error: InfernoError) -> None:
-        """An error event, then cancel the handler (and so its gRPC call)."""
-        if not self.busy():
-            return
-        self._end()
-        try:
-            await self.response.write(self._encode(error_event(error)))
-            await self.response.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass  # the client is gone or the handler finished the response meanwhile
-        if self._handler is not None and self._handler is not asyncio.current_task():
-            self._handler.cancel()
+    def _error_event(self, error: InfernoError) -> Mapping[str, Any]:
+        return error_event(error)
 
     def _encode(self, data: Mapping[str, Any]) -> bytes:
-        event = {**data, "sequence_number": self._sequence}
         self._sequence += 1
-        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-        return f"event: {data['type']}\ndata: {payload}\n\n".encode()
+        return encode_named_event({**data, "sequence_number": self._sequence - 1})
 
 
 def error_event(error: InfernoError) -> dict[str, Any]:

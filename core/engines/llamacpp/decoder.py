@@ -40,14 +40,18 @@ class LlamaKVCache:
     def clear(self, seq_id: int) -> None:
         llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
 
-    def save(self, seq_id: int) -> bytes:
+    def save(self, seq_id: int) -> bytearray:
+        # One allocation, written in place and kept as is: no temporary copies of megabytes per snapshot.
         size = llama.llama_state_seq_get_size(self._ctx, seq_id)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama.llama_state_seq_get_data(self._ctx, buffer, size, seq_id)
-        return ctypes.string_at(buffer, written)
+        data = bytearray(size)
+        written = llama.llama_state_seq_get_data(
+            self._ctx, (ctypes.c_uint8 * size).from_buffer(data), size, seq_id
+        )
+        del data[written:]
+        return data
 
-    def restore(self, seq_id: int, data: bytes) -> bool:
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    def restore(self, seq_id: int, data: bytearray) -> bool:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer(data)
         return bool(llama.llama_state_seq_set_data(self._ctx, buffer, len(data), seq_id))
 
 
