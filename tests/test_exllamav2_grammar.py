@@ -172,6 +172,9 @@ def test_a_grammar_that_cannot_be_compiled_is_refused_naming_response_format(
     with pytest.raises(InfernoError) as caught:
         compiler.constraint("root ::= missing-rule")
     assert (caught.value.code, caught.value.details) == ("invalid_parameters", {"param": "response_format"})
+    with pytest.raises(InfernoError) as caught:
+        compiler.constraint("root ::= missing-rule", param="grammar")
+    assert caught.value.details == {"param": "grammar"}, "a grammar from another field names that field"
 
 
 def test_the_constraint_runs_in_the_generators_filter_thread(compiler: GrammarCompiler) -> None:

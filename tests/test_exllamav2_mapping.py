@@ -110,6 +110,7 @@ class Harness:
         self.generator = StandInGenerator()
         self.settings_given: list[tuple[dict[str, Any], tuple[tuple[int, float], ...]]] = []
         self.grammars_given: list[str] = []
+        self.grammar_params_given: list[str] = []
         filters = None if grammar_filter is None else self._filter
         builders = JobBuilders(
             input_ids=lambda tokens: np.array([list(tokens)], dtype=np.int64),
@@ -123,8 +124,9 @@ class Harness:
         self.settings_given.append((fields, logit_bias))
         return SimpleNamespace(**fields, token_bias=logit_bias)
 
-    def _filter(self, grammar: str) -> Any:
+    def _filter(self, grammar: str, param: str) -> Any:
         self.grammars_given.append(grammar)
+        self.grammar_params_given.append(param)
         return ("filter", grammar)
 
     def submit(self, prompt: tuple[int, ...] = (1, 2, 3), **fields: Any) -> tuple[SequenceState, StandInJob]:
@@ -242,8 +244,10 @@ def test_logprobs_requests_ask_the_generator_for_logits() -> None:
 
 def test_grammar_becomes_the_jobs_filter() -> None:
     harness = Harness()
-    _, job = harness.submit(sampling=replace(SAMPLING, grammar='root ::= "yes"'))
+    sampling = replace(SAMPLING, grammar='root ::= "yes"', grammar_param="guided_choice")
+    _, job = harness.submit(sampling=sampling)
     assert harness.grammars_given == ['root ::= "yes"']
+    assert harness.grammar_params_given == ["guided_choice"], "its refusals name the field it came from"
     assert job.kwargs["filters"] == [("filter", 'root ::= "yes"')]
 
 

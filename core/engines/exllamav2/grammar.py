@@ -26,18 +26,18 @@ class GrammarCompiler:
         self._eos = sorted(eos_ids)
         self._tokenizer = llguidance.LLTokenizer(tokenizer_json, eos_token=self._eos or None)
 
-    def constraint(self, gbnf: str) -> GrammarConstraint:
-        """A fresh constraint for one sequence. Raises invalid_parameters (naming response_format) for a
-        grammar llguidance cannot take."""
+    def constraint(self, gbnf: str, param: str = "response_format") -> GrammarConstraint:
+        """A fresh constraint for one sequence. Raises invalid_parameters naming param (the request field
+        the grammar came from) for a grammar llguidance cannot take."""
         try:
             lark = any_to_lark(gbnf)
         except Exception as exc:  # the converter raises bare exceptions of several kinds
-            raise _refused(str(exc)) from exc
+            raise _refused(str(exc), param) from exc
         matcher = llguidance.LLMatcher(
             self._tokenizer, llguidance.LLMatcher.grammar_from_lark(lark), log_level=0
         )
         if matcher.is_error():
-            raise _refused(matcher.get_error())
+            raise _refused(matcher.get_error(), param)
         return GrammarConstraint(matcher, self._tokenizer.vocab_size, self._eos)
 
 
@@ -84,9 +84,9 @@ class GrammarConstraint:
         return bool(self._matcher.is_accepting())
 
 
-def _refused(reason: str) -> InfernoError:
+def _refused(reason: str, param: str) -> InfernoError:
     return InfernoError(
         "invalid_parameters",
-        f"the output grammar for response_format cannot be enforced with ExLlamaV2: {reason}",
-        {"param": "response_format"},
+        f"the output grammar for {param} cannot be enforced with ExLlamaV2: {reason}",
+        {"param": param},
     )

@@ -115,7 +115,7 @@ def _assemble(
         input_ids=input_ids_tensor,
         settings=settings,
         job=exl.DynamicJob,
-        grammar_filter=lambda gbnf: filter_class(model, tokenizer, compiler.constraint(gbnf)),
+        grammar_filter=lambda gbnf, param: filter_class(model, tokenizer, compiler.constraint(gbnf, param)),
     )
     template = ChatTemplate(
         chat_template_source(request.path) or CHATML_TEMPLATE, vocabulary.bos_text, vocabulary.eos_text

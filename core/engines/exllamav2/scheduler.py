@@ -53,7 +53,8 @@ class JobBuilders:
     job: Callable[..., Any]
     # GBNF -> an ExLlamaV2Filter allowing only grammar-legal tokens; raises InfernoError for a grammar it
     # cannot take. None: constrained output is refused.
-    grammar_filter: Callable[[str], Any] | None
+    # (GBNF, the request field it came from) -> the generator's filter.
+    grammar_filter: Callable[[str, str], Any] | None
 
 
 @dataclass(eq=False)
@@ -101,9 +102,9 @@ class ExLlamaV2Scheduler:
                 raise InfernoError(
                     "invalid_parameters",
                     "constrained output is not available for this ExLlamaV2 model",
-                    {"param": "response_format"},
+                    {"param": config.grammar_param},
                 )
-            filters.append(self._builders.grammar_filter(config.grammar))
+            filters.append(self._builders.grammar_filter(config.grammar, config.grammar_param))
         settings = self._builders.settings(sampler_fields(config), config.logit_bias)
         key = next(self._keys)
         job = self._builders.job(
