@@ -231,3 +231,16 @@ def test_a_streamed_response_streams_reasoning_text_then_output_text(thinking_op
     assert types[-1] == "response.completed"
     final = events[-1]
     assert final.type == "response.completed" and final.response.output_text == ANSWER
+
+
+def test_an_anthropic_message_keeps_the_thinking_in_its_text(thinking_server: RunningServer) -> None:
+    """Extended thinking is not offered on /v1/messages, so the reasoning stays inline, as with
+    reasoning_format none, instead of being split off and lost."""
+    from anthropic import Anthropic
+
+    client = Anthropic(base_url=thinking_server.base_url, api_key="none", max_retries=0, timeout=60)
+    message = client.messages.create(
+        model=THINKING_MODELS[0], max_tokens=1024, messages=[{"role": "user", "content": "Hi"}]
+    )
+    text = "".join(block.text for block in message.content if block.type == "text")
+    assert text == REPLY

@@ -59,6 +59,9 @@ def parse_messages_request(body: JsonObject) -> MessagesRequest:
         "user": _user_id(body.get("metadata")),
         # The sampled tokens are what tells which stop sequence ended the reply.
         "logprobs": bool(stop_sequences),
+        # Extended thinking is not offered (a `thinking` request is refused), so a thinking model's reasoning
+        # stays in the text, as it would with thinking off, rather than being split off and lost.
+        "reasoning_format": "none",
     }
     parsed = parse_chat_request(chat)
     return MessagesRequest(parsed.params, parsed.stream, stop_sequences)
