@@ -46,8 +46,10 @@ from typing import Any
 import aiohttp
 import psutil
 from chat_prompts import QUESTIONS, render_prompt
+from text_streams import client_session, completion_chunks
 
 from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
+from inferno.core.engines.llamacpp.thread_governor import machine_busy_cpu_s, processes_cpu_s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -192,20 +194,11 @@ class ForeignCpuMeter:
         self._me = psutil.Process()
 
     def _own_cpu_s(self) -> float:
-        total = 0.0
-        for proc in [self._me, *self._me.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
+        return processes_cpu_s([self._me, *self._me.children(recursive=True)])
 
     @staticmethod
     def _busy_cpu_s() -> float:
-        times = psutil.cpu_times()._asdict()
-        # guest time is already inside user/nice; idle and iowait are not work.
-        return sum(v for k, v in times.items() if k not in ("idle", "iowait", "guest", "guest_nice"))
+        return machine_busy_cpu_s()
 
     def foreign_cores_over(self, seconds: float) -> float:
         busy, own = self._busy_cpu_s(), self._own_cpu_s()
@@ -397,14 +390,7 @@ async def _stream_completion(
     async with session.post(url, json=target.body(prompt, stream=True)) as resp:
         if resp.status != 200:
             raise RuntimeError(f"POST {url} -> {resp.status}: {await resp.text()}")
-        async for raw in resp.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
+        async for chunk in completion_chunks(resp):
             choice = chunk["choices"][0] if chunk.get("choices") else {}
             if choice.get("text"):
                 last = time.perf_counter() - run_start
@@ -419,14 +405,9 @@ async def _stream_completion(
     return StreamResult(ttft_s=first, last_token_s=last, tokens=tokens, finish_reason=finish)
 
 
-def _client_session() -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
-    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
-
-
 async def run_http_level(target: HttpTarget, prompts: Sequence[str]) -> RunResult:
     """Sends `concurrency` streamed completions at once; wall time is first send to last token."""
-    async with _client_session() as session:
+    async with client_session() as session:
         run_start = time.perf_counter()
         streams = await asyncio.gather(*(_stream_completion(session, target, p, run_start) for p in prompts))
         wall = max(s.last_token_s for s in streams)
@@ -436,7 +417,7 @@ async def run_http_level(target: HttpTarget, prompts: Sequence[str]) -> RunResul
 async def http_prompt_tokens(target: HttpTarget) -> list[int | None]:
     """prompt_tokens from a non-streamed 1-token completion per question (also warms the server)."""
     counts: list[int | None] = []
-    async with _client_session() as session:
+    async with client_session() as session:
         for question in QUESTIONS:
             body = target.body(render_prompt(question), stream=False, max_tokens=1)
             async with session.post(target.base_url + "/v1/completions", json=body) as resp:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,18 @@ class TextStream:
     ttft_s: float
     total_s: float
     tokens: int
+
+
+async def completion_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The parsed `data:` events of an OpenAI-style SSE response, up to [DONE]."""
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        yield json.loads(data)
 
 
 async def stream_text(
@@ -35,14 +47,7 @@ async def stream_text(
     async with session.post(base_url + "/v1/completions", json=payload) as resp:
         if resp.status != 200:
             raise RuntimeError(f"POST /v1/completions -> {resp.status}: {await resp.text()}")
-        async for raw in resp.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
+        async for chunk in completion_chunks(resp):
             for choice in chunk.get("choices") or ():
                 if choice.get("text"):
                     first = first if first is not None else time.perf_counter() - started
@@ -56,7 +61,7 @@ async def stream_text(
 
 
 def client_session() -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=900)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
 
 

@@ -14,20 +14,22 @@ import httpx
 
 Body = dict[str, Any]
 
-_WEATHER_TOOL: Body = {
+# The weather tool the tool-call tests of several APIs ask for (its arguments in the tool's JSON schema).
+WEATHER_PARAMETERS: Body = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 40},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL: Body = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "minLength": 1, "maxLength": 40},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city", "unit"],
-            "additionalProperties": False,
-        },
+        "parameters": WEATHER_PARAMETERS,
     },
 }
 _QUESTION = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
@@ -45,7 +47,7 @@ CHAT_REQUESTS: dict[str, Body] = {
     },
     "tool call": {
         "messages": _QUESTION,
-        "tools": [_WEATHER_TOOL],
+        "tools": [WEATHER_TOOL],
         "tool_choice": "required",
         "parallel_tool_calls": False,
         "temperature": 0,

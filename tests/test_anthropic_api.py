@@ -23,25 +23,17 @@ from inferno.core.embedded import EMBEDDED_MODEL_ID
 from inferno.errors import ERROR_KINDS
 from inferno.v1 import common_pb2
 from inferno.v1 import inference_service_pb2 as pb
+from tests.response_samples import WEATHER_PARAMETERS
 from tests.security_fixtures import SecuredServer
 from tests.servers import RunningServer
 
 QUESTION: list[MessageParam] = [{"role": "user", "content": "Count from one to twenty in words."}]
 # The SDK no longer has arguments for the sampling fields; the API (and Inferno) still takes them.
 GREEDY: dict[str, Any] = {"extra_body": {"temperature": 0}}
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 1, "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
 WEATHER_TOOL: ToolParam = {
     "name": "get_weather",
     "description": "The current weather in a city",
-    "input_schema": WEATHER_SCHEMA,
+    "input_schema": WEATHER_PARAMETERS,
 }
 WEATHER_QUESTION: list[MessageParam] = [
     {"role": "user", "content": "What is the weather in Paris, in celsius?"}
@@ -182,7 +174,7 @@ def test_a_forced_tool_is_called_and_its_result_answered(
     assert called.stop_reason == "tool_use"
     uses = [block for block in called.content if block.type == "tool_use"]
     assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].id
-    jsonschema.validate(uses[0].input, WEATHER_SCHEMA)
+    jsonschema.validate(uses[0].input, WEATHER_PARAMETERS)
     follow_up: list[MessageParam] = [
         *WEATHER_QUESTION,
         {"role": "assistant", "content": called.content},
@@ -222,7 +214,7 @@ def test_a_streamed_tool_call_arrives_as_input_json_deltas(claude: Anthropic, mo
         if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
     ]
     assert len(pieces) > 1
-    jsonschema.validate(json.loads("".join(pieces)), WEATHER_SCHEMA)
+    jsonschema.validate(json.loads("".join(pieces)), WEATHER_PARAMETERS)
     delta = next(e for e in events if e.type == "message_delta")
     assert delta.delta.stop_reason == "tool_use"
 

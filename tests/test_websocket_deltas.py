@@ -11,24 +11,9 @@ from typing import Any
 import aiohttp
 import httpx
 
+from tests.response_samples import WEATHER_TOOL
 from tests.servers import RunningServer
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "minLength": 1, "maxLength": 40},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city", "unit"],
-            "additionalProperties": False,
-        },
-    },
-}
 FORCED_TOOL_CALL = {
     "messages": [{"role": "user", "content": "What is the weather in Paris, in celsius?"}],
     "tools": [WEATHER_TOOL],

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -31,24 +31,29 @@ _QUIET_INTERVALS = 3
 def machine_busy_cpu_s() -> float:
     """CPU seconds the whole machine has spent working (every process), from /proc/stat."""
     times = psutil.cpu_times()._asdict()
+    # guest time is already inside user/nice; idle and iowait are not work.
     return sum(v for k, v in times.items() if k not in ("idle", "iowait", "guest", "guest_nice"))
 
 
-def inferno_cpu_s() -> float:
-    """CPU seconds of this process and, under `inferno serve`, of its supervisor and all of its children."""
-    me = psutil.Process()
-    parent = me.parent()
-    family = [me]
-    if parent is not None and _is_inferno_supervisor(parent):
-        family = [parent, *parent.children(recursive=True)]
+def processes_cpu_s(processes: Iterable[psutil.Process]) -> float:
+    """CPU seconds (user and system) the processes have used; one that has exited counts nothing."""
     total = 0.0
-    for process in family:
+    for process in processes:
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue
         total += times.user + times.system
     return total
+
+
+def inferno_cpu_s() -> float:
+    """CPU seconds of this process and, under `inferno serve`, of its supervisor and all of its children."""
+    me = psutil.Process()
+    parent = me.parent()
+    if parent is not None and _is_inferno_supervisor(parent):
+        return processes_cpu_s([parent, *parent.children(recursive=True)])
+    return processes_cpu_s([me])
 
 
 def _is_inferno_supervisor(process: psutil.Process) -> bool:
