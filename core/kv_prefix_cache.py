@@ -31,16 +31,21 @@ class KVSnapshotOps(KVCacheOps, Protocol):
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens a and b share. Slices compare in C: a binary search over slice equality
-    beats a Python loop over thousands of prompt tokens."""
+    """How many leading tokens a and b share. Slices compare in C, in windows that double while they match
+    and are then halved down to the first difference: the cost follows the shared length, not the prompts'
+    (most pairs part within a few tokens; a shared system prompt is hundreds long)."""
     n = min(len(a), len(b))
-    a, b = tuple(a[:n]), tuple(b[:n])
-    if a == b:
-        return n
-    low, high = 0, n  # a[:low] == b[:low], a[:high] != b[:high]
-    while high - low > 1:
+    low, width = 0, 16  # a[:low] == b[:low]
+    while True:
+        high = min(n, low + width)
+        if low == high:
+            return n
+        if tuple(a[low:high]) != tuple(b[low:high]):
+            break
+        low, width = high, 2 * width
+    while high - low > 1:  # the first difference is in [low, high)
         middle = (low + high) // 2
-        if a[low:middle] == b[low:middle]:
+        if tuple(a[low:middle]) == tuple(b[low:middle]):
             low = middle
         else:
             high = middle
