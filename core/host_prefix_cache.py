@@ -32,13 +32,13 @@ class SnapshotMatch:
 
 @dataclass(frozen=True)
 class PrefixCacheState:
-    """Prefix reuse of one model: the host cache's snapshots, and every reuse since load (a restored
-    snapshot or a finished sequence's retained stream) with the prompt tokens it saved computing."""
+    """Prefix reuse of one model: the host cache's snapshots, and how many prompts reused a prefix since load
+    (a restored snapshot or a finished sequence's retained stream; the tokens they saved are the stepper's
+    reused_prompt_tokens)."""
 
     entries: int
     bytes_held: int
     hits: int
-    hit_tokens: int
 
 
 class HostPrefixCache:

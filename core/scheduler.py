@@ -309,4 +309,4 @@ class ContinuousBatchScheduler:
 
     def prefix_cache_state(self) -> PrefixCacheState:
         cache = self.host_cache
-        return PrefixCacheState(cache.entries, cache.bytes_held, self.prefix_hits, self.reused_tokens)
+        return PrefixCacheState(cache.entries, cache.bytes_held, self.prefix_hits)
