@@ -8,26 +8,25 @@ inferno.errors. /ws is a WebSocket and is not described here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from .anthropic.openapi import ANTHROPIC_PATHS
 from .openai.compat_openapi import GUIDED_PROPERTIES, root_tokenizer_paths
+from .openapi_schema import (
+    BOOL_OR_NULL,
+    ERROR_REF,
+    NUMBER_OR_NULL,
+    STRING_OR_NULL,
+    UINT32,
+    UINT32_OR_NULL,
+    Schema,
+)
 from .response_schemas import RESPONSE_SCHEMAS, component
 from .responses.openapi import RESPONSES_PATHS
 
-Schema = dict[str, Any]
-
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
-_BOOL_OR_NULL: Schema = {"type": ["boolean", "null"]}
-_NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
-_UINT32: Schema = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-_UINT32_OR_NULL: Schema = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1}
 # The core caps what it generates at the model's context; the sequences one request may create (prompts x n,
 # best_of) are capped by the core's max_sequences_per_request setting.
-_MAX_TOKENS = _UINT32_OR_NULL
+_MAX_TOKENS = UINT32_OR_NULL
 _COUNT: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**32 - 1}
 _STOP: Schema = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]
@@ -36,8 +35,8 @@ _PROMPT: Schema = {
     "oneOf": [
         {"type": "string"},
         {"type": "array", "items": {"type": "string"}},
-        {"type": "array", "items": _UINT32},
-        {"type": "array", "items": {"type": "array", "items": _UINT32}},
+        {"type": "array", "items": UINT32},
+        {"type": "array", "items": {"type": "array", "items": UINT32}},
     ]
 }
 _ERROR_SCHEMA: Schema = {
@@ -79,16 +78,16 @@ _MESSAGE: Schema = {
                 },
             ]
         },
-        "name": _STRING_OR_NULL,
-        "tool_call_id": _STRING_OR_NULL,
+        "name": STRING_OR_NULL,
+        "tool_call_id": STRING_OR_NULL,
         "tool_calls": {
             "type": ["array", "null"],
             "items": {
                 "type": "object",
                 "required": ["function"],
                 "properties": {
-                    "id": _STRING_OR_NULL,
-                    "type": _STRING_OR_NULL,
+                    "id": STRING_OR_NULL,
+                    "type": STRING_OR_NULL,
                     "function": {
                         "type": "object",
                         "required": ["name"],
@@ -112,20 +111,20 @@ _TOOL: Schema = {
             "required": ["name"],
             "properties": {
                 "name": {"type": "string"},
-                "description": _STRING_OR_NULL,
-                "strict": _BOOL_OR_NULL,
+                "description": STRING_OR_NULL,
+                "strict": BOOL_OR_NULL,
                 "parameters": {"type": "object"},
             },
         },
     },
 }
 _GENERATION: Schema = {
-    "temperature": _NUMBER_OR_NULL,
-    "top_p": _NUMBER_OR_NULL,
-    "min_p": _NUMBER_OR_NULL,
-    "presence_penalty": _NUMBER_OR_NULL,
-    "frequency_penalty": _NUMBER_OR_NULL,
-    "repetition_penalty": _NUMBER_OR_NULL,
+    "temperature": NUMBER_OR_NULL,
+    "top_p": NUMBER_OR_NULL,
+    "min_p": NUMBER_OR_NULL,
+    "presence_penalty": NUMBER_OR_NULL,
+    "frequency_penalty": NUMBER_OR_NULL,
+    "repetition_penalty": NUMBER_OR_NULL,
     "top_k": {"type": ["integer", "null"], "minimum": -1, "maximum": 2**32 - 1},
     "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**64 - 1},
     "logit_bias": {
@@ -136,11 +135,11 @@ _GENERATION: Schema = {
     "max_tokens": _MAX_TOKENS,
     "max_completion_tokens": _MAX_TOKENS,
     "stop": _STOP,
-    "ignore_eos": _BOOL_OR_NULL,
+    "ignore_eos": BOOL_OR_NULL,
     **GUIDED_PROPERTIES,
-    "stream": _BOOL_OR_NULL,
-    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": _BOOL_OR_NULL}},
-    "user": _STRING_OR_NULL,
+    "stream": BOOL_OR_NULL,
+    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": BOOL_OR_NULL}},
+    "user": STRING_OR_NULL,
     "n": _COUNT,
 }
 _CHAT: Schema = {
@@ -150,8 +149,8 @@ _CHAT: Schema = {
         "model": {"type": "string"},
         "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
         **_GENERATION,
-        "logprobs": _BOOL_OR_NULL,
-        "top_logprobs": _UINT32_OR_NULL,
+        "logprobs": BOOL_OR_NULL,
+        "top_logprobs": UINT32_OR_NULL,
         "response_format": {
             "type": ["object", "null"],
             "required": ["type"],
@@ -183,7 +182,7 @@ _CHAT: Schema = {
                 },
             ]
         },
-        "parallel_tool_calls": _BOOL_OR_NULL,
+        "parallel_tool_calls": BOOL_OR_NULL,
         "reasoning_format": {"enum": ["auto", "none", "deepseek", None]},
     },
 }
@@ -195,9 +194,9 @@ _COMPLETION: Schema = {
         "prompt": _PROMPT,
         **_GENERATION,
         "logprobs": {"type": ["integer", "boolean", "null"], "minimum": 0, "maximum": 2**32 - 1},
-        "echo": _BOOL_OR_NULL,
+        "echo": BOOL_OR_NULL,
         "best_of": _COUNT,
-        "suffix": _STRING_OR_NULL,
+        "suffix": STRING_OR_NULL,
     },
 }
 _MODEL_ID = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -227,7 +226,7 @@ def _operation(
         # A failure after the stream began is one Error event, then [DONE].
         success["text/event-stream"] = {
             "schema": {"type": "string", "description": "data: <event JSON> lines, then data: [DONE]"},
-            "x-event-schema": {"oneOf": [events, _ERROR_REF]},
+            "x-event-schema": {"oneOf": [events, ERROR_REF]},
         }
     operation: Schema = {
         "operationId": operation_id,
@@ -236,11 +235,11 @@ def _operation(
             str(ok): {"description": "success", "content": success},
             "4XX": {
                 "description": "the request was refused",
-                "content": {"application/json": {"schema": _ERROR_REF}},
+                "content": {"application/json": {"schema": ERROR_REF}},
             },
             "5XX": {
                 "description": "the server failed",
-                "content": {"application/json": {"schema": _ERROR_REF}},
+                "content": {"application/json": {"schema": ERROR_REF}},
             },
         },
     }
@@ -324,7 +323,7 @@ DOCUMENT: Schema = {
                         "input": _PROMPT,
                         "encoding_format": {"enum": ["float", "base64", None]},
                         "dimensions": {"type": ["integer", "null"], "minimum": 1},
-                        "user": _STRING_OR_NULL,
+                        "user": STRING_OR_NULL,
                     },
                 ),
                 response=component("EmbeddingList"),
@@ -337,15 +336,15 @@ DOCUMENT: Schema = {
                 body=_object(
                     [],
                     {
-                        "model": _STRING_OR_NULL,
-                        "content": _STRING_OR_NULL,
-                        "prompt": _STRING_OR_NULL,
+                        "model": STRING_OR_NULL,
+                        "content": STRING_OR_NULL,
+                        "prompt": STRING_OR_NULL,
                         "messages": {"type": ["array", "null"], "items": _MESSAGE},
-                        "add_special": _BOOL_OR_NULL,
-                        "add_special_tokens": _BOOL_OR_NULL,
-                        "add_generation_prompt": _BOOL_OR_NULL,
-                        "with_pieces": _BOOL_OR_NULL,
-                        "return_token_strs": _BOOL_OR_NULL,
+                        "add_special": BOOL_OR_NULL,
+                        "add_special_tokens": BOOL_OR_NULL,
+                        "add_generation_prompt": BOOL_OR_NULL,
+                        "with_pieces": BOOL_OR_NULL,
+                        "return_token_strs": BOOL_OR_NULL,
                     },
                 ),
                 response=component("TokenizeResult"),
@@ -356,7 +355,7 @@ DOCUMENT: Schema = {
                 "detokenize",
                 "Text of token ids",
                 body=_object(
-                    ["tokens"], {"model": _STRING_OR_NULL, "tokens": {"type": "array", "items": _UINT32}}
+                    ["tokens"], {"model": STRING_OR_NULL, "tokens": {"type": "array", "items": UINT32}}
                 ),
                 response=component("DetokenizeResult"),
             )
@@ -397,7 +396,7 @@ DOCUMENT: Schema = {
                     {
                         "name": {"type": "string"},
                         "permissions": {"type": "array", "items": {"type": "string"}},
-                        "expires_in": _STRING_OR_NULL,
+                        "expires_in": STRING_OR_NULL,
                         "rate_limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**32 - 1},
                     },
                 ),
@@ -420,7 +419,7 @@ DOCUMENT: Schema = {
                         "target_format": {"type": "string"},
                         "quantization": {"type": "string"},
                         "optimization": {"enum": ["speed", "balanced", "size", None]},
-                        "output_file": _STRING_OR_NULL,
+                        "output_file": STRING_OR_NULL,
                     },
                 ),
             ),

@@ -8,12 +8,10 @@ copies, so a field written but not described here fails there.
 
 from __future__ import annotations
 
-from typing import Any
-
 from inferno.model_names import state_name
 from inferno.v1 import model_service_pb2
 
-Schema = dict[str, Any]
+from .openapi_schema import STRING_OR_NULL, Schema
 
 
 def component(name: str) -> Schema:
@@ -42,7 +40,6 @@ def _nullable(schema: Schema) -> Schema:
 
 
 _STRING: Schema = {"type": "string"}
-_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
 _INTEGER: Schema = {"type": "integer", "minimum": 0}
 _NUMBER: Schema = {"type": "number"}
 _UNIX_SECONDS: Schema = {"type": "integer", "minimum": 0, "description": "Unix time in seconds"}
@@ -113,7 +110,7 @@ _CHAT_COMPLETION = _object(
                         {
                             "role": {"const": "assistant"},
                             "content": {
-                                **_STRING_OR_NULL,
+                                **STRING_OR_NULL,
                                 "description": "null when it holds only tool calls",
                             },
                             "refusal": _REFUSAL,
@@ -217,7 +214,7 @@ _MODEL = _object(
             "description": "always empty (older OpenAI clients read it)",
         },
         "root": _STRING,
-        "parent": _STRING_OR_NULL,
+        "parent": STRING_OR_NULL,
     }
 )
 _MODEL_LIST = _object({"object": {"const": "list"}, "data": _array(component("Model"))})
@@ -239,13 +236,13 @@ _MODEL_STATUS = _object(
             }
         ),
         "progress": {"type": ["number", "null"], "description": "0 to 1 while loading, else null"},
-        "error": _STRING_OR_NULL,
+        "error": STRING_OR_NULL,
         "estimated_memory": _HUMAN_BYTES,
         "load_seconds": _NUMBER,
         "engine": _object(
             {
                 "name": _STRING,
-                "device": _STRING_OR_NULL,
+                "device": STRING_OR_NULL,
                 "gpu_memory_used": _nullable(_HUMAN_BYTES),
                 "running_sequences": _INTEGER,
                 "waiting_sequences": _INTEGER,

@@ -6,11 +6,8 @@ Anthropic's shape, which also carries the seed's code and details.
 
 from __future__ import annotations
 
-from typing import Any
+from ..openapi_schema import STRING_OR_NULL, Schema
 
-Schema = dict[str, Any]
-
-_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
 _TEXT_BLOCK: Schema = {
     "type": "object",
     "required": ["type", "text"],
@@ -56,7 +53,7 @@ _TOOL: Schema = {
     "properties": {
         "type": {"enum": ["custom", None]},
         "name": {"type": "string"},
-        "description": _STRING_OR_NULL,
+        "description": STRING_OR_NULL,
         "input_schema": {"type": "object"},
     },
 }
@@ -87,7 +84,7 @@ _MESSAGES_BODY: Schema = {
         "temperature": {"type": ["number", "null"]},
         "top_p": {"type": ["number", "null"]},
         "top_k": {"type": ["integer", "null"], "minimum": -1, "maximum": 2**32 - 1},
-        "metadata": {"type": ["object", "null"], "properties": {"user_id": _STRING_OR_NULL}},
+        "metadata": {"type": ["object", "null"], "properties": {"user_id": STRING_OR_NULL}},
         "thinking": {
             "type": ["object", "null"],
             "required": ["type"],

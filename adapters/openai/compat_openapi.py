@@ -4,12 +4,8 @@ decoding fields of chat and completions, and vLLM's tokenizer routes at the root
 from __future__ import annotations
 
 import copy
-from typing import Any
 
-Schema = dict[str, Any]
-
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
+from ..openapi_schema import ERROR_REF, STRING_OR_NULL, Schema
 
 # llama.cpp's grammar and vLLM's guided decoding, min_tokens and typical_p (at most one guided field).
 GUIDED_PROPERTIES: Schema = {
@@ -20,12 +16,12 @@ GUIDED_PROPERTIES: Schema = {
         "maximum": 2**32 - 1,
         "description": "no end of sequence and no stop string before this many tokens",
     },
-    "grammar": {**_STRING_OR_NULL, "description": "a GBNF grammar (rule root) the output matches"},
+    "grammar": {**STRING_OR_NULL, "description": "a GBNF grammar (rule root) the output matches"},
     "guided_json": {
         "type": ["object", "string", "null"],
         "description": "a JSON schema (or its JSON text) the output satisfies",
     },
-    "guided_regex": {**_STRING_OR_NULL, "description": "a regular expression the whole output matches"},
+    "guided_regex": {**STRING_OR_NULL, "description": "a regular expression the whole output matches"},
     "guided_choice": {
         "type": ["array", "null"],
         "items": {"type": "string"},
@@ -63,7 +59,7 @@ def _tokenizer_info_operation() -> Schema:
             "chat_template": {"type": "string"},
         },
     }
-    error = {"content": {"application/json": {"schema": _ERROR_REF}}}
+    error = {"content": {"application/json": {"schema": ERROR_REF}}}
     return {
         "operationId": "tokenizer_info",
         "summary": "The tokenizer's settings: special tokens, context length, chat template (vLLM's route)",

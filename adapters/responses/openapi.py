@@ -6,14 +6,8 @@ seed's body (the document's Error schema).
 
 from __future__ import annotations
 
-from typing import Any
+from ..openapi_schema import BOOL_OR_NULL, ERROR_REF, NUMBER_OR_NULL, STRING_OR_NULL, UINT32_OR_NULL, Schema
 
-Schema = dict[str, Any]
-
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
-_BOOL_OR_NULL: Schema = {"type": ["boolean", "null"]}
-_NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 _TEXT_PART: Schema = {
     "type": "object",
     "required": ["type", "text"],
@@ -72,9 +66,9 @@ _TOOL: Schema = {
     "properties": {
         "type": {"const": "function"},
         "name": {"type": "string"},
-        "description": _STRING_OR_NULL,
+        "description": STRING_OR_NULL,
         "parameters": {"type": "object"},
-        "strict": _BOOL_OR_NULL,
+        "strict": BOOL_OR_NULL,
     },
 }
 _CREATE_BODY: Schema = {
@@ -99,15 +93,15 @@ _CREATE_BODY: Schema = {
                 },
             ]
         },
-        "instructions": _STRING_OR_NULL,
-        "previous_response_id": _STRING_OR_NULL,
-        "store": _BOOL_OR_NULL,
-        "background": _BOOL_OR_NULL,
-        "stream": _BOOL_OR_NULL,
+        "instructions": STRING_OR_NULL,
+        "previous_response_id": STRING_OR_NULL,
+        "store": BOOL_OR_NULL,
+        "background": BOOL_OR_NULL,
+        "stream": BOOL_OR_NULL,
         "metadata": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
-        "max_output_tokens": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1},
-        "temperature": _NUMBER_OR_NULL,
-        "top_p": _NUMBER_OR_NULL,
+        "max_output_tokens": UINT32_OR_NULL,
+        "temperature": NUMBER_OR_NULL,
+        "top_p": NUMBER_OR_NULL,
         "tools": {"type": ["array", "null"], "items": _TOOL},
         "tool_choice": {
             "oneOf": [
@@ -120,7 +114,7 @@ _CREATE_BODY: Schema = {
                 },
             ]
         },
-        "parallel_tool_calls": _BOOL_OR_NULL,
+        "parallel_tool_calls": BOOL_OR_NULL,
         "text": {
             "type": ["object", "null"],
             "properties": {
@@ -131,13 +125,13 @@ _CREATE_BODY: Schema = {
                         "type": {"enum": ["text", "json_object", "json_schema"]},
                         "name": {"type": "string"},
                         "schema": {"type": "object"},
-                        "strict": _BOOL_OR_NULL,
+                        "strict": BOOL_OR_NULL,
                     },
                 }
             },
         },
         "reasoning_format": {"enum": ["auto", "none", "deepseek", None]},
-        "user": _STRING_OR_NULL,
+        "user": STRING_OR_NULL,
     },
 }
 _RESPONSE_ID: Schema = {
@@ -151,7 +145,7 @@ _RESPONSE_ID: Schema = {
 def _operation(
     operation_id: str, summary: str, body: Schema | None = None, parameters: list[Schema] | None = None
 ) -> Schema:
-    error = {"content": {"application/json": {"schema": _ERROR_REF}}}
+    error = {"content": {"application/json": {"schema": ERROR_REF}}}
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,
