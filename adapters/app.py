@@ -25,6 +25,7 @@ from .dashboard.routes import dashboard_asset, dashboard_page
 from .docs_page.routes import docs_asset, docs_page
 from .draining import DRAIN, Drain
 from .errors import error_middleware
+from .grpc_relay import start_relay
 from .health import health
 from .ignored_fields import add_warning_header
 from .metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
@@ -141,10 +142,11 @@ def run_gateway(options: GatewayOptions) -> None:
     Raises StartupError (one line naming the port) when the port cannot be bound."""
     security = load_security_config(options.config_path, options.security.overrides())
     security.check_bind(options.host)
-    asyncio.run(_serve(options.core_address, options.host, options.port, security))
+    asyncio.run(_serve(options, security))
 
 
-async def _serve(core_address: str, host: str, port: int, security: SecurityConfig) -> None:
+async def _serve(options: GatewayOptions, security: SecurityConfig) -> None:
+    core_address, host, port = options.core_address, options.host, options.port
     # handler_cancellation: a client that disconnects cancels its handler, which cancels its gRPC call.
     app = build_app(core_address, security)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
@@ -161,10 +163,14 @@ async def _serve(core_address: str, host: str, port: int, security: SecurityConf
             raise port_error(host, port, "HTTP", error) from None
         scheme = "https" if tls else "http"
         logger.info("gateway listening on %s://%s:%d, core at %s", scheme, host, port, core_address)
+        relay = None
+        if options.relay_port is not None:
+            relay = await start_relay(app[CORE].channel, host, options.relay_port, security)
         await stop.wait()
         grace_s = shutdown_grace_s()
         logger.info("gateway shutting down (in-flight requests get %.0f s)", grace_s)
-        ended = await app[DRAIN].drain(grace_s)
+        drains = [app[DRAIN].drain(grace_s), *([relay.drain(grace_s)] if relay is not None else [])]
+        ended, *_ = await asyncio.gather(*drains)
         if ended:
             logger.info("gateway ended %d stream(s) still running after %.0f s", ended, grace_s)
     finally:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from inferno.call_metadata import CLIENT_ADDRESS_METADATA
 from inferno.core_channel import COMMAND_METADATA, aio_channel
+from inferno.envoy_config import GATEWAY_HOP_HEADER
 from inferno.errors import InfernoError, error_from_rpc
 from inferno.security_config import SecurityConfig
 from inferno.v1 import (
@@ -32,7 +33,7 @@ from .routing_key import routing_metadata
 _Request = TypeVar("_Request")
 _Reply = TypeVar("_Reply")
 
-_CHANNEL_OPTIONS = [
+CHANNEL_OPTIONS = [
     # Replies such as a long non-streamed completion may pass gRPC's 4 MiB default.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # A core that restarts is back within seconds; don't let reconnect backoff grow toward 2 minutes.
@@ -59,7 +60,7 @@ class CoreClient:
 
     def __init__(self, address: str, security: SecurityConfig) -> None:
         self.address = address
-        self._channel = aio_channel(address, security, _CHANNEL_OPTIONS)
+        self._channel = aio_channel(address, security, CHANNEL_OPTIONS)
         self.inference = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
@@ -67,6 +68,10 @@ class CoreClient:
         self.conversion = conversion_service_pb2_grpc.ConversionServiceStub(self._channel)
         self.responses = response_service_pb2_grpc.ResponseServiceStub(self._channel)
         self.health = health_pb2_grpc.HealthStub(self._channel)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self._channel
 
     async def close(self) -> None:
         await self._channel.close()
@@ -153,7 +158,7 @@ async def copy_core_headers(request: web.BaseRequest, response: web.StreamRespon
 
 def _core_error(address: str, request: web.Request, error: grpc.aio.AioRpcError) -> InfernoError:
     _keep_rate_limit_headers(request, error.initial_metadata(), error.trailing_metadata())
-    if _reset_by_proxy(error):
+    if reset_by_proxy(error):
         message = f"the inference core behind {address} stopped mid-stream; retry"
         return InfernoError("core_unavailable", message)
     converted = error_from_rpc(error)
@@ -163,15 +168,16 @@ def _core_error(address: str, request: web.Request, error: grpc.aio.AioRpcError)
     return converted
 
 
-def _reset_by_proxy(error: grpc.aio.AioRpcError) -> bool:
+def reset_by_proxy(error: grpc.aio.AioRpcError) -> bool:
     """A stream reset without a status: what a proxy (Envoy) sends when the core behind it dies after
     answering, and gRPC reports as INTERNAL. A core never resets its own streams."""
     return error.code() is grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or "")
 
 
 def _forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
-    """The caller's credentials and address, for the core's auth interceptor."""
-    metadata = [(CLIENT_ADDRESS_METADATA, request.remote or "")]
+    """The caller's credentials and address, for the core's auth interceptor; and the hop header that sends
+    the call past the gateways' gRPC relay (adapters/grpc_relay.py) straight to a core."""
+    metadata = [(CLIENT_ADDRESS_METADATA, request.remote or ""), (GATEWAY_HOP_HEADER, "gateway")]
     authorization = request.get(AUTHORIZATION) or request.headers.get("Authorization")
     if authorization:
         metadata.append(("authorization", authorization))

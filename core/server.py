@@ -42,33 +42,20 @@ from inferno.core.services.responses import ResponseServicer
 from inferno.core.validation import RequestLimits
 from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
-from inferno.lifecycle import StartupError, check_port_free, shutdown_grace_s
+from inferno.grpc_binding import bind_grpc_port
+from inferno.grpc_services import SERVICE_NAMES
+from inferno.lifecycle import StartupError, shutdown_grace_s
 from inferno.security_config import SecurityConfig, load_security_config
 from inferno.v1 import (
-    admin_service_pb2,
     admin_service_pb2_grpc,
-    auth_service_pb2,
     auth_service_pb2_grpc,
-    conversion_service_pb2,
     conversion_service_pb2_grpc,
-    inference_service_pb2,
     inference_service_pb2_grpc,
-    model_service_pb2,
     model_service_pb2_grpc,
-    response_service_pb2,
     response_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAMES = (
-    inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
-    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
-    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-    auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    conversion_service_pb2.DESCRIPTOR.services_by_name["ConversionService"].full_name,
-    response_service_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name,
-)
 
 
 async def serve_core(options: CoreOptions) -> None:
@@ -126,7 +113,7 @@ async def serve_core(options: CoreOptions) -> None:
         ],
     )
     # Bound before any model loads, so a taken port is refused in a second rather than after the load.
-    _bind(server, options.host, options.grpc_port, security)
+    bind_grpc_port(server, options.host, options.grpc_port, security, "gRPC")
     limits = RequestLimits.from_security(security)
     inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(manager, limits), server
@@ -193,25 +180,6 @@ async def _close_state(keys: KeyStore | None, database: Database, shared: Shared
     database.close()
     if shared is not None:
         await shared.close()
-
-
-def _bind(server: grpc.aio.Server, host: str, port: int, security: SecurityConfig) -> None:
-    """Listen on host:port, or raise StartupError naming the port."""
-    check_port_free(host, port, "gRPC")
-    address = f"{host}:{port}"
-    try:
-        if security.tls_enabled:
-            assert security.tls_cert is not None and security.tls_key is not None
-            credentials = grpc.ssl_server_credentials(
-                [(security.tls_key.read_bytes(), security.tls_cert.read_bytes())]
-            )
-            bound = server.add_secure_port(address, credentials)
-        else:
-            bound = server.add_insecure_port(address)
-    except RuntimeError:  # grpcio raises where older versions returned 0
-        bound = 0
-    if bound == 0:
-        raise StartupError(f"gRPC port {port} on {host} is already in use or cannot be bound")
 
 
 async def _load_at_start(manager: ModelManager) -> None:

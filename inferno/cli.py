@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument(
         "--port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (default: %(default)s)"
     )
+    gateway.add_argument(
+        "--grpc-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the gRPC API here, relayed to --core (Envoy's --relay: a core that dies "
+        "mid-stream ends its clients' calls UNAVAILABLE, not reset); default: no relay",
+    )
     gateway.add_argument("--config", type=Path, help="inferno.toml: its [security] table")
     _add_security_arguments(gateway)
 
@@ -254,7 +261,9 @@ def _run(args: argparse.Namespace) -> int:
     from inferno.adapters.app import run_gateway
 
     run_gateway(
-        GatewayOptions(args.core, args.host, args.port, args.config, _security_flags(args)),
+        GatewayOptions(
+            args.core, args.host, args.port, args.config, _security_flags(args), relay_port=args.grpc_port
+        ),
     )
     return 0
 

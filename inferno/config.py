@@ -12,6 +12,8 @@ from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 50051
+# The gateway's gRPC relay (`inferno gateway --grpc-port`) in a fleet behind Envoy.
+DEFAULT_RELAY_PORT = 8081
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,5 @@ class GatewayOptions:
     port: int = DEFAULT_HTTP_PORT
     config_path: Path | None = None
     security: SecurityFlags = field(default_factory=SecurityFlags)
+    # The gRPC relay's port (adapters/grpc_relay.py); None: no relay.
+    relay_port: int | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
+from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_RELAY_PORT
 from inferno.config_file import ConfigError
 from inferno.envoy_config import (
     CORE_CLUSTER,
@@ -102,6 +102,8 @@ def envoy_config_arguments(fleet: Fleet) -> list[str]:
         *args,
         "--gateway",
         f"{GATEWAY_NAME}:{DEFAULT_HTTP_PORT}",
+        "--relay",
+        f"{GATEWAY_NAME}:{DEFAULT_RELAY_PORT}",
         "--listen",
         f"0.0.0.0:{DEFAULT_LISTEN_PORT}",
         "--descriptor",
@@ -259,6 +261,9 @@ def _gateway_command() -> list[str]:
         "0.0.0.0",
         "--port",
         str(DEFAULT_HTTP_PORT),
+        # gRPC clients reach the cores through the gateways' relay (a core dying mid-stream is UNAVAILABLE).
+        "--grpc-port",
+        str(DEFAULT_RELAY_PORT),
         # Through Envoy, never one core: every gateway sees every core and the same routing.
         "--core",
         f"{ENVOY_NAME}:{DEFAULT_LISTEN_PORT}",
@@ -297,10 +302,13 @@ def _deployment(name: str, replicas: int, pod: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _service(name: str, port: int, port_name: str, headless: bool = False) -> dict[str, Any]:
+def _service(name: str, ports: dict[str, int], headless: bool = False) -> dict[str, Any]:
+    """A Service for the named container ports."""
     spec: dict[str, Any] = {
         "selector": {"app.kubernetes.io/name": name},
-        "ports": [{"name": port_name, "port": port, "targetPort": port_name}],
+        "ports": [
+            {"name": port_name, "port": port, "targetPort": port_name} for port_name, port in ports.items()
+        ],
     }
     if headless:
         spec = {"clusterIP": "None", **spec}
@@ -360,7 +368,7 @@ class _Manifests:
                 "containers": [container],
                 "volumes": [{"name": "data", "emptyDir": {}}],
             }
-            documents += [_deployment(name, 1, pod), _service(name, DEFAULT_GRPC_PORT, "grpc")]
+            documents += [_deployment(name, 1, pod), _service(name, {"grpc": DEFAULT_GRPC_PORT})]
         return documents
 
     def gateways(self) -> list[dict[str, Any]]:
@@ -369,7 +377,10 @@ class _Manifests:
             "name": "gateway",
             "image": self.fleet.image,
             "args": _gateway_command(),
-            "ports": [{"name": "http", "containerPort": DEFAULT_HTTP_PORT}],
+            "ports": [
+                {"name": "http", "containerPort": DEFAULT_HTTP_PORT},
+                {"name": "grpc-relay", "containerPort": DEFAULT_RELAY_PORT},
+            ],
             # A gateway binds every interface only in front of cores that authenticate.
             "env": [{"name": "INFERNO_API_KEYS", "value": "true"}],
             "readinessProbe": _probe(http_probe, 5, 2),
@@ -379,7 +390,9 @@ class _Manifests:
         return [
             _deployment(GATEWAY_NAME, self.fleet.gateways, pod),
             # Headless: Envoy resolves every gateway pod and balances and health-checks each.
-            _service(GATEWAY_NAME, DEFAULT_HTTP_PORT, "http", headless=True),
+            _service(
+                GATEWAY_NAME, {"http": DEFAULT_HTTP_PORT, "grpc-relay": DEFAULT_RELAY_PORT}, headless=True
+            ),
         ]
 
     def envoy(self) -> list[dict[str, Any]]:
@@ -426,7 +439,7 @@ class _Manifests:
         return [
             config_map,
             _deployment(ENVOY_NAME, 1, pod),
-            _service(ENVOY_NAME, DEFAULT_LISTEN_PORT, "http"),
+            _service(ENVOY_NAME, {"http": DEFAULT_LISTEN_PORT}),
         ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
+from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_RELAY_PORT
 from inferno.deploy_config import (
     COMPOSE_ENVOY_FILE,
     COMPOSE_FILE,
@@ -33,7 +33,7 @@ from inferno.deploy_config import (
     envoy_config_arguments,
     generate,
 )
-from inferno.envoy_config import CORE_CLUSTER, DEFAULT_LISTEN_PORT, GATEWAY_CLUSTER
+from inferno.envoy_config import CORE_CLUSTER, DEFAULT_LISTEN_PORT, GATEWAY_CLUSTER, RELAY_CLUSTER
 from inferno.security_config import load_security_config
 from tests.tools import require_tool
 
@@ -163,6 +163,7 @@ def test_envoys_upstreams_are_the_services_on_the_cli_default_ports() -> None:
     clusters = _clusters(_configmap_envoy())
     assert _hosts(clusters[CORE_CLUSTER]) == [f"{name}:{DEFAULT_GRPC_PORT}" for name in _core_names()]
     assert _hosts(clusters[GATEWAY_CLUSTER]) == [f"{GATEWAY_NAME}:{DEFAULT_HTTP_PORT}"]
+    assert _hosts(clusters[RELAY_CLUSTER]) == [f"{GATEWAY_NAME}:{DEFAULT_RELAY_PORT}"]
     # Service names are resolved by DNS (a headless gateway Service resolves to every gateway pod).
     assert {cluster["type"] for cluster in clusters.values()} == {"STRICT_DNS"}
     listener = yaml.safe_load(_configmap_envoy())["static_resources"]["listeners"][0]
@@ -312,6 +313,10 @@ def test_gateways_probe_the_path_envoy_checks_and_reach_the_cores_through_envoy(
     service = _find("Service", GATEWAY_NAME)["spec"]
     assert service["clusterIP"] == "None"  # Envoy resolves every gateway pod
     assert service["ports"][0]["port"] == DEFAULT_HTTP_PORT
+    # The gRPC relay Envoy's relay cluster reaches, on the port the gateway is told to serve it on.
+    assert args[args.index("--grpc-port") + 1] == str(DEFAULT_RELAY_PORT)
+    assert _port_number(container, "grpc-relay") == DEFAULT_RELAY_PORT
+    assert {"name": "grpc-relay", "port": DEFAULT_RELAY_PORT, "targetPort": "grpc-relay"} in service["ports"]
 
 
 # --- docker compose ---------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import yaml
 
 from inferno.envoy_config import (
     CORE_CLUSTER,
+    GATEWAY_HOP_HEADER,
     MODEL_HEADER,
+    RELAY_CLUSTER,
     ROUTE_KEY_HEADER,
     Address,
     CoreEndpoint,
@@ -25,6 +27,7 @@ from inferno.envoy_config import (
     parse_core,
     render_yaml,
 )
+from inferno.grpc_services import SERVICE_NAMES
 from tests.crypto_helpers import write_self_signed_certificate
 from tests.tools import require_tool
 
@@ -99,6 +102,7 @@ def test_envoy_accepts_a_fleet_with_models_and_tls(envoy_bin: str, tmp_path: Pat
         "--core=127.0.0.1:50053",
         "--gateway=127.0.0.1:8080",
         "--gateway=127.0.0.1:8081",
+        "--relay=127.0.0.1:8091",
         f"--tls-cert={cert}",
         f"--tls-key={key}",
         f"--upstream-ca={cert}",
@@ -116,6 +120,31 @@ def test_envoy_accepts_a_fleet_with_models_and_tls(envoy_bin: str, tmp_path: Pat
     )
     assert _hosts(clusters[CORE_CLUSTER]) == ["127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"]
     assert _hosts(clusters["inferno_gateway"]) == ["127.0.0.1:8080", "127.0.0.1:8081"]
+    assert _hosts(clusters[RELAY_CLUSTER]) == ["127.0.0.1:8091"]
+
+
+def _routes(topology: Topology) -> list[dict[str, Any]]:
+    config = yaml.safe_load(render_yaml(topology))
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes: list[dict[str, Any]] = manager["route_config"]["virtual_hosts"][0]["routes"]
+    return routes
+
+
+def test_clients_grpc_goes_through_the_relays_and_the_gateways_own_calls_to_the_cores() -> None:
+    topology = Topology(relays=(Address("10.0.0.9", 8081),))
+    routes = _routes(topology)
+    relayed = [route for route in routes if route["route"]["cluster"] == RELAY_CLUSTER]
+    assert [route["match"]["prefix"] for route in relayed] == [f"/{name}/" for name in SERVICE_NAMES]
+    for route in relayed:
+        assert route["match"]["grpc"] == {}
+        assert route["match"]["headers"] == [{"name": GATEWAY_HOP_HEADER, "present_match": False}]
+    # First: a call without the hop header never reaches a core route, one with it never a relay route.
+    assert routes[: len(relayed)] == relayed
+    clusters = _clusters(yaml.safe_load(render_yaml(topology)))
+    assert clusters[RELAY_CLUSTER]["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+    # Without relays, gRPC clients reach the cores directly (the single-node config).
+    assert all(route["route"]["cluster"] != RELAY_CLUSTER for route in _routes(Topology()))
+    assert RELAY_CLUSTER not in _clusters(yaml.safe_load(render_yaml(Topology())))
 
 
 def test_a_model_goes_only_to_the_cores_that_serve_it() -> None:
@@ -143,9 +172,7 @@ def test_a_model_goes_only_to_the_cores_that_serve_it() -> None:
 
 def test_grpc_calls_are_routed_on_the_model_and_hashed_on_the_route_key() -> None:
     topology = Topology(cores=(parse_core("10.0.0.1:50051=a"), parse_core("10.0.0.2:50051=b")))
-    config = yaml.safe_load(render_yaml(topology))
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    routes = _routes(topology)
     by_model = {
         header["string_match"]["exact"]: route["route"]["cluster"]
         for route in routes

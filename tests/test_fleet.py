@@ -139,13 +139,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         port = free_port()
         cores.append(InfernoProcess(["core", "--grpc-port", str(port), *core_flags], port, core_env, cert))
     envoy = RunningEnvoy(free_port(), free_port(), workdir / "envoy.log", tls_ca=cert)
-    gateway_port = free_port()
-    gateway = InfernoProcess(
-        ["gateway", "--core", envoy.grpc_target, "--port", str(gateway_port), *tls], gateway_port, {}, cert
-    )
+    gateway_port, relay_port = free_port(), free_port()
+    gateway_flags = ["--port", str(gateway_port), "--grpc-port", str(relay_port), *tls]
+    gateway = InfernoProcess(["gateway", "--core", envoy.grpc_target, *gateway_flags], gateway_port, {}, cert)
     topology = Topology(
         cores=tuple(parse_core(f"127.0.0.1:{core.port}={MODEL}") for core in cores),
         gateways=(Address("127.0.0.1", gateway_port),),
+        relays=(Address("127.0.0.1", relay_port),),
         listen=Address("127.0.0.1", envoy.listener_port),
         admin_port=envoy.admin_port,
         tls=EdgeTls(cert, key),
@@ -205,6 +205,12 @@ def test_every_hop_speaks_tls(fleet: Fleet, client: httpx.Client) -> None:
     assert envoy.stat(f"listener.127.0.0.1_{envoy.listener_port}.ssl.handshake") >= 2  # client and gateway
     assert envoy.stat("cluster.inferno_gateway.ssl.handshake") >= 1
     assert envoy.stat(f"cluster.{model_cluster(fleet.topology, MODEL)}.ssl.handshake") >= 1
+    # client -> Envoy -> the gateway's gRPC relay -> Envoy -> core
+    with envoy.channel() as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        assert MODEL in [model.id for model in stub.ListModels(model_service_pb2.ListModelsRequest()).models]
+    assert envoy.stat("cluster.inferno_relay.ssl.handshake") >= 1
+    assert envoy.stat("cluster.inferno_relay.upstream_rq_total") >= 1
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{envoy.listener_port}/v1/models", timeout=10)
 
@@ -343,23 +349,24 @@ def _grpc_request(index: int, max_tokens: int) -> pb.StreamChatCompletionRequest
 class _GrpcEnding:
     chunks: int = 0
     code: grpc.StatusCode | None = None
-    details: str = ""
+    error: InfernoError | None = None
     started: threading.Event = field(default_factory=threading.Event)
 
 
 def _grpc_stream(fleet: Fleet, index: int, max_tokens: int, ending: _GrpcEnding) -> None:
-    """A gRPC client straight to Envoy, tagging its call as the gateway would."""
+    """A gRPC client of Envoy that sets no routing metadata: the gateway's relay routes it as the gateway
+    routes the same conversation over HTTP."""
     request = _grpc_request(index, max_tokens)
     with fleet.envoy.channel() as channel:
         stub = inference_service_pb2_grpc.InferenceServiceStub(channel)
         try:
-            for _ in stub.StreamChatCompletion(request, metadata=routing_metadata(request), timeout=180):
+            for _ in stub.StreamChatCompletion(request, timeout=180):
                 ending.chunks += 1
                 ending.started.set()
             ending.code = grpc.StatusCode.OK
         except grpc.RpcError as error:
             ending.code = error.code()
-            ending.details = error.details() or ""
+            ending.error = error_from_rpc(error)
         finally:
             ending.started.set()
 
@@ -492,10 +499,9 @@ def test_kill_9_fails_only_the_streams_on_the_dead_core_and_the_other_takes_over
     for stream in streams:
         if all(stream is not running for running in cut):
             assert _finished_normally(stream), (stream.index, stream.events[-3:])
-    # A gRPC client through Envoy sees its stream reset: Envoy has no status to send once the response has
-    # started, and gRPC reports a reset stream as INTERNAL.
-    assert grpc_ending.chunks > 0 and grpc_ending.code is grpc.StatusCode.INTERNAL, grpc_ending
-    assert "RST_STREAM" in grpc_ending.details, grpc_ending
+    # A gRPC client through Envoy: its call (relayed by the gateway) ends UNAVAILABLE with the seed's code.
+    assert grpc_ending.chunks > 0 and grpc_ending.code is grpc.StatusCode.UNAVAILABLE, grpc_ending
+    assert grpc_ending.error is not None and grpc_ending.error.code == "core_unavailable", grpc_ending
     # After the health checks have seen it dead, its conversations are served by the other core.
     time.sleep(UNHEALTHY_AFTER_S)
     flags = fleet.healthy_in_envoy()
