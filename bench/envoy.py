@@ -12,7 +12,9 @@ Two setups serve the same GGUF:
 Two workloads run on each:
 
 - streams: --repeats waves of 1 and 8 concurrent streamed completions (no two prompts alike, ignore_eos,
-  --max-tokens tokens each, temperature 0): aggregate tokens/s and time to first token.
+  --max-tokens tokens each, temperature 0): aggregate tokens/s and time to first token; once over SSE
+  (/v1/completions) and once as gRPC StreamCompletion calls without routing metadata (direct: to the core;
+  envoy: through Envoy to the gateway's gRPC relay, which adds the routing headers, and on to a core).
 - conversations: --conversations chats of --turns turns (/v1/chat/completions), one request at a time,
   each turn resending the whole history plus a new question; the gateway's route key hashes the system and
   first user message, which every turn repeats. Before and after each request every core's metrics are
@@ -64,6 +66,7 @@ from serving import (
     LevelSummary,
     PromptRotation,
     RunResult,
+    StreamResult,
     default_model_path,
     free_port,
     inferno_spec,
@@ -75,7 +78,13 @@ from text_streams import client_session
 
 from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
 from inferno.envoy_config import Address, CoreEndpoint, Topology, render_yaml
-from inferno.v1 import admin_service_pb2, admin_service_pb2_grpc
+from inferno.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    common_pb2,
+    inference_service_pb2,
+    inference_service_pb2_grpc,
+)
 
 LEVELS = (1, 8)
 N_CTX = 4096
@@ -191,6 +200,8 @@ class Setup:
     model_id: str
     core_ports: tuple[int, ...]
     description: str
+    # Where a gRPC client sends its calls: the core itself, or Envoy (and through it a gateway's relay).
+    grpc_target: str
 
 
 @contextlib.contextmanager
@@ -204,7 +215,12 @@ def direct_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
     _progress(f"[direct] {shlex.join(spec.command)}")
     with running_server(spec, port, log_dir) as model_id:
         yield Setup(
-            "direct", f"http://127.0.0.1:{port}", model_id, (grpc_port,), f"one core of {threads} threads"
+            "direct",
+            f"http://127.0.0.1:{port}",
+            model_id,
+            (grpc_port,),
+            f"one core of {threads} threads (gRPC: to the core)",
+            f"127.0.0.1:{grpc_port}",
         )
 
 
@@ -213,10 +229,11 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
     """--cores cores and one gateway behind Envoy, the gateway's core being Envoy."""
     env = {REPACK_ENV: "on" if args.repack else "off", "INFERNO_RATE_LIMIT": "0"}
     core_ports = tuple(free_port() for _ in range(args.cores))
-    gateway_port, listen_port, admin_port = free_port(), free_port(), free_port()
+    gateway_port, relay_port, listen_port, admin_port = free_port(), free_port(), free_port(), free_port()
     topology = Topology(
         cores=tuple(CoreEndpoint(Address("127.0.0.1", port)) for port in core_ports),
         gateways=(Address("127.0.0.1", gateway_port),),
+        relays=(Address("127.0.0.1", relay_port),),
         listen=Address("127.0.0.1", listen_port),
         admin_port=admin_port,
         descriptor=str(REPO_ROOT / "envoy" / "inferno.pb"),
@@ -254,6 +271,8 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
             "gateway",
             "--port",
             str(gateway_port),
+            "--grpc-port",
+            str(relay_port),
             "--core",
             f"127.0.0.1:{listen_port}",
         ]
@@ -270,7 +289,9 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
             base_url,
             model_id,
             core_ports,
-            f"{args.cores} cores of {args.threads_per_core} thread(s), one gateway, behind Envoy",
+            f"{args.cores} cores of {args.threads_per_core} thread(s), one gateway, behind Envoy "
+            "(gRPC: Envoy, the gateway's relay, Envoy, a core)",
+            f"127.0.0.1:{listen_port}",
         )
 
 
@@ -289,6 +310,57 @@ def timed_streams(setup: Setup, args: argparse.Namespace) -> dict[int, LevelSumm
         ]
         levels[level] = LevelSummary.of(runs)
         _progress(f"  {level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
+    return levels
+
+
+async def _grpc_stream(
+    stub: inference_service_pb2_grpc.InferenceServiceAsyncStub,
+    model_id: str,
+    prompt: str,
+    max_tokens: int,
+    start: float,
+) -> StreamResult:
+    params = inference_service_pb2.CompletionParams(
+        model=model_id,
+        prompts=[inference_service_pb2.Prompt(text=prompt)],
+        sampling=common_pb2.SamplingParams(temperature=0),
+        limits=common_pb2.GenerationLimits(max_tokens=max_tokens, ignore_eos=True),
+    )
+    first = last = None
+    tokens = 0
+    async for message in stub.StreamCompletion(inference_service_pb2.StreamCompletionRequest(params=params)):
+        if message.text:
+            last = time.perf_counter() - start
+            first = last if first is None else first
+        if message.HasField("usage"):
+            tokens = message.usage.completion_tokens
+    if first is None or last is None:
+        raise RuntimeError("a gRPC stream produced no tokens")
+    return StreamResult(ttft_s=first, last_token_s=last, tokens=tokens)
+
+
+async def _run_grpc_level(setup: Setup, prompts: Sequence[str], max_tokens: int) -> RunResult:
+    async with grpc.aio.insecure_channel(setup.grpc_target) as channel:
+        stub = inference_service_pb2_grpc.InferenceServiceStub(channel)
+        start = time.perf_counter()
+        streams = await asyncio.gather(
+            *(_grpc_stream(stub, setup.model_id, p, max_tokens, start) for p in prompts)
+        )
+    return RunResult(len(prompts), max(s.last_token_s for s in streams), list(streams))
+
+
+def timed_grpc_streams(setup: Setup, args: argparse.Namespace) -> dict[int, LevelSummary]:
+    """The same streams as timed_streams, as gRPC StreamCompletion calls without routing metadata."""
+    rotation = PromptRotation()
+    asyncio.run(_run_grpc_level(setup, rotation.take(1), args.max_tokens))  # warm-up, untimed
+    levels = {}
+    for level in LEVELS:
+        runs = [
+            asyncio.run(_run_grpc_level(setup, rotation.take(level), args.max_tokens))
+            for _ in range(args.repeats)
+        ]
+        levels[level] = LevelSummary.of(runs)
+        _progress(f"  gRPC {level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
     return levels
 
 
@@ -401,6 +473,7 @@ class SetupReport:
     setup: str
     description: str
     levels: dict[int, LevelSummary]
+    grpc_levels: dict[int, LevelSummary]
     routing: RoutingResult
 
 
@@ -412,23 +485,30 @@ def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.0f}%"
 
 
-def render_tables(reports: Sequence[SetupReport]) -> list[str]:
-    by_name = {report.setup: report for report in reports}
+def _speed_table(reports: Sequence[SetupReport], api: str) -> list[str]:
+    def levels_of(report: SetupReport) -> dict[int, LevelSummary]:
+        return report.levels if api == "SSE" else report.grpc_levels
+
+    direct = next((report for report in reports if report.setup == "direct"), None)
     lines = [
-        "| setup | streams | agg tok/s | TTFT p50 ms | TTFT p95 ms | agg tok/s vs direct "
+        "| setup | API | streams | agg tok/s | TTFT p50 ms | TTFT p95 ms | agg tok/s vs direct "
         "| TTFT p50 vs direct |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    direct = by_name.get("direct")
     for report in reports:
-        for level, summary in report.levels.items():
-            base = direct.levels.get(level) if direct else None
+        for level, summary in levels_of(report).items():
+            base = levels_of(direct).get(level) if direct else None
             speed = f"{summary.agg_tok_s / base.agg_tok_s:.2f}x" if base and base.agg_tok_s else "n/a"
             ttft = f"{summary.ttft_p50_ms / base.ttft_p50_ms:.2f}x" if base and base.ttft_p50_ms else "n/a"
             lines.append(
-                f"| {report.setup} | {level} | {summary.agg_tok_s:.1f} | {summary.ttft_p50_ms:.0f} "
+                f"| {report.setup} | {api} | {level} | {summary.agg_tok_s:.1f} | {summary.ttft_p50_ms:.0f} "
                 f"| {summary.ttft_p95_ms:.0f} | {speed} | {ttft} |"
             )
+    return lines
+
+
+def render_tables(reports: Sequence[SetupReport]) -> list[str]:
+    lines = [*_speed_table(reports, "SSE"), "", *_speed_table(reports, "gRPC")]
     lines += [
         "",
         "| setup | repeated requests | on the prefix's core | hit rate (same core, prefix reused) "
@@ -479,8 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with setups[name](args, Path(logs)) as setup:
                 _progress(f"[{name}] {setup.description}: streams")
                 levels = timed_streams(setup, args)
+                _progress(f"[{name}] gRPC streams")
+                grpc_levels = timed_grpc_streams(setup, args)
                 _progress(f"[{name}] conversations")
-                reports.append(SetupReport(name, setup.description, levels, conversations(setup, args)))
+                routing = conversations(setup, args)
+                reports.append(SetupReport(name, setup.description, levels, grpc_levels, routing))
     facts = machine_facts()
     lines = [
         f"Envoy overhead and routing: {args.model.name}, --max-tokens {args.max_tokens}, "
@@ -501,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "setup": r.setup,
                     "description": r.description,
                     "levels": {str(level): asdict(summary) for level, summary in r.levels.items()},
+                    "grpc_levels": {str(level): asdict(summary) for level, summary in r.grpc_levels.items()},
                     "routing": {**asdict(r.routing), "hit_rate": r.routing.hit_rate},
                 }
                 for r in reports
