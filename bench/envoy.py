@@ -299,9 +299,10 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
 # Workloads
 
 
-def timed_streams(setup: Setup, args: argparse.Namespace) -> dict[int, LevelSummary]:
+def timed_streams(
+    setup: Setup, args: argparse.Namespace, rotation: PromptRotation
+) -> dict[int, LevelSummary]:
     target = HttpTarget(setup.base_url, setup.model_id, {"ignore_eos": True}, args.max_tokens)
-    rotation = PromptRotation()
     asyncio.run(run_http_level(target, rotation.take(1)))  # warm-up, untimed
     levels = {}
     for level in LEVELS:
@@ -349,9 +350,10 @@ async def _run_grpc_level(setup: Setup, prompts: Sequence[str], max_tokens: int)
     return RunResult(len(prompts), max(s.last_token_s for s in streams), list(streams))
 
 
-def timed_grpc_streams(setup: Setup, args: argparse.Namespace) -> dict[int, LevelSummary]:
+def timed_grpc_streams(
+    setup: Setup, args: argparse.Namespace, rotation: PromptRotation
+) -> dict[int, LevelSummary]:
     """The same streams as timed_streams, as gRPC StreamCompletion calls without routing metadata."""
-    rotation = PromptRotation()
     asyncio.run(_run_grpc_level(setup, rotation.take(1), args.max_tokens))  # warm-up, untimed
     levels = {}
     for level in LEVELS:
@@ -558,9 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.setups.split(","):
             with setups[name](args, Path(logs)) as setup:
                 _progress(f"[{name}] {setup.description}: streams")
-                levels = timed_streams(setup, args)
+                # One rotation: the gRPC streams' prompts continue where the SSE streams' stopped.
+                rotation = PromptRotation()
+                levels = timed_streams(setup, args, rotation)
                 _progress(f"[{name}] gRPC streams")
-                grpc_levels = timed_grpc_streams(setup, args)
+                grpc_levels = timed_grpc_streams(setup, args, rotation)
                 _progress(f"[{name}] conversations")
                 routing = conversations(setup, args)
                 reports.append(SetupReport(name, setup.description, levels, grpc_levels, routing))

@@ -36,6 +36,7 @@ class ModelEngineMetrics:
     prefix_cache_entries: Gauge
     draft_tokens: Counter
     accepted_draft_tokens: Counter
+    interrupted_steps: Counter
     inter_token_latency: Histogram
     embedding_decodes: Counter
     embedding_inputs: Counter
@@ -151,6 +152,12 @@ class EngineMetrics:
             labels,
             registry=registry,
         )
+        self._interrupted_steps = Counter(
+            "inferno_engine_interrupted_steps",
+            "Decode steps of a long prompt stopped part-way for a short prompt to start (the work is redone)",
+            labels,
+            registry=registry,
+        )
 
         self._load_seconds = Histogram(
             "inferno_model_load_seconds",
@@ -242,6 +249,7 @@ class EngineMetrics:
             prefix_cache_entries=self._prefix_cache_entries.labels(model_id),
             draft_tokens=self._draft_tokens.labels(model_id),
             accepted_draft_tokens=self._accepted_draft_tokens.labels(model_id),
+            interrupted_steps=self._interrupted_steps.labels(model_id),
             inter_token_latency=self._inter_token.labels(model_id),
             embedding_decodes=self._embedding_decodes.labels(model_id),
             embedding_inputs=self._embedding_inputs.labels(model_id),

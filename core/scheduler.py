@@ -168,6 +168,11 @@ class ContinuousBatchScheduler:
             self._active.append(head)
             on_admit(head)
 
+    @property
+    def short_prompt_tokens(self) -> int:
+        """A prompt this long or shorter goes into one step whole; longer ones are computed in chunks."""
+        return min(4 * self.max_prompt_tokens_per_step, self.max_batch_tokens)
+
     def plan(self) -> list[BatchEntry]:
         """The next decode step: one pending token (and its draft) per decoding sequence, then prompt
         chunks."""
@@ -193,7 +198,7 @@ class ContinuousBatchScheduler:
         lone = not entries and len(prefilling) == 1
         room = self.max_batch_tokens - sum(len(e.tokens) for e in entries)
         long_budget = self.max_batch_tokens if lone else self.max_prompt_tokens_per_step
-        short = min(4 * self.max_prompt_tokens_per_step, self.max_batch_tokens)
+        short = self.short_prompt_tokens
         took_prompt = False
         for seq in prefilling:
             if room <= 0:

@@ -101,6 +101,7 @@ class GenerationRuntime:
             prompt_logprobs=[] if request.prompt_logprobs is not None else None,
         )
         self._commands.put(_Submit(sequence))
+        self._stepper.make_way_for(sequence)
         try:
             while True:
                 event = await events.get()
@@ -211,7 +212,9 @@ class GenerationRuntime:
             # Tokens of a sequence that finished earlier in this step (or was cancelled) are dropped.
             if not sampled.sequence.finished:
                 self._on_token(sampled, now)
-        if result.sequences or result.sampled:
+        if result.interrupted:
+            self._stats.interrupted_step()
+        elif result.sequences or result.sampled:
             self._stats.step(result, now - started)
 
     def _on_token(self, sampled: SampledToken, now: float) -> None:

@@ -64,6 +64,8 @@ class StepResult:
     # Draft tokens verified in this step, and how many of them the model accepted.
     drafted: int = 0
     accepted: int = 0
+    # The step was stopped before it finished (BatchDecoder.set_interrupt): nothing was computed.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ class BatchDecoder(Protocol):
 
     def release(self, sequence: SequenceState) -> None:
         """Frees per-sequence state (the KV cells are the scheduler's business)."""
+
+    def set_interrupt(self, stop: bool) -> None:
+        """True: the decode in progress (or the next) stops as soon as it can and returns
+        StepResult(interrupted=True), having computed nothing and left the KV cache as it was. False: clears
+        that. Called from any thread; a decoder that cannot stop a step ignores it."""
 
     def close(self) -> None:
         """Frees the engine's model and context. Called on the engine thread after the last step."""

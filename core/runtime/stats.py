@@ -66,6 +66,9 @@ class StatsRecorder:
             self._metrics.inter_token_latency.observe(now - sequence.last_token_at)
         sequence.last_token_at = now
 
+    def interrupted_step(self) -> None:
+        self._metrics.interrupted_steps.inc()
+
     def step(self, result: StepResult, seconds: float) -> None:
         sampled = len(result.sampled)
         self._decode_steps += 1

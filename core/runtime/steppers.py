@@ -6,13 +6,14 @@ SelfScheduledStepper passes sequences straight to an engine that batches by itse
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 from inferno.core.host_prefix_cache import PrefixCacheState
 from inferno.core.runtime.protocol import BatchDecoder, SelfScheduler, StepResult
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.runtime.stats import QueueState
-from inferno.core.scheduler import ContinuousBatchScheduler
+from inferno.core.scheduler import BatchEntry, ContinuousBatchScheduler
 from inferno.errors import InfernoError
 
 
@@ -27,6 +28,11 @@ class Stepper(Protocol):
     def has_work(self) -> bool: ...
 
     def step(self) -> StepResult: ...
+
+    def make_way_for(self, sequence: SequenceState) -> None:
+        """Called from the caller's thread as a sequence is submitted: a step in progress that would hold a
+        short prompt's first token back for long may be stopped, and its work redone after the newcomer's
+        first step."""
 
     def sequences(self) -> list[SequenceState]:
         """Every sequence submitted and not yet released."""
@@ -57,6 +63,11 @@ class ScheduledStepper:
         )
         self._started: set[SequenceState] = set()
         self._refused: list[tuple[SequenceState, BaseException]] = []
+        # Whether the step in progress may be interrupted, under a lock shared with make_way_for, so an
+        # interrupt only ever reaches the step it was meant for.
+        self._interrupt_lock = threading.Lock()
+        self._interruptible = False
+        self._interrupted_last = False
 
     def submit(self, sequence: SequenceState) -> InfernoError | None:
         self._scheduler.submit(sequence)
@@ -77,8 +88,16 @@ class ScheduledStepper:
         entries = self._scheduler.plan()
         if not entries:
             return StepResult(failed=refused)
-        result = self._decoder.decode(entries)
+        self._arm_interrupt(entries)
+        try:
+            result = self._decoder.decode(entries)
+        finally:
+            with self._interrupt_lock:
+                self._interruptible = False
+        self._interrupted_last = result.interrupted
         result.failed.extend(refused)
+        if result.interrupted:
+            return result
         result.sequences = len(entries)
         result.batch_tokens = sum(len(e.tokens) for e in entries)
         for entry in entries:
@@ -92,6 +111,26 @@ class ScheduledStepper:
                 ):
                     result.scored.append(sequence)
         return result
+
+    def make_way_for(self, sequence: SequenceState) -> None:
+        if len(sequence.request.prompt_tokens) > self._scheduler.short_prompt_tokens:
+            return  # a long prompt gains nothing from starting a step sooner
+        with self._interrupt_lock:
+            if self._interruptible:
+                self._interruptible = False
+                self._decoder.set_interrupt(True)
+
+    def _arm_interrupt(self, entries: list[BatchEntry]) -> None:
+        """A step may be interrupted when it computes a chunk of a long prompt bigger than any prompt chunk
+        a step shares with others (a lone prompt takes whole batches, about a second each on 2 CPU cores),
+        and the step before was not itself interrupted, so a stream of arrivals cannot starve that prompt."""
+        long_chunk = any(
+            entry.sequence.pending_token is None and len(entry.tokens) > self._scheduler.short_prompt_tokens
+            for entry in entries
+        )
+        with self._interrupt_lock:
+            self._decoder.set_interrupt(False)
+            self._interruptible = long_chunk and not self._interrupted_last
 
     def _start(self, sequence: SequenceState) -> None:
         try:
@@ -144,6 +183,9 @@ class SelfScheduledStepper:
 
     def step(self) -> StepResult:
         return self._engine.step()
+
+    def make_way_for(self, sequence: SequenceState) -> None:
+        pass  # the engine schedules its own steps
 
     def sequences(self) -> list[SequenceState]:
         return list(self._live)

@@ -49,6 +49,9 @@ class ScriptedDecoder:
     def release(self, sequence: SequenceState) -> None:
         del self._replies[sequence]
 
+    def set_interrupt(self, stop: bool) -> None:
+        pass  # its steps are short sleeps: nothing to stop
+
     def decode(self, entries: Sequence[BatchEntry]) -> StepResult:
         time.sleep(self._script.delay_s)
         result = StepResult()

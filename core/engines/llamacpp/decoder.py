@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Drafts are verified only while at most this many sequences decode: on a CPU a batch of several sequences
 # already keeps the cores busy, and drafted tokens then cost about as much as they save.
 _DRAFT_MAX_SEQUENCES = 2
+# llama_decode's status when the abort callback stopped it.
+_DECODE_ABORTED = 2
 
 
 class LlamaKVCache:
@@ -55,6 +57,27 @@ class LlamaKVCache:
         return bool(llama.llama_state_seq_set_data(self._ctx, buffer, len(data), seq_id))
 
 
+def _libc_strlen_address() -> int:
+    address = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value
+    assert address is not None
+    return address
+
+
+class StepInterrupt:
+    """llama.cpp's abort callback, without Python: the callback is libc's strlen on a two-byte buffer, which
+    returns 1 while the first byte is set and 0 otherwise. ggml asks the callback after every graph node on
+    its compute thread; a Python callback would take the GIL hundreds of times a step. Setting the byte from
+    any thread makes the llama_decode in progress stop at the next node and return 2."""
+
+    def __init__(self, ctx: llama.llama_context_p) -> None:
+        self._flag = ctypes.create_string_buffer(2)
+        self._callback = llama.ggml_abort_callback(_libc_strlen_address())
+        llama.llama_set_abort_callback(ctx, self._callback, ctypes.cast(self._flag, ctypes.c_void_p))
+
+    def set(self, stop: bool) -> None:
+        self._flag[0] = b"\x01" if stop else b"\x00"
+
+
 class LlamaCppDecoder:
     def __init__(
         self, model_id: str, model: GgufModel, settings: EngineSettings, context_length: int
@@ -76,6 +99,7 @@ class LlamaCppDecoder:
             raise InfernoError("insufficient_memory", f"llama.cpp could not create a context for {model_id}")
         self._batch = llama.llama_batch_init(settings.batch_tokens, 0, 1)
         self._kv = LlamaKVCache(self._ctx)
+        self._interrupt = StepInterrupt(self._ctx)
         self._limits = DecoderLimits(
             max_sequences=settings.parallel_sequences,
             kv_capacity_tokens=int(llama.llama_n_ctx(self._ctx)),
@@ -96,6 +120,9 @@ class LlamaCppDecoder:
     @property
     def kv(self) -> LlamaKVCache:
         return self._kv
+
+    def set_interrupt(self, stop: bool) -> None:
+        self._interrupt.set(stop)
 
     def start(self, sequence: SequenceState) -> None:
         request = sequence.request
@@ -135,6 +162,9 @@ class LlamaCppDecoder:
         if threads is not None:
             llama.llama_set_n_threads(self._ctx, threads, threads)
         status = llama.llama_decode(self._ctx, batch)
+        if status == _DECODE_ABORTED:
+            # n_ubatch is n_batch, so the step was one ubatch, and llama.cpp took its cells back out.
+            return StepResult(interrupted=True)
         if status != 0:
             raise InfernoError("internal_error", f"llama_decode failed with status {status}")
         for entry, first_index in scored:
