@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.llama_context import embedded_context
 from tests.servers import RunningServer, running_inferno
 
 LONG_PROMPT = [200 + (i * 7 + 5) % 4000 for i in range(3000)]
@@ -21,34 +22,12 @@ LONG_PROMPT = [200 + (i * 7 + 5) % 4000 for i in range(3000)]
 def test_an_interrupted_decode_computes_nothing_and_the_redone_step_is_the_same() -> None:
     import llama_cpp.llama_cpp as llama
 
-    from inferno.core.embedded import embedded_model_path
     from inferno.core.engines.llamacpp.decoder import StepInterrupt
 
-    llama.llama_backend_init()
-    model = llama.llama_model_load_from_file(
-        str(embedded_model_path()).encode(), llama.llama_model_default_params()
-    )
-    params = llama.llama_context_default_params()
-    params.n_ctx, params.n_seq_max, params.kv_unified = 2 * 1024, 2, False
-    params.n_batch = params.n_ubatch = 512
-    ctx = llama.llama_init_from_model(model, params)
-    batch = llama.llama_batch_init(512, 0, 1)
-    memory = llama.llama_get_memory(ctx)
-    n_vocab = llama.llama_vocab_n_tokens(llama.llama_model_get_vocab(model))
-    interrupt = StepInterrupt(ctx)
-
-    def decode(seq_id: int, tokens: list[int], start: int) -> int:
-        for i, token in enumerate(tokens):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
-            batch.seq_id[i][0], batch.logits[i] = seq_id, int(i == len(tokens) - 1)
-        batch.n_tokens = len(tokens)
-        return int(llama.llama_decode(ctx, batch))
-
-    def last_logits(count: int) -> list[float]:
-        logits = llama.llama_get_logits_ith(ctx, count - 1)
-        return [logits[i] for i in range(n_vocab)]
-
-    try:
+    with embedded_context(sequences=2, cells_per_sequence=1024, batch_tokens=512) as llama_context:
+        memory = llama.llama_get_memory(llama_context.ctx)
+        interrupt = StepInterrupt(llama_context.ctx)
+        decode = llama_context.decode
         prefix, tail = LONG_PROMPT[:100], LONG_PROMPT[100:612]
         for seq_id in (0, 1):
             assert decode(seq_id, prefix, 0) == 0
@@ -66,13 +45,9 @@ def test_an_interrupted_decode_computes_nothing_and_the_redone_step_is_the_same(
         # Redone: the same numbers as the stream that was never interrupted.
         interrupt.set(False)
         assert decode(0, tail, len(prefix)) == 0
-        redone = last_logits(len(tail))
+        redone = llama_context.last_logits(len(tail))
         assert decode(1, tail, len(prefix)) == 0
-        assert redone == last_logits(len(tail))
-    finally:
-        llama.llama_batch_free(batch)
-        llama.llama_free(ctx)
-        llama.llama_model_free(model)
+        assert redone == llama_context.last_logits(len(tail))
 
 
 @pytest.fixture(scope="module")

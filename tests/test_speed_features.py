@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.llama_context import embedded_context
 from tests.servers import RunningServer, running_inferno
 
 ARTICLE = (
@@ -111,38 +112,14 @@ def test_a_shared_system_prompt_is_computed_once_for_concurrent_conversations(
 def test_a_restored_snapshot_is_the_computed_cells() -> None:
     """In-process, on the engine's own KV operations: a prefix computed in one stream, saved and restored
     into another, then the same tail computed in both streams the same way gives bit-identical logits."""
-    import llama_cpp.llama_cpp as llama
-
-    from inferno.core.embedded import embedded_model_path
     from inferno.core.engines.llamacpp.decoder import LlamaKVCache
 
-    llama.llama_backend_init()
-    model = llama.llama_model_load_from_file(
-        str(embedded_model_path()).encode(), llama.llama_model_default_params()
-    )
-    params = llama.llama_context_default_params()
-    params.n_ctx, params.n_seq_max, params.kv_unified = 2 * 512, 2, False
-    params.n_batch = params.n_ubatch = 128
-    ctx = llama.llama_init_from_model(model, params)
-    batch = llama.llama_batch_init(128, 0, 1)
-    n_vocab = llama.llama_vocab_n_tokens(llama.llama_model_get_vocab(model))
-
-    def decode(seq_id: int, tokens: list[int], start: int) -> list[float]:
-        for i, token in enumerate(tokens):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
-            batch.seq_id[i][0], batch.logits[i] = seq_id, int(i == len(tokens) - 1)
-        batch.n_tokens = len(tokens)
-        assert llama.llama_decode(ctx, batch) == 0
-        logits = llama.llama_get_logits_ith(ctx, len(tokens) - 1)
-        return [logits[i] for i in range(n_vocab)]
-
-    try:
+    with embedded_context(sequences=2, cells_per_sequence=512, batch_tokens=128) as llama_context:
         prefix, tail = [300 + 7 * i for i in range(100)], [1000 + 3 * i for i in range(20)]
-        decode(0, prefix, 0)
-        kv = LlamaKVCache(ctx)
+        assert llama_context.decode(0, prefix, 0) == 0
+        kv = LlamaKVCache(llama_context.ctx)
         assert kv.restore(1, kv.save(0))
-        assert decode(1, tail, len(prefix)) == decode(0, tail, len(prefix))
-    finally:
-        llama.llama_batch_free(batch)
-        llama.llama_free(ctx)
-        llama.llama_model_free(model)
+        assert llama_context.decode(1, tail, len(prefix)) == 0
+        restored = llama_context.last_logits(len(tail))
+        assert llama_context.decode(0, tail, len(prefix)) == 0
+        assert restored == llama_context.last_logits(len(tail))
