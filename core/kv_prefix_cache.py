@@ -89,6 +89,14 @@ class KVPrefixCache:
                 best = PrefixMatch(seq_id, length)
         return best
 
+    def lowest_id(self) -> int | None:
+        return min(self._retained, default=None)
+
+    def evict(self, seq_id: int) -> None:
+        """Frees a retained sequence's cells."""
+        del self._retained[seq_id]
+        self._ops.clear(seq_id)
+
     def take_over(self, match: PrefixMatch) -> int:
         """Hands a retained sequence's id and first match.length cells to a new sequence."""
         del self._retained[match.seq_id]

@@ -142,18 +142,24 @@ class ContinuousBatchScheduler:
             prompt = head.request.prompt_tokens
             match = self._prefixes.best_match(prompt) if reusable else None
             stored = self.host_cache.best_match(prompt) if reusable and self._snapshots else None
-            if stored is not None and match is not None and stored.length <= match.length:
-                stored = None
+            fresh = self._lowest_available_id()
+            if stored is not None and match is not None:
+                # Sequences in streams far apart cost llama.cpp a step over every stream between them: a
+                # snapshot as long as the retained stream goes into the lowest free stream instead.
+                if stored.length < match.length or fresh is None or match.seq_id <= fresh:
+                    stored = None
+                else:
+                    match = None
             if match is not None and stored is None:
                 head.seq_id = self._prefixes.take_over(match)
                 head.prefilled = head.reused_prompt_tokens = match.length
                 self.prefix_hits += 1
                 self.reused_tokens += match.length
             else:
-                seq_id = self._free_ids.pop() if self._free_ids else self._prefixes.evict_oldest()
-                if seq_id is None:
+                if fresh is None:
                     return
-                head.seq_id = seq_id
+                self._take_id(fresh)
+                head.seq_id = fresh
                 head.prefilled = head.reused_prompt_tokens = 0
                 if stored is not None:
                     self._restore(head, stored)
@@ -167,6 +173,19 @@ class ContinuousBatchScheduler:
             self._reserved_tokens += head.reserved_tokens
             self._active.append(head)
             on_admit(head)
+
+    def _lowest_available_id(self) -> int | None:
+        """The id a sequence that takes over no stream gets: the lowest free one, else the lowest retained
+        one (its cells are freed). Low ids keep the running sequences' streams together: llama.cpp computes
+        a step over every stream from the lowest to the highest id in the batch (4 sequences in streams 0,
+        5, 10 and 15 decode at 166 tokens/s on 2 CPU cores, in streams 0 to 3 at 242)."""
+        return min(self._free_ids, default=self._prefixes.lowest_id())
+
+    def _take_id(self, seq_id: int) -> None:
+        if seq_id in self._free_ids:
+            self._free_ids.remove(seq_id)
+        else:
+            self._prefixes.evict(seq_id)
 
     @property
     def short_prompt_tokens(self) -> int:

@@ -169,3 +169,29 @@ def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
     scheduler.admit(lambda _s: None)
     _run_step(scheduler, kv)
     assert all(entry.draft == 0 for entry in scheduler.plan()), "two decoding: no drafts"
+
+
+def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over_a_far_one() -> None:
+    """llama.cpp computes a step over every KV stream between the lowest and highest id in the batch, so
+    ids stay low: a fresh sequence gets the lowest free id, and a retained stream further out than that is
+    not taken over when a snapshot as long holds the same prefix."""
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=256, kv=kv, host_cache_bytes=1 << 20
+    )
+    first = [_request((i, *SYSTEM, 1)) for i in range(4)]
+    for sequence in first:
+        scheduler.submit(sequence)
+    scheduler.admit(lambda _s: None)
+    assert [s.seq_id for s in first] == [0, 1, 2, 3]
+    _run_step(scheduler, kv)
+    # Streams 0 and 1 free up; stream 3 finishes with its prompt retained (and snapshotted).
+    for sequence in first[:2]:
+        scheduler.release(sequence, keep_prefix=False)
+    scheduler.release(first[3], keep_prefix=True)
+    newcomer = _request((3, *SYSTEM, 2))
+    scheduler.submit(newcomer)
+    scheduler.admit(lambda _s: None)
+    assert newcomer.seq_id == 0
+    assert newcomer.reused_prompt_tokens == len(SYSTEM) + 1  # restored from the snapshot
+    assert ("restore", 0) in kv.calls

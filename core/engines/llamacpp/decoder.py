@@ -137,6 +137,10 @@ class LlamaCppDecoder:
 
     def decode(self, entries: Sequence[BatchEntry]) -> StepResult:
         batch = self._batch
+        # In KV stream order: llama.cpp decodes a batch whose sequences come in any other order at about half
+        # the speed (16 sequences, one token each, 2 CPU cores: 196 against 383 tokens/s). The scheduler's
+        # order follows admission, and ids come back from retained prefixes in any order.
+        entries = sorted(entries, key=lambda entry: entry.sequence.seq_id)
         n = 0
         sample_at: list[tuple[BatchEntry, int]] = []
         scored: list[tuple[BatchEntry, int]] = []
