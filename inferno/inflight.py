@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mmap
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -13,6 +14,8 @@ from pathlib import Path
 
 # The core child writes the shape of the step it runs to this file, and clears it after the step.
 INFLIGHT_FILE_ENV = "INFERNO_INFLIGHT_FILE"
+# The record's size: a step of some thousands of sequences.
+_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,32 +37,44 @@ class RequestShape:
 
 
 class InflightRecord:
-    """The core's side: the shape of the step it is about to run, cleared when the step returns. A process
-    that dies by a signal leaves its last write in the page cache, where the supervisor reads it."""
+    """The core's side: the shape of the step it is about to run, cleared when the step returns. The file is
+    mapped shared, so a write is a copy into the page cache, with no system call on the engine's path
+    between two decodes; a process that dies by a signal leaves its last write there, where the supervisor
+    reads it. The JSON ends at the first NUL byte; a NUL first means no step is running."""
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, _RECORD_BYTES)
+            self._map = mmap.mmap(fd, _RECORD_BYTES)
+        finally:
+            os.close(fd)
+        self._map[0:1] = b"\0"
         # Each loaded model's engine thread writes here.
         self._lock = threading.Lock()
+        self._last: tuple[RequestShape, bytes] | None = None
 
     def begin(self, shape: RequestShape) -> None:
-        data = json.dumps(asdict(shape)).encode()
+        if self._last is None or self._last[0] != shape:
+            # A shape too long for the record is left out: read back, it is no step at all.
+            data = json.dumps(asdict(shape)).encode()[: _RECORD_BYTES - 1] + b"\0"
+            self._last = (shape, data)
+        data = self._last[1]
         with self._lock:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, data, 0)
+            self._map[0 : len(data)] = data
 
     def end(self) -> None:
         with self._lock:
-            os.ftruncate(self._fd, 0)
+            self._map[0:1] = b"\0"
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._map.close()
 
 
 def read_inflight(path: Path) -> RequestShape | None:
     """The step the core was running when it died; None when it was between steps."""
     try:
-        data = json.loads(path.read_bytes() or b"null")
+        data = json.loads(path.read_bytes().split(b"\0", 1)[0] or b"null")
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

@@ -1,7 +1,7 @@
 """The engine thread of one model and the sequence lifecycle it runs.
 
-Async callers talk to the thread through a command queue; events come back on their event loop through
-call_soon_threadsafe, one wake-up per loop per step. Every sampled token, whichever engine shape produced it,
+Async callers talk to the thread through a command queue; events come back on their event loop through a
+LoopMailbox, one wake-up per loop per step. Every sampled token, whichever engine shape produced it,
 goes through the same lifecycle: incremental detokenizing, stop strings with hold-back, EOS, max_tokens and
 log-probabilities, then an event to the caller.
 """
@@ -9,7 +9,7 @@ log-probabilities, then an event to the caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferno.core.engines.base import FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
+from inferno.core.runtime.loop_mailbox import LoopMailbox
 from inferno.core.runtime.protocol import SampledToken, StepResult, Vocabulary
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.runtime.stats import StatsRecorder
@@ -34,21 +35,31 @@ log = logging.getLogger(__name__)
 class _Outbox:
     """Events of one engine step, handed to each event loop with a single wake-up instead of one per token.
 
-    Used only on the engine thread.
+    add and flush run on the engine thread; mailbox runs on the caller's loop.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Any], object]]] = {}
+        self._pending: dict[LoopMailbox, list[tuple[asyncio.Queue[Any], object]]] = {}
+        self._mailboxes: dict[asyncio.AbstractEventLoop, LoopMailbox] = {}
 
-    def add(self, loop: asyncio.AbstractEventLoop, target: asyncio.Queue[Any], event: object) -> None:
-        self._pending.setdefault(loop, []).append((target, event))
+    def mailbox(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = LoopMailbox(loop)
+        return mailbox
+
+    def add(self, mailbox: LoopMailbox, target: asyncio.Queue[Any], event: object) -> None:
+        self._pending.setdefault(mailbox, []).append((target, event))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for loop, items in pending.items():
-            # RuntimeError: that loop is closed; its sequences are cancelled by their callers or at shutdown.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, items)
+        for mailbox, items in pending.items():
+            mailbox.post(functools.partial(_deliver, items))
+
+    def close(self) -> None:
+        for mailbox in self._mailboxes.values():
+            mailbox.close()
+        self._mailboxes.clear()
 
 
 def _deliver(items: list[tuple[asyncio.Queue[Any], object]]) -> None:
@@ -86,11 +97,11 @@ class GenerationRuntime:
 
     async def generate(self, request: SequenceRequest) -> AsyncIterator[SequenceEvent]:
         """Streams a sequence's text as it is produced. Closing the iterator cancels the sequence."""
-        loop = asyncio.get_running_loop()
+        mailbox = self._outbox.mailbox(asyncio.get_running_loop())
         events: asyncio.Queue[SequenceEvent | BaseException] = asyncio.Queue()
 
         def emit(event: SequenceEvent | BaseException) -> None:
-            self._outbox.add(loop, events, event)
+            self._outbox.add(mailbox, events, event)
 
         sequence = SequenceState(
             request=request,
@@ -126,6 +137,7 @@ class GenerationRuntime:
         """Ends every sequence in flight with model_not_ready, stops the thread and closes the engine."""
         self._commands.put(_SHUTDOWN)
         self._thread.join(timeout=30)
+        self._outbox.close()
 
     # --- engine thread ---------------------------------------------------------------------------------
 
