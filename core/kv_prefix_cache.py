@@ -105,8 +105,7 @@ class KVPrefixCache:
 
     def evict_oldest(self) -> int | None:
         """Frees the least recently retained sequence; returns its id for reuse."""
-        if not self._retained:
-            return None
-        seq_id, _tokens = self._retained.popitem(last=False)
-        self._ops.clear(seq_id)
+        seq_id = next(iter(self._retained), None)
+        if seq_id is not None:
+            self.evict(seq_id)
         return seq_id

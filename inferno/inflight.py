@@ -55,11 +55,12 @@ class InflightRecord:
         self._last: tuple[RequestShape, bytes] | None = None
 
     def begin(self, shape: RequestShape) -> None:
-        if self._last is None or self._last[0] != shape:
+        # Read once: another model's engine thread may replace the cached encoding meanwhile.
+        last = self._last
+        if last is None or last[0] != shape:
             # A shape too long for the record is left out: read back, it is no step at all.
-            data = json.dumps(asdict(shape)).encode()[: _RECORD_BYTES - 1] + b"\0"
-            self._last = (shape, data)
-        data = self._last[1]
+            last = self._last = (shape, json.dumps(asdict(shape)).encode()[: _RECORD_BYTES - 1] + b"\0")
+        data = last[1]
         with self._lock:
             self._map[0 : len(data)] = data
 
