@@ -48,9 +48,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -299,19 +300,27 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
 # Workloads
 
 
+def _timed_levels(
+    label: str,
+    run_level: Callable[[list[str]], Coroutine[Any, Any, RunResult]],
+    args: argparse.Namespace,
+    rotation: PromptRotation,
+) -> dict[int, LevelSummary]:
+    """One untimed warm-up stream, then --repeats waves of each level in LEVELS."""
+    asyncio.run(run_level(rotation.take(1)))
+    levels = {}
+    for level in LEVELS:
+        runs = [asyncio.run(run_level(rotation.take(level))) for _ in range(args.repeats)]
+        levels[level] = LevelSummary.of(runs)
+        _progress(f"  {label}{level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
+    return levels
+
+
 def timed_streams(
     setup: Setup, args: argparse.Namespace, rotation: PromptRotation
 ) -> dict[int, LevelSummary]:
     target = HttpTarget(setup.base_url, setup.model_id, {"ignore_eos": True}, args.max_tokens)
-    asyncio.run(run_http_level(target, rotation.take(1)))  # warm-up, untimed
-    levels = {}
-    for level in LEVELS:
-        runs: list[RunResult] = [
-            asyncio.run(run_http_level(target, rotation.take(level))) for _ in range(args.repeats)
-        ]
-        levels[level] = LevelSummary.of(runs)
-        _progress(f"  {level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
-    return levels
+    return _timed_levels("", functools.partial(run_http_level, target), args, rotation)
 
 
 async def _grpc_stream(
@@ -354,16 +363,8 @@ def timed_grpc_streams(
     setup: Setup, args: argparse.Namespace, rotation: PromptRotation
 ) -> dict[int, LevelSummary]:
     """The same streams as timed_streams, as gRPC StreamCompletion calls without routing metadata."""
-    asyncio.run(_run_grpc_level(setup, rotation.take(1), args.max_tokens))  # warm-up, untimed
-    levels = {}
-    for level in LEVELS:
-        runs = [
-            asyncio.run(_run_grpc_level(setup, rotation.take(level), args.max_tokens))
-            for _ in range(args.repeats)
-        ]
-        levels[level] = LevelSummary.of(runs)
-        _progress(f"  gRPC {level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
-    return levels
+    run_level = functools.partial(_run_grpc_level, setup, max_tokens=args.max_tokens)
+    return _timed_levels("gRPC ", run_level, args, rotation)
 
 
 @dataclass
