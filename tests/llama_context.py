@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import llama_cpp.llama_cpp as llama
+
+from inferno.core.embedded import embedded_model_path
+
 
 @dataclass
 class EmbeddedContext:
@@ -21,14 +25,10 @@ class EmbeddedContext:
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
             batch.seq_id[i][0], batch.logits[i] = seq_id, int(i == len(tokens) - 1)
         batch.n_tokens = len(tokens)
-        import llama_cpp.llama_cpp as llama
-
         return int(llama.llama_decode(self.ctx, batch))
 
     def last_logits(self, count: int) -> list[float]:
         """The logits of the last token of the latest decode of count tokens."""
-        import llama_cpp.llama_cpp as llama
-
         logits = llama.llama_get_logits_ith(self.ctx, count - 1)
         return [logits[i] for i in range(self.n_vocab)]
 
@@ -36,10 +36,6 @@ class EmbeddedContext:
 @contextmanager
 def embedded_context(sequences: int, cells_per_sequence: int, batch_tokens: int) -> Iterator[EmbeddedContext]:
     """One KV stream per sequence (as the engine runs it), n_batch = n_ubatch = batch_tokens."""
-    import llama_cpp.llama_cpp as llama
-
-    from inferno.core.embedded import embedded_model_path
-
     llama.llama_backend_init()
     model = llama.llama_model_load_from_file(
         str(embedded_model_path()).encode(), llama.llama_model_default_params()

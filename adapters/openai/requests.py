@@ -14,21 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from google.protobuf.descriptor import FieldDescriptor
 
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import common_pb2, inference_service_pb2
 
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
-# min_p, repetition_penalty and typical_p are llama.cpp/vLLM extensions, as is top_k below.
-_SAMPLING_FLOATS = (
-    "temperature",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "min_p",
-    "repetition_penalty",
-    "typical_p",
+# The SamplingParams fields a body gives as plain numbers, in the proto's order (min_p, repetition_penalty
+# and typical_p are llama.cpp/vLLM extensions, as is top_k below).
+_SAMPLING_FLOATS = tuple(
+    field.name
+    for field in common_pb2.SamplingParams.DESCRIPTOR.fields
+    if field.type == FieldDescriptor.TYPE_FLOAT
 )
 
 
