@@ -8,6 +8,7 @@ output, reasoning and limits behave exactly as for /v1/chat/completions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -65,14 +66,8 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
             self._background[run.response.id] = task
             task.add_done_callback(lambda _: self._background.pop(run.response.id, None))
             return pb.CreateResponseResponse(response=run.response)
-        try:
+        async with self._ending_recorded(run):
             reply = await complete_chat(run.job)
-        except (asyncio.CancelledError, GeneratorExit):
-            self._abandon(run)
-            raise
-        except Exception as error:
-            await self._fail(run, _as_inferno_error(error))
-            raise
         choice = reply.choices[0]
         run.output.message(choice.message)
         return pb.CreateResponseResponse(response=await self._finish(run, choice.finish_reason, reply.usage))
@@ -83,7 +78,7 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
         run = await self._start(request.params)
         finish_reason: common_pb2.FinishReason.ValueType = common_pb2.FINISH_REASON_UNSPECIFIED
         usage = common_pb2.Usage()
-        try:
+        async with self._ending_recorded(run):
             yield pb.StreamResponseResponse(created=run.response)
             async for message in stream_chat(run.job):
                 deltas = run.output.reasoning(message.delta.reasoning_content)
@@ -96,12 +91,6 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
                     finish_reason = message.finish_reason
                 if message.HasField("usage"):
                     usage = message.usage
-        except (asyncio.CancelledError, GeneratorExit):
-            self._abandon(run)
-            raise
-        except Exception as error:
-            await self._fail(run, _as_inferno_error(error))
-            raise
         yield pb.StreamResponseResponse(finished=await self._finish(run, finish_reason, usage))
 
     async def GetResponse(
@@ -226,6 +215,19 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
         if run.stored:
             await asyncio.to_thread(self._store.update, run.owner, response)
         return response
+
+    @contextlib.asynccontextmanager
+    async def _ending_recorded(self, run: _Run) -> AsyncIterator[None]:
+        """Around a foreground generation: one that ends early is stored as cancelled when the client went
+        away, as failed with its error otherwise; the exception goes on."""
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            self._abandon(run)
+            raise
+        except Exception as error:
+            await self._fail(run, _as_inferno_error(error))
+            raise
 
     def _abandon(self, run: _Run) -> None:
         """The client went away mid-generation: a stored response must not stay in progress forever. A
