@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import httpx
@@ -16,6 +17,12 @@ from inferno.core.engines.llamacpp.cpu_path import apply_to_llama_cpp_python, pr
 from inferno.v1 import model_service_pb2_grpc
 from tests.security_fixtures import SecuredServer, write_secured_config
 from tests.servers import RunningServer, running_inferno
+from tests.system_packages import ensure_debian_packages
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +30,18 @@ def _reference_models_take_the_cores_cpu_path() -> None:
     """llama-cpp-python models the tests build as references load the way the core does: without repacked
     weights on a CPU whose fast path crashes (core/engines/llamacpp/cpu_path.py)."""
     apply_to_llama_cpp_python(process_cpu_path().repack)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by playwright (installed with apt-get when missing)."""
+    from playwright.sync_api import sync_playwright
+
+    ensure_debian_packages(["chromium"], binaries=[CHROMIUM])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

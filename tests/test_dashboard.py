@@ -18,16 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from inferno.core.embedded import EMBEDDED_MODEL_ID
 from tests.management_helpers import model_state, unloaded
 from tests.security_fixtures import SecuredServer
 from tests.servers import RunningServer
-from tests.system_packages import ensure_debian_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 60_000
 # Long enough to span several of the page's one-second /metrics scrapes.
 LONG_CHAT = {
@@ -51,15 +49,6 @@ class Dashboard:
 
     def state(self, expression: str) -> object:
         return self.page.evaluate(f"() => window.dashboard.{expression}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    ensure_debian_packages(["chromium"], binaries=[CHROMIUM])
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from inferno.adapters.app import build_app
 from tests.response_samples import (
@@ -33,10 +32,8 @@ from tests.response_samples import (
     with_model,
 )
 from tests.servers import RunningServer
-from tests.system_packages import ensure_debian_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 60_000
 # The WebSocket endpoint, which OpenAPI cannot describe (adapters/openapi.py says so).
 _NOT_DOCUMENTED = {"/ws"}
@@ -216,15 +213,6 @@ def test_the_docs_page_loads_only_its_own_files(http: httpx.Client) -> None:
     for missing in ("/docs/nope.js", "/docs/index.html", "/docs/..%2Fpyproject.toml"):
         reply = http.get(missing)
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found", missing
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    ensure_debian_packages(["chromium"], binaries=[CHROMIUM])
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 # What the page rendered, read from its DOM: each operation's section and each schema's.
