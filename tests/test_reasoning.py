@@ -5,7 +5,6 @@ against scripted models whose replies think in tags."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,6 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from inferno.core.engines.registry import PLUGINS_VARIABLE
 from inferno.core.text.reasoning import (
     ReasoningPiece,
     ReasoningPolicy,
@@ -22,8 +20,8 @@ from inferno.core.text.reasoning import (
     template_thinks_in_tags,
 )
 from inferno.v1 import inference_service_pb2 as pb
-from tests.contract.conftest import REPO_ROOT, SCRIPTED_ENGINES
-from tests.servers import RunningServer, running_inferno
+from tests.contract.conftest import running_scripted_inferno
+from tests.servers import RunningServer
 
 THOUGHTS = "The user greets me. A greeting back fits."
 ANSWER = "Hello! How can I help?"
@@ -114,17 +112,7 @@ def thinking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         ("thinking-self", "thinking", "scripted-self"),
         ("plain", "plain", "scripted-batch"),
     ]
-    entries = "".join(
-        f'[[models]]\nid = "{model}"\npath = "{script}.script.json"\nengine = "{engine}"\nload = true\n\n'
-        for model, script, engine in served
-    )
-    config = root / "inferno.toml"
-    config.write_text(f'[server]\nmodels_dirs = ["{models}"]\n\n{entries}')
-    env = {
-        PLUGINS_VARIABLE: ",".join(f"{name}={module}" for name, module in SCRIPTED_ENGINES.items()),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    with running_inferno("--config", str(config), env=env) as running:
+    with running_scripted_inferno(root, served) as running:
         yield running
 
 

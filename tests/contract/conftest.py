@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +88,24 @@ def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         "delay_s": 0.01,
     }
     (models / "scripted.script.json").write_text(json.dumps(script))
+    served = [(name, "scripted", name) for name in SCRIPTED_ENGINES]
+    with running_scripted_inferno(root, served, "parallel = 4\n") as running:
+        yield running
+
+
+@contextmanager
+def running_scripted_inferno(
+    root: Path, served: list[tuple[str, str, str]], model_settings: str = ""
+) -> Iterator[RunningServer]:
+    """`inferno serve` on the scripted engines: served is (model id, script name in root/models, engine)
+    per model, each loaded at start with model_settings (TOML lines) added to its entry."""
     entries = "".join(
-        f'[[models]]\nid = "{name}"\npath = "scripted.script.json"\nengine = "{name}"\nload = true\n'
-        f"parallel = 4\n\n"
-        for name in SCRIPTED_ENGINES
+        f'[[models]]\nid = "{model}"\npath = "{script}.script.json"\nengine = "{engine}"\nload = true\n'
+        f"{model_settings}\n"
+        for model, script, engine in served
     )
     config = root / "inferno.toml"
-    config.write_text(f'[server]\nmodels_dirs = ["{models}"]\n\n{entries}')
+    config.write_text(f'[server]\nmodels_dirs = ["{root / "models"}"]\n\n{entries}')
     env = {
         PLUGINS_VARIABLE: ",".join(f"{name}={module}" for name, module in SCRIPTED_ENGINES.items()),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
