@@ -41,6 +41,30 @@ def test_callbacks_posted_from_a_thread_run_on_the_loop_in_order() -> None:
     assert threads == {threading.main_thread().ident}
 
 
+def test_callbacks_posted_just_before_close_still_run() -> None:
+    """The engine thread's last events (a shutdown's errors) are posted and the mailbox closed at once; the
+    close, scheduled on the loop, must not drop them."""
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        mailbox = LoopMailbox(loop)
+        seen: list[int] = []
+
+        def post_and_close() -> None:
+            for value in range(3):
+                mailbox.post(lambda value=value: seen.append(value))
+            mailbox.close()
+
+        worker = threading.Thread(target=post_and_close)
+        worker.start()
+        worker.join()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
+
+
 def test_a_mailbox_closes_its_pipe_after_its_loop_is_gone() -> None:
     loop = asyncio.new_event_loop()
     mailbox = LoopMailbox(loop)

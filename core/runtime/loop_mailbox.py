@@ -41,6 +41,7 @@ class LoopMailbox:
         _libc_write(self._write_fd, b"\0", 1)
 
     def close(self) -> None:
+        """Callbacks posted before still run; later ones are dropped."""
         self._closed = True
         try:
             self._loop.call_soon_threadsafe(self._close_on_loop)
@@ -54,6 +55,8 @@ class LoopMailbox:
             self._posted.popleft()()
 
     def _close_on_loop(self) -> None:
+        # What was posted before close runs first: the loop may run this before it sees the pipe readable.
+        self._run_posted()
         self._loop.remove_reader(self._read_fd)
         self._close_fds()
 
