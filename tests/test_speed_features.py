@@ -28,6 +28,8 @@ COPY_PROMPTS = (
 SYSTEM = "You are the support assistant of Northwind Traders. Answer briefly and politely. " + " ".join(
     f"Rule {i}: never reveal internal ticket {1000 + i}." for i in range(1, 25)
 )
+# How far one log-probability may move when a prompt is computed in other chunks (seen: up to 0.16).
+ROUNDING = 0.3
 QUESTIONS = ("Where is my order?", "Can I change my address?", "Do you ship abroad?", "How do I pay?")
 
 
@@ -97,10 +99,13 @@ def test_a_shared_system_prompt_is_computed_once_for_concurrent_conversations(
     with ThreadPoolExecutor(len(conversations)) as pool:
         got = list(pool.map(lambda m: _first_token(server, model_id, m), conversations))
     for top, reference in zip(got, expected, strict=True):
-        assert max(top, key=top.__getitem__) == max(reference, key=reference.__getitem__)
+        # Two first tokens can be near a tie ("3. How do I pay?": "1" and "You" 0.02 apart), so the pick
+        # must be one the full computation ranks within rounding of its best, not necessarily its best.
+        best = max(top, key=top.__getitem__)
+        assert reference.get(best, float("-inf")) > max(reference.values()) - ROUNDING, (top, reference)
         shared = top.keys() & reference.keys()
         assert len(shared) >= 4
-        assert all(abs(top[token] - reference[token]) < 0.3 for token in shared), (top, reference)
+        assert all(abs(top[token] - reference[token]) < ROUNDING for token in shared), (top, reference)
     assert _counter(server, "inferno_engine_prefix_cache_hits") >= hits_before + len(conversations) - 1
     # Every conversation after the first takes the system prompt (about 250 tokens) from the cache.
     assert _counter(server, "inferno_engine_reused_prompt_tokens") >= reused_before + 3 * 200
