@@ -3,9 +3,10 @@
 Engine-agnostic. The engine thread calls plan() before every decode; sequences join (admit) and leave
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
 rest of the step, shortest remaining prompt first. A short prompt (at most four times the prompt budget) goes
-in whole while the batch has room, so a burst of chat requests starts decoding together; a long prompt
-advances by the small per-step prompt budget, so it neither stalls the decoding sequences nor holds back
-others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
+in whole, and more join while the step's prompt tokens are under the budget, so a burst of chat requests
+starts a few per step: a prompt token costs the same in any step, and the first ones start decoding sooner. A
+long prompt advances by the small per-step prompt budget, so it neither stalls the decoding sequences nor
+holds back others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
 
 Prefixes are computed once: a prompt that starts like a recently finished sequence takes over that
 sequence's KV cells (kv_prefix_cache.py), or restores a host-memory snapshot of any earlier sequence that
@@ -219,6 +220,7 @@ class ContinuousBatchScheduler:
         long_budget = self.max_batch_tokens if lone else self.max_prompt_tokens_per_step
         short = self.short_prompt_tokens
         took_prompt = False
+        prompt_tokens = 0
         for seq in prefilling:
             if room <= 0:
                 break
@@ -236,9 +238,11 @@ class ContinuousBatchScheduler:
             remaining = len(prompt) - seq.prefilled
             if remaining <= short:
                 # Whole, or the next step; only the first prompt of a step is cut to the room left, so a
-                # batch full of decoding sequences cannot starve it.
-                if remaining > room and took_prompt:
-                    break
+                # batch full of decoding sequences cannot starve it. Prompts are computed at the same cost
+                # per token in one step or in several, so a burst goes a prompt budget per step, shortest
+                # first: the first ones start decoding sooner, and the last no later.
+                if took_prompt and (remaining > room or prompt_tokens >= self.max_prompt_tokens_per_step):
+                    continue
                 take = min(remaining, room)
             else:
                 take = min(room, long_budget)
@@ -258,6 +262,7 @@ class ContinuousBatchScheduler:
                 )
             )
             room -= len(chunk)
+            prompt_tokens += len(chunk)
         return entries
 
     def prefilled(self, sequence: SequenceState) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inferno.core.engines.base import SamplingConfig, SequenceRequest
 from inferno.core.runtime.sequence import SequenceState
-from inferno.core.scheduler import ContinuousBatchScheduler
+from inferno.core.scheduler import BatchEntry, ContinuousBatchScheduler
 from inferno.core.text.detokenizer import IncrementalDetokenizer
 from inferno.core.text.stop import StopMatcher
 
@@ -158,31 +158,37 @@ def test_retained_prefixes_are_evicted_when_ids_run_out() -> None:
     assert (unrelated.seq_id, unrelated.prefilled, scheduler.retained_prefixes) == (first.seq_id, 0, 0)
 
 
-def test_a_burst_of_short_prompts_starts_together_and_a_long_one_advances_by_the_budget() -> None:
+def test_a_burst_of_short_prompts_goes_a_budget_per_step_shortest_first_beside_a_long_chunk() -> None:
     scheduler = ContinuousBatchScheduler(
-        max_sequences=4,
+        max_sequences=5,
         kv_capacity_tokens=1000,
         max_batch_tokens=64,
         kv=_RecordingKV(),
         max_prompt_tokens_per_step=8,
     )
-    a, b, long = _sequence(6), _sequence(30), _sequence(100)
-    for sequence in (a, b, long):
+    a, b, c, long = _sequence(6), _sequence(30), _sequence(20), _sequence(100)
+    for sequence in (a, b, c, long):
         scheduler.submit(sequence)
     scheduler.admit(lambda _s: None)
-    plan = scheduler.plan()
-    # 30 tokens is short (at most four times the budget of 8); 100 is long.
-    assert [(e.sequence, len(e.tokens), e.sample) for e in plan] == [
+    # 30 tokens is short (at most four times the budget of 8) and goes in whole; 100 is long. Shortest
+    # first, a short prompt joins while the step's prompt tokens are under the budget.
+    assert [(e.sequence, len(e.tokens), e.sample) for e in _run_step(scheduler)] == [
         (a, 6, True),
+        (c, 20, True),
+        (long, 8, False),
+    ]
+    assert [(e.sequence, len(e.tokens), e.sample) for e in _run_step(scheduler)] == [
+        (a, 1, True),
+        (c, 1, True),
         (b, 30, True),
         (long, 8, False),
     ]
 
 
-def _run_step(scheduler: ContinuousBatchScheduler) -> list[SequenceState]:
-    """Applies one planned step as the stepper does; returns the sequences that sampled a token."""
-    sampled: list[SequenceState] = []
-    for entry in scheduler.plan():
+def _run_step(scheduler: ContinuousBatchScheduler) -> list[BatchEntry]:
+    """Applies one planned step as the stepper does; returns its entries."""
+    plan = scheduler.plan()
+    for entry in plan:
         sequence = entry.sequence
         if sequence.pending_token is None:
             sequence.prefilled += len(entry.tokens)
@@ -191,8 +197,7 @@ def _run_step(scheduler: ContinuousBatchScheduler) -> list[SequenceState]:
         if entry.sample:
             sequence.pending_token = 7
             sequence.generated += sequence.generated == 0
-            sampled.append(sequence)
-    return sampled
+    return plan
 
 
 def test_short_prompt_admitted_during_a_long_prefill_gets_its_first_token_first() -> None:
@@ -206,7 +211,7 @@ def test_short_prompt_admitted_during_a_long_prefill_gets_its_first_token_first(
     )
     scheduler.submit(decoding)
     scheduler.admit(lambda _s: None)
-    assert _run_step(scheduler) == [decoding]
+    assert [e.sequence for e in _run_step(scheduler) if e.sample] == [decoding]
     scheduler.submit(long)
     scheduler.admit(lambda _s: None)
     for _ in range(5):
