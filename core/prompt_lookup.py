@@ -13,14 +13,18 @@ from collections.abc import Sequence
 # ("of the") is too common in free text to be worth a draft.
 _MAX_NGRAM = 4
 _MIN_NGRAM = 3
-# Draft length adapts to how much of the last draft was kept: it starts short, doubles while drafts are kept
-# whole and drops to one more than was kept otherwise. Verifying a draft costs a wider decode, a loss when
-# little is kept: when the share of drafted tokens kept (a moving average) falls under _MIN_KEPT, the
-# sequence stops drafting for _COOLDOWN_STEPS steps.
-_FIRST_LENGTH = 2
-_MIN_KEPT = 0.5
-_KEPT_WEIGHT = 0.3
-_COOLDOWN_STEPS = 16
+# Verifying a draft widens the decode, and on a CPU a wider decode costs far more than its share (with
+# llama.cpp's repacked weights on the 2-core test machine, 2 tokens cost 2.3 times one, 9 tokens 5.4 times;
+# docs/performance.md): a draft pays only when it is long and nearly all kept. So a sequence drafts only
+# while a moving average of its lookups' hits per guessed token is at least _MIN_HIT_RATE; a new sequence
+# starts there. The average keeps learning while the sequence does not draft: the lookup's guess for the
+# next token is still checked against the token sampled next, at no cost. A draft is at least _MIN_LENGTH
+# tokens; its length doubles while drafts are kept whole, and drops to one more than was kept otherwise.
+_MIN_HIT_RATE = 0.85
+_HIT_WEIGHT = 0.1
+_FIRST_HIT_RATE = 0.85
+_MIN_LENGTH = 4
+_MAX_LENGTH = 64
 
 
 class PromptLookup:
@@ -30,12 +34,12 @@ class PromptLookup:
         self._tokens: list[int] = []
         # n-gram -> the position right after its latest occurrence that is not the sequence's tail.
         self._next: dict[tuple[int, ...], int] = {}
-        self._length = _FIRST_LENGTH
-        self._kept = 1.0
-        self._cooldown = 0
-        # The last draft and how many tokens the sequence had when it was made, to see what was accepted.
-        self._last_draft: tuple[int, ...] = ()
-        self._drafted_at = 0
+        self._length = _MIN_LENGTH
+        self.hit_rate = _FIRST_HIT_RATE
+        # The last guess (drafted, or only checked) and how many tokens the sequence had when it was made.
+        self._guess: tuple[int, ...] = ()
+        self._drafted = False
+        self._guessed_at = 0
         self.extend(tokens)
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -51,38 +55,39 @@ class PromptLookup:
         return len(self._tokens)
 
     def draft(self, limit: int) -> tuple[int, ...]:
-        """Up to limit tokens (fewer while recent drafts were rejected) that followed the longest earlier
-        occurrence of the sequence's last n-gram. Call extend() with the tokens sampled since the last call
-        first: what they kept of the last draft sets the next one's length."""
+        """Up to limit tokens that followed the longest earlier occurrence of the sequence's last n-gram,
+        or none while the lookups' recent guesses were not good enough to pay for verifying them. Call
+        extend() with the tokens sampled since the last call first: they score the last guess."""
         self._settle()
-        if self._cooldown:
-            self._cooldown -= 1
+        guess = self._lookup(min(limit, self._length))
+        if not guess:
             return ()
+        self._guess, self._guessed_at = guess, len(self._tokens)
+        self._drafted = self.hit_rate >= _MIN_HIT_RATE and len(guess) >= _MIN_LENGTH
+        return guess if self._drafted else ()
+
+    def _lookup(self, length: int) -> tuple[int, ...]:
         tokens = self._tokens
-        limit = min(limit, self._length)
         for n in range(_MAX_NGRAM, _MIN_NGRAM - 1, -1):
-            if len(tokens) <= n or limit <= 0:
+            if len(tokens) <= n or length <= 0:
                 continue
             start = self._next.get(tuple(tokens[-n:]))
             if start is not None:
-                self._last_draft = tuple(tokens[start : start + limit])
-                self._drafted_at = len(tokens)
-                return self._last_draft
+                return tuple(tokens[start : start + length])
         return ()
 
     def _settle(self) -> None:
-        draft, self._last_draft = self._last_draft, ()
-        if not draft:
+        guess, self._guess = self._guess, ()
+        sampled = self._tokens[self._guessed_at :]
+        if not guess or not sampled:
             return
-        sampled = self._tokens[self._drafted_at :]
-        accepted = 0
-        while accepted < min(len(draft), len(sampled)) and draft[accepted] == sampled[accepted]:
-            accepted += 1
-        self._kept += _KEPT_WEIGHT * (accepted / len(draft) - self._kept)
-        if accepted == len(draft):
-            self._length = min(2 * self._length, 64)
-        else:
-            self._length = max(1, accepted + 1)
-        if self._kept < _MIN_KEPT:
-            # After the pause, drafting starts over from a short draft and a clean slate.
-            self._cooldown, self._length, self._kept = _COOLDOWN_STEPS, _FIRST_LENGTH, 1.0
+        # A draft was verified token by token up to its first miss; an unverified guess, only its first token.
+        checked = guess if self._drafted else guess[:1]
+        hits = 0
+        while hits < min(len(checked), len(sampled)) and checked[hits] == sampled[hits]:
+            hits += 1
+        for hit in [1.0] * hits + ([0.0] if hits < len(checked) else []):
+            self.hit_rate += _HIT_WEIGHT * (hit - self.hit_rate)
+        if self._drafted:
+            kept_whole = hits == len(checked)
+            self._length = min(2 * self._length, _MAX_LENGTH) if kept_whole else max(_MIN_LENGTH, hits + 1)

@@ -131,39 +131,53 @@ def test_host_cache_is_bounded_and_drops_snapshots_a_longer_one_extends() -> Non
     assert not cache.worth_saving((8, 8, 8, 8)), "already held"
 
 
-def test_prompt_lookup_drafts_what_followed_the_last_ngram_longer_while_accepted() -> None:
-    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 2, 5, 6, 7])
-    assert lookup.draft(8) == (8, 9), "a first draft is short"
-    lookup.extend([8, 9, 1])  # both drafted tokens kept, and the token after them
-    assert lookup.draft(8) == (2, 5, 6, 7), "a draft kept whole doubles the next one"
-    assert PromptLookup([1, 2, 3, 4, 1, 2]).draft(4) == (), "a two-token match is no draft"
+TEXT = tuple(range(1000, 1200))  # a text the prompt holds and the reply copies
 
 
-def test_prompt_lookup_stops_drafting_for_a_while_when_little_is_kept() -> None:
-    lookup = PromptLookup([1, 2, 3, 4, 1, 2, 3])
-    assert lookup.draft(8) == (4, 1)
-    lookup.extend([7])  # rejected outright
-    lookup.extend([1, 2, 3])
-    assert lookup.draft(8) == (7,), "a rejected draft shortens the next one"
-    lookup.extend([5])  # rejected outright again: under half kept, a pause
-    lookup.extend([1, 2, 3])
-    drafts = [lookup.draft(8) for _ in range(17)]
-    assert drafts[:16] == [()] * 16 and drafts[16] != ()
+def _copy(lookup: PromptLookup, copied: int, steps: int) -> list[tuple[int, ...]]:
+    """Drafts of a reply that copies TEXT from TEXT[copied] on, extended as a verifier would: a draft's
+    tokens all kept, then the next one."""
+    drafts = []
+    for _ in range(steps):
+        draft = lookup.draft(16)
+        drafts.append(draft)
+        assert draft == TEXT[copied : copied + len(draft)]
+        lookup.extend(TEXT[copied : copied + len(draft) + 1])
+        copied += len(draft) + 1
+    return drafts
+
+
+def test_prompt_lookup_drafts_what_followed_the_last_ngram_doubling_while_kept_whole() -> None:
+    lookup = PromptLookup(TEXT + TEXT[:3])
+    assert [len(d) for d in _copy(lookup, 3, 4)] == [4, 8, 16, 16]
+    assert PromptLookup([1, 2, 3, 4, 1, 2]).draft(4) == (), "a two-token match is no guess"
+
+
+def test_prompt_lookup_stops_drafting_when_its_guesses_miss_and_resumes_when_they_hit() -> None:
+    lookup = PromptLookup(TEXT + TEXT[:3])
+    _copy(lookup, 3, 4)
+    for resume_at, detour in ((40, [1, 2, 3, 4, 5]), (60, [6, 7, 8, 9, 10])):
+        assert lookup.draft(16) != ()
+        lookup.extend(detour)  # the reply leaves the text: the draft missed at once
+        lookup.extend(TEXT[resume_at - 3 : resume_at])  # and comes back to it further on
+    # One miss leaves the hit rate over 0.85; the second takes it under: no drafts until three unverified
+    # guesses (checked against the token sampled next) have hit.
+    assert [len(d) for d in _copy(lookup, 60, 5)] == [0, 0, 0, 4, 8]
 
 
 def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
     kv = _SnapshotKV()
     scheduler = ContinuousBatchScheduler(
-        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=64, kv=kv,
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=256, kv=kv,
         speculation=Speculation(draft_tokens=4, max_sequences=1),
     )  # fmt: skip
-    copying = _request((11, 12, 13, 14, 15, 16, 11, 12), max_tokens=32)
+    copying = _request(TEXT + TEXT[:3], max_tokens=64)
     scheduler.submit(copying)
     scheduler.admit(lambda _s: None)
-    _run_step(scheduler, kv)
-    copying.output_tokens[-1] = copying.pending_token = 13
+    _run_step(scheduler, kv)  # the whole prompt
+    copying.output_tokens[-1] = copying.pending_token = TEXT[3]
     (entry,) = scheduler.plan()
-    assert entry.tokens == (13, 14, 15) and entry.draft == 2
+    assert entry.tokens == TEXT[3:8] and entry.draft == 4
     other = _request((1, 2, 3))
     scheduler.submit(other)
     scheduler.admit(lambda _s: None)
