@@ -300,27 +300,47 @@ def envoy_setup(args: argparse.Namespace, log_dir: Path) -> Iterator[Setup]:
 # Workloads
 
 
+@dataclass(frozen=True)
+class TimedLevel:
+    summary: LevelSummary
+    # How many of each wave's streams each core served, busiest first ("5/3"): with two cores, a wave whose
+    # route keys hash unevenly waits for its busier core.
+    splits: tuple[str, ...]
+
+
+def _wave(
+    setup: Setup, run_level: Callable[[list[str]], Coroutine[Any, Any, RunResult]], prompts: list[str]
+) -> tuple[RunResult, str]:
+    before = [read_counters(port).first_tokens for port in setup.core_ports]
+    result = asyncio.run(run_level(prompts))
+    served = [
+        read_counters(port).first_tokens - was for port, was in zip(setup.core_ports, before, strict=True)
+    ]
+    return result, "/".join(str(round(n)) for n in sorted(served, reverse=True))
+
+
 def _timed_levels(
     label: str,
+    setup: Setup,
     run_level: Callable[[list[str]], Coroutine[Any, Any, RunResult]],
     args: argparse.Namespace,
     rotation: PromptRotation,
-) -> dict[int, LevelSummary]:
+) -> dict[int, TimedLevel]:
     """One untimed warm-up stream, then --repeats waves of each level in LEVELS."""
     asyncio.run(run_level(rotation.take(1)))
     levels = {}
     for level in LEVELS:
-        runs = [asyncio.run(run_level(rotation.take(level))) for _ in range(args.repeats)]
-        levels[level] = LevelSummary.of(runs)
-        _progress(f"  {label}{level} streams: {', '.join(f'{r.agg_tok_s:.1f}' for r in runs)} tok/s")
+        waves = [_wave(setup, run_level, rotation.take(level)) for _ in range(args.repeats)]
+        runs = [run for run, _ in waves]
+        levels[level] = TimedLevel(LevelSummary.of(runs), tuple(split for _, split in waves))
+        rates = ", ".join(f"{run.agg_tok_s:.1f} ({split})" for run, split in waves)
+        _progress(f"  {label}{level} streams: {rates} tok/s (streams per core)")
     return levels
 
 
-def timed_streams(
-    setup: Setup, args: argparse.Namespace, rotation: PromptRotation
-) -> dict[int, LevelSummary]:
+def timed_streams(setup: Setup, args: argparse.Namespace, rotation: PromptRotation) -> dict[int, TimedLevel]:
     target = HttpTarget(setup.base_url, setup.model_id, {"ignore_eos": True}, args.max_tokens)
-    return _timed_levels("", functools.partial(run_http_level, target), args, rotation)
+    return _timed_levels("", setup, functools.partial(run_http_level, target), args, rotation)
 
 
 async def _grpc_stream(
@@ -361,10 +381,10 @@ async def _run_grpc_level(setup: Setup, prompts: Sequence[str], max_tokens: int)
 
 def timed_grpc_streams(
     setup: Setup, args: argparse.Namespace, rotation: PromptRotation
-) -> dict[int, LevelSummary]:
+) -> dict[int, TimedLevel]:
     """The same streams as timed_streams, as gRPC StreamCompletion calls without routing metadata."""
     run_level = functools.partial(_run_grpc_level, setup, max_tokens=args.max_tokens)
-    return _timed_levels("gRPC ", run_level, args, rotation)
+    return _timed_levels("gRPC ", setup, run_level, args, rotation)
 
 
 @dataclass
@@ -475,8 +495,8 @@ def conversations(setup: Setup, args: argparse.Namespace) -> RoutingResult:
 class SetupReport:
     setup: str
     description: str
-    levels: dict[int, LevelSummary]
-    grpc_levels: dict[int, LevelSummary]
+    levels: dict[int, TimedLevel]
+    grpc_levels: dict[int, TimedLevel]
     routing: RoutingResult
 
 
@@ -489,23 +509,25 @@ def _pct(value: float) -> str:
 
 
 def _speed_table(reports: Sequence[SetupReport], api: str) -> list[str]:
-    def levels_of(report: SetupReport) -> dict[int, LevelSummary]:
+    def levels_of(report: SetupReport) -> dict[int, TimedLevel]:
         return report.levels if api == "SSE" else report.grpc_levels
 
     direct = next((report for report in reports if report.setup == "direct"), None)
     lines = [
         "| setup | API | streams | agg tok/s | TTFT p50 ms | TTFT p95 ms | agg tok/s vs direct "
-        "| TTFT p50 vs direct |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| TTFT p50 vs direct | streams per core, each wave |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for report in reports:
-        for level, summary in levels_of(report).items():
-            base = levels_of(direct).get(level) if direct else None
+        for level, timed in levels_of(report).items():
+            summary = timed.summary
+            direct_level = levels_of(direct).get(level) if direct else None
+            base = direct_level.summary if direct_level else None
             speed = f"{summary.agg_tok_s / base.agg_tok_s:.2f}x" if base and base.agg_tok_s else "n/a"
             ttft = f"{summary.ttft_p50_ms / base.ttft_p50_ms:.2f}x" if base and base.ttft_p50_ms else "n/a"
             lines.append(
                 f"| {report.setup} | {api} | {level} | {summary.agg_tok_s:.1f} | {summary.ttft_p50_ms:.0f} "
-                f"| {summary.ttft_p95_ms:.0f} | {speed} | {ttft} |"
+                f"| {summary.ttft_p95_ms:.0f} | {speed} | {ttft} | {', '.join(timed.splits)} |"
             )
     return lines
 
@@ -588,8 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {
                     "setup": r.setup,
                     "description": r.description,
-                    "levels": {str(level): asdict(summary) for level, summary in r.levels.items()},
-                    "grpc_levels": {str(level): asdict(summary) for level, summary in r.grpc_levels.items()},
+                    "levels": {str(level): asdict(timed) for level, timed in r.levels.items()},
+                    "grpc_levels": {str(level): asdict(timed) for level, timed in r.grpc_levels.items()},
                     "routing": {**asdict(r.routing), "hit_rate": r.routing.hit_rate},
                 }
                 for r in reports
