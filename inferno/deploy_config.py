@@ -31,6 +31,7 @@ from inferno.envoy_config import (
     topology_from_arguments,
 )
 from inferno.lifecycle import DEFAULT_SHUTDOWN_GRACE_S
+from inferno.plain_yaml import PlainDumper, dump_plain
 
 DEFAULT_CORES = 2
 DEFAULT_GATEWAYS = 2
@@ -165,12 +166,8 @@ def write_deploy(fleet: Fleet, out: Path) -> list[Path]:
     return written
 
 
-class _ManifestDumper(yaml.SafeDumper):
-    """Writes repeated values out in full (no &anchors) and multi-line text (the Envoy config in the
-    ConfigMap) as a literal block, as a person would."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+class _ManifestDumper(PlainDumper):
+    """Also writes multi-line text (the Envoy config in the ConfigMap) as a literal block."""
 
 
 def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
@@ -182,10 +179,7 @@ _ManifestDumper.add_representer(str, _represent_text)
 
 
 def _render(documents: list[dict[str, Any]], usage: str) -> str:
-    body = "---\n".join(
-        yaml.dump(document, Dumper=_ManifestDumper, sort_keys=False, default_flow_style=False, width=110)
-        for document in documents
-    )
+    body = "---\n".join(dump_plain(document, _ManifestDumper) for document in documents)
     return f"{_HEADER}# {usage}\n{body}"
 
 

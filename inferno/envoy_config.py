@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from inferno.config import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
 from inferno.config_file import ConfigError
 from inferno.grpc_services import SERVICE_NAMES
+from inferno.plain_yaml import dump_plain
 from inferno.security_config import load_security_config
 
 # gRPC metadata (HTTP/2 headers) the gateway sets on its calls to the cores, and Envoy routes on.
@@ -190,7 +189,7 @@ def render_yaml(topology: Topology) -> str:
         f"{topology.descriptor} is relative to.",
         "",
     ]
-    body = yaml.safe_dump(build_config(topology), sort_keys=False, default_flow_style=False, width=110)
+    body = dump_plain(build_config(topology))
     return "\n".join(lines) + body
 
 
