@@ -119,11 +119,13 @@ async def serve_core(options: CoreOptions) -> None:
         InferenceServicer(manager, limits), server
     )
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), server)
+    # This core among those sharing the database: stable across its restarts, so at start it fails the
+    # stored responses and conversion jobs its last run left unfinished, and only those.
+    core_identity = f"{socket.gethostname()}:{security.data_dir}"
     response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
-        ResponseServicer(manager, ResponseStore(database), limits), server
+        ResponseServicer(manager, ResponseStore(database, runner=core_identity), limits), server
     )
-    # Stable across this core's restarts, and apart from the other cores sharing the database.
-    jobs = JobStore(database, owner=f"{socket.gethostname()}:{security.data_dir}")
+    jobs = JobStore(database, owner=core_identity)
     runner = JobRunner(
         jobs,
         _registrar(manager, settings, asyncio.get_running_loop()),

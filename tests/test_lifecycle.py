@@ -365,6 +365,36 @@ def test_kill_9_of_the_core_ends_every_stream_and_the_supervisor_prints_its_reco
     assert endings.grpc_code is grpc.StatusCode.UNAVAILABLE
 
 
+def test_a_stored_response_the_core_died_during_is_failed_when_it_comes_back() -> None:
+    """Not left in progress for a client that polls it: the restarted core marks it failed."""
+    with _serving() as serving:
+        base = serving.server.base_url
+        body = {
+            "model": serving.model,
+            "input": "Write a long story about a lighthouse keeper and a storm.",
+            "max_output_tokens": 400,
+            "stream": True,
+        }
+        response_id = None
+        with httpx.stream("POST", base + "/v1/responses", json=body, timeout=60) as stream:
+            for line in stream.iter_lines():
+                event = json.loads(line[6:]) if line.startswith("data: {") else {}
+                if event.get("type") == "response.created":
+                    response_id = event["response"]["id"]
+                if event.get("type") == "response.output_text.delta":
+                    serving.children()["core"].kill()
+                    break
+        assert response_id is not None
+        deadline = time.monotonic() + 120
+        while "core recovered in" not in serving.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        reply = httpx.get(f"{base}/v1/responses/{response_id}", timeout=30)
+        assert reply.status_code == 200, reply.text
+        stored = reply.json()
+        assert stored["status"] == "failed", stored
+        assert stored["error"]["code"] == "core_unavailable", stored
+
+
 def test_kill_9_of_the_gateway_drops_its_streams_leaves_grpc_running_and_it_recovers() -> None:
     async def kill_gateway(session: aiohttp.ClientSession) -> None:
         serving.children()["gateway"].kill()

@@ -20,6 +20,7 @@ from openai.types.responses import Response, ResponseFunctionToolCall
 from inferno.adapters.openai.requests import parse_chat_request
 from inferno.adapters.responses.requests import parse_responses_request
 from inferno.adapters.routing_key import routing_metadata
+from inferno.core.database.base import Database
 from inferno.core.database.open import open_database, open_sqlite
 from inferno.core.responses.store import ResponseStore
 from inferno.v1 import response_service_pb2 as pb
@@ -396,6 +397,26 @@ def test_the_store_is_the_same_code_on_sqlite_and_postgresql(postgres_url: str, 
         assert not store.delete("api_key:key_b", "resp_1")
         assert store.delete("api_key:key_a", "resp_1") and store.get("api_key:key_a", "resp_1") is None
         database.close()
+
+
+def test_a_restart_fails_the_responses_its_core_left_unfinished_and_only_those(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    for database in (open_sqlite(tmp_path / "inferno.db"), open_database(postgres_url, tmp_path)):
+        queued = pb.RESPONSE_STATUS_QUEUED
+        ResponseStore(database, runner="host:/a").add("key_a", pb.Response(id="resp_a", status=queued), [])
+        ResponseStore(database, runner="host:/b").add("key_b", pb.Response(id="resp_b", status=queued), [])
+        ResponseStore(database, runner="host:/a")  # core a starts again
+        left_by_a = _stored(database, "key_a", "resp_a")
+        assert left_by_a.status == pb.RESPONSE_STATUS_FAILED and left_by_a.error.code == "core_unavailable"
+        assert _stored(database, "key_b", "resp_b").status == queued, "core b's response is core b's"
+        database.close()
+
+
+def _stored(database: Database, owner: str, response_id: str) -> pb.Response:
+    stored = ResponseStore(database, runner="host:/reader").get(owner, response_id)
+    assert stored is not None
+    return stored.response
 
 
 def test_a_response_is_routed_to_the_core_the_same_chat_would_reach() -> None:

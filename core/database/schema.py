@@ -74,6 +74,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 4: the core that runs a stored response, so a core's restart fails only its own interrupted ones.
+    ("ALTER TABLE responses ADD COLUMN runner TEXT NOT NULL DEFAULT ''",),
 )
 
 

@@ -2,11 +2,16 @@
 
 Every read and write names the owner, so one caller's responses do not exist for another. Calls block
 (the database may be across the network): the service runs them in a thread.
+
+A response a restart interrupted (queued or in progress when its core stopped) is marked failed when that
+core starts again, never left in progress for a client polling it. In a fleet sharing one PostgreSQL
+database each response names the core that runs it (its runner), and a core fails at start only its own.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +19,11 @@ from dataclasses import dataclass
 from inferno.core.database.base import Database
 from inferno.v1 import response_service_pb2 as pb
 
+log = logging.getLogger(__name__)
+
 # Statuses a response can still leave.
 UNFINISHED = (pb.RESPONSE_STATUS_QUEUED, pb.RESPONSE_STATUS_IN_PROGRESS)
+RESTART_ERROR = pb.ResponseError(code="core_unavailable", message="interrupted by a server restart; retry")
 
 
 @dataclass(frozen=True)
@@ -30,15 +38,39 @@ class StoredResponse:
 
 
 class ResponseStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, runner: str = "") -> None:
+        """runner names this core among those sharing the database (stable across its restarts)."""
         self._database = database
+        self._runner = runner
+        self._fail_interrupted()
+
+    def _fail_interrupted(self) -> None:
+        # Responses stored before runners were recorded have none: a core that restarts fails those too.
+        unfinished = ", ".join("?" for _ in UNFINISHED)
+        with self._database.transaction() as sql:
+            rows = sql.query(
+                f"SELECT response_id, response FROM responses WHERE status IN ({unfinished})"
+                " AND runner IN (?, '')",
+                (*(_name(status) for status in UNFINISHED), self._runner),
+            )
+            for response_id, encoded in rows:
+                response = pb.Response.FromString(base64.b64decode(encoded))
+                response.status = pb.RESPONSE_STATUS_FAILED
+                response.error.CopyFrom(RESTART_ERROR)
+                response.completed_at = int(time.time())
+                sql.execute(
+                    "UPDATE responses SET status = ?, response = ? WHERE response_id = ?",
+                    (_status(response), _encode(response), response_id),
+                )
+        if rows:
+            log.warning("%d stored responses were interrupted by a restart and are marked failed", len(rows))
 
     def add(self, owner: str, response: pb.Response, history: Sequence[pb.ResponseItem]) -> None:
         with self._database.transaction() as sql:
             sql.execute(
-                "INSERT INTO responses (response_id, owner, created, status, response)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (response.id, owner, time.time(), _status(response), _encode(response)),
+                "INSERT INTO responses (response_id, owner, created, status, response, runner)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (response.id, owner, time.time(), _status(response), _encode(response), self._runner),
             )
             for position, item in enumerate(history):
                 sql.execute(
