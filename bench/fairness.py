@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import threading
@@ -107,6 +108,65 @@ def _per_token(results: dict[str, float], lengths: list[int]) -> None:
     )
 
 
+class _TokenTimes:
+    """A streamed completion read on a thread, the arrival time of each chunk kept, until stop is set."""
+
+    def __init__(self, client: httpx.Client, model: str, max_tokens: int) -> None:
+        self.times: list[float] = []
+        self.stop = threading.Event()
+        body = {"model": model, "prompt": "Once upon a time", "max_tokens": max_tokens, "stream": True,
+                "temperature": 0, "ignore_eos": True}  # fmt: skip
+        self._thread = threading.Thread(target=self._read, args=(client, body))
+        self._thread.start()
+
+    def _read(self, client: httpx.Client, body: dict[str, object]) -> None:
+        with client.stream("POST", "/v1/completions", json=body) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data: {"):
+                    self.times.append(time.monotonic())
+                if self.stop.is_set():
+                    return  # leaving the stream disconnects, and the server cancels the rest
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def gaps_ms(self, start: float = 0.0, end: float = float("inf")) -> list[float]:
+        """Milliseconds between consecutive chunks that arrived within [start, end]; the first chunk's
+        time counts as a gap's end only."""
+        pairs = zip(self.times, self.times[1:], strict=False)
+        return [1000 * (b - a) for a, b in pairs if start <= b <= end]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _stream_during_long_prompt(client: httpx.Client, model: str, long_length: int) -> dict[str, float]:
+    """Inter-token gaps of a running stream alone, then while a long prompt is processed beside it."""
+    alone = _TokenTimes(client, model, 120)
+    alone.join()
+    running = _TokenTimes(client, model, 2000)
+    time.sleep(1.0)
+    started = time.monotonic()
+    _prefill_s(client, model, long_length, 98)
+    ended = time.monotonic()
+    running.stop.set()
+    running.join()
+    during = running.gaps_ms(started, ended)
+    return {
+        "running stream, ms between tokens alone, median": statistics.median(alone.gaps_ms()),
+        f"running stream, ms between tokens during a {long_length}-token prompt, median": statistics.median(
+            during
+        ),
+        f"running stream, ms between tokens during a {long_length}-token prompt, p95": _percentile(
+            during, 0.95
+        ),
+        f"running stream, longest gap during a {long_length}-token prompt, ms": max(during),
+        f"that {long_length}-token prompt beside the stream, total": ended - started,
+    }
+
+
 def _fairness(client: httpx.Client, model: str, long_length: int) -> dict[str, float]:
     results = {"short chat TTFT alone": _chat_ttft_s(client, model)}
     long_done: list[float] = []
@@ -122,6 +182,7 @@ def _fairness(client: httpx.Client, model: str, long_length: int) -> dict[str, f
     results[f"short chat TTFT, sent 1 s into a {long_length}-token prompt"] = _chat_ttft_s(client, model)
     worker.join()
     results[f"that {long_length}-token prompt, total"] = long_done[0]
+    results.update(_stream_during_long_prompt(client, model, long_length))
     return results
 
 
@@ -187,7 +248,7 @@ def main() -> None:
             columns[name] = runs[name](Path(logs))
             print(f"{name}: {json.dumps(columns[name])}", file=sys.stderr, flush=True)
     rows = list(dict.fromkeys(row for column in columns.values() for row in column))
-    print("| seconds | " + " | ".join(columns) + " |")
+    print("| seconds (ms where named) | " + " | ".join(columns) + " |")
     print("| --- |" + " ---: |" * len(columns))
     for row in rows:
         cells = [f"{c[row]:.2f}" if row in c else "" for c in columns.values()]
