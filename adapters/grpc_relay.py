@@ -26,6 +26,12 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from inferno.call_metadata import (
+    CLIENT_ADDRESS_MAC_METADATA,
+    CLIENT_ADDRESS_METADATA,
+    peer_address,
+    signed_client_address,
+)
 from inferno.envoy_config import GATEWAY_HOP_HEADER, MODEL_HEADER
 from inferno.errors import InfernoError
 from inferno.grpc_binding import bind_grpc_port
@@ -40,7 +46,11 @@ logger = logging.getLogger(__name__)
 # Metadata that belongs to one hop (HTTP/2 and gRPC framing, Envoy's own headers), never passed on; the
 # core's error details (grpc-status-details-bin) are the one grpc- key that is.
 _HOP_PREFIXES = (":", "grpc-", "x-envoy-", "x-forwarded-")
-_HOP_NAMES = frozenset({"te", "content-type", "user-agent", "host", GATEWAY_HOP_HEADER})
+# A client address comes from the relay itself, signed (inferno/call_metadata.py), never from the client.
+_HOP_NAMES = frozenset(
+    {"te", "content-type", "user-agent", "host", GATEWAY_HOP_HEADER, CLIENT_ADDRESS_METADATA,
+     CLIENT_ADDRESS_MAC_METADATA}
+)  # fmt: skip
 _STATUS_DETAILS = "grpc-status-details-bin"
 
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -75,9 +85,10 @@ def _passed_on(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
 class GrpcRelay(grpc.GenericRpcHandler):
     """The handler of every relayed method; other methods are UNIMPLEMENTED."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, hop_secret: str | None = None) -> None:
         self._channel = channel
         self._methods = relayed_methods()
+        self._hop_secret = hop_secret
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = self._methods.get(details.method)
@@ -90,9 +101,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
     async def _unary(self, method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         relayed: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(method.path)
-        call = relayed(
-            request, metadata=_metadata(method, request, context), timeout=context.time_remaining()
-        )
+        metadata = _metadata(method, request, context, self._hop_secret)
+        call = relayed(request, metadata=metadata, timeout=context.time_remaining())
         try:
             reply: bytes = await call
         except grpc.aio.AioRpcError as error:
@@ -106,9 +116,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
         self, method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         relayed: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self._channel.unary_stream(method.path)
-        call = relayed(
-            request, metadata=_metadata(method, request, context), timeout=context.time_remaining()
-        )
+        metadata = _metadata(method, request, context, self._hop_secret)
+        call = relayed(request, metadata=metadata, timeout=context.time_remaining())
         try:
             started = False
             async for reply in call:
@@ -124,13 +133,17 @@ class GrpcRelay(grpc.GenericRpcHandler):
             call.cancel()
 
 
-def _metadata(method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext) -> Metadata:
+def _metadata(
+    method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext, hop_secret: str | None
+) -> Metadata:
     metadata = _passed_on(context.invocation_metadata())
     if all(key != MODEL_HEADER for key, _ in metadata):
         # A malformed request goes on without routing metadata: the core answers it with its own error.
         with contextlib.suppress(DecodeError):
             metadata += routing_metadata(method.request_type.FromString(request))
-    return (*metadata, (GATEWAY_HOP_HEADER, "relay"))
+    # The relay's caller (Envoy in a fleet) is the address the core can vouch for.
+    caller = signed_client_address(peer_address(context.peer()), hop_secret)
+    return (*metadata, *caller, (GATEWAY_HOP_HEADER, "relay"))
 
 
 async def _fail(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> None:
@@ -160,7 +173,7 @@ async def start_relay(
 ) -> RelayServer:
     """Serve the relay on host:port (TLS when [security] has a certificate)."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
-    server.add_generic_rpc_handlers((GrpcRelay(channel),))
+    server.add_generic_rpc_handlers((GrpcRelay(channel, security.hop_secret),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bind_grpc_port(server, host, port, security, "gRPC relay")

@@ -87,6 +87,7 @@ async def serve_core(options: CoreOptions) -> None:
         security.max_concurrent_streams,
         shared.auth_failures if shared else auth_failure_limiter(security),
         shared.streams if shared else None,
+        security.hop_secret,
     )
     if not auth.enabled:
         log.warning(

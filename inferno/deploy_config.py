@@ -8,7 +8,7 @@ places each core by its place in the --core list: a conversation keeps its core 
 are one Deployment behind a headless Service, so Envoy resolves and health-checks every gateway pod. Envoy's
 config is exactly what `inferno envoy-config` writes for those Service names (STRICT_DNS clusters).
 PostgreSQL and Redis are outside the fleet, named by URL in a Secret (INFERNO_DATABASE_URL,
-INFERNO_REDIS_URL).
+INFERNO_REDIS_URL), which also holds the secret the gateways and the cores share (INFERNO_HOP_SECRET).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from inferno.envoy_config import (
 )
 from inferno.lifecycle import DEFAULT_SHUTDOWN_GRACE_S
 from inferno.plain_yaml import PlainDumper, dump_plain
+from inferno.security_config import HOP_SECRET_ENV
 
 DEFAULT_CORES = 2
 DEFAULT_GATEWAYS = 2
@@ -192,6 +193,7 @@ def _compose(fleet: Fleet, health: FleetHealth) -> dict[str, Any]:
         # Required: docker compose refuses to start without them (set them in the shell or a .env file).
         DATABASE_URL_ENV: f"${{{DATABASE_URL_ENV}:?postgresql://... of the fleet's PostgreSQL}}",
         REDIS_URL_ENV: f"${{{REDIS_URL_ENV}:?redis://... of the fleet's Redis}}",
+        HOP_SECRET_ENV: f"${{{HOP_SECRET_ENV}:?a long random string the gateways and cores share}}",
     }
     image = {"image": fleet.image, "build": {"context": "..", "dockerfile": "deploy/Dockerfile"}}
     services: dict[str, Any] = {}
@@ -210,7 +212,7 @@ def _compose(fleet: Fleet, health: FleetHealth) -> dict[str, Any]:
     services[GATEWAY_NAME] = {
         **image,
         "command": _gateway_command(),
-        "environment": {"INFERNO_API_KEYS": "true"},
+        "environment": {"INFERNO_API_KEYS": "true", HOP_SECRET_ENV: security_env[HOP_SECRET_ENV]},
         "healthcheck": {
             "test": [
                 "CMD",
@@ -324,6 +326,8 @@ def _secret_example() -> dict[str, Any]:
             REDIS_URL_ENV: "redis://redis.example.internal:6379/0",
             # Optional: the admin key (at least 16 characters) for `inferno keys --core`.
             ADMIN_KEY_ENV: "CHANGE-ME-TO-A-LONG-RANDOM-KEY",
+            # Shared by the gateways and the cores: the cores believe the client addresses it signs.
+            HOP_SECRET_ENV: "CHANGE-ME-TO-ANOTHER-LONG-RANDOM-STRING",
         },
     }
 
@@ -349,6 +353,7 @@ class _Manifests:
                     _secret_env(DATABASE_URL_ENV),
                     _secret_env(REDIS_URL_ENV),
                     _secret_env(ADMIN_KEY_ENV, optional=True),
+                    _secret_env(HOP_SECRET_ENV),
                 ],
                 "resources": {"limits": {"nvidia.com/gpu": 1}},
                 # Loading a model can take minutes; readiness (SERVING) also turns off from SIGTERM on.
@@ -376,7 +381,7 @@ class _Manifests:
                 {"name": "grpc-relay", "containerPort": DEFAULT_RELAY_PORT},
             ],
             # A gateway binds every interface only in front of cores that authenticate.
-            "env": [{"name": "INFERNO_API_KEYS", "value": "true"}],
+            "env": [{"name": "INFERNO_API_KEYS", "value": "true"}, _secret_env(HOP_SECRET_ENV)],
             "readinessProbe": _probe(http_probe, 5, 2),
             "livenessProbe": _probe(http_probe, 10, 3),
         }

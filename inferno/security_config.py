@@ -26,6 +26,7 @@ tls_ca = "ca.pem"                  # what the gateway trusts for the core; defau
 data_dir = "data"                  # the SQLite key store lives here
 database_url = "postgresql://..."  # or INFERNO_DATABASE_URL: keys and jobs in PostgreSQL, shared by a fleet
 redis_url = "redis://..."          # or INFERNO_REDIS_URL: rate limits and stream counts shared by a fleet
+hop_secret = "..."                 # or INFERNO_HOP_SECRET: shared by gateways and cores (serve makes one)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from inferno.config_file import ConfigError
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "inferno"
 DEFAULT_RATE_LIMIT = 1000
+HOP_SECRET_ENV = "INFERNO_HOP_SECRET"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class SecurityConfig:
     # counts through Redis; unset, each core keeps its own (SQLite in data_dir, counts in memory).
     database_url: str | None = None
     redis_url: str | None = None
+    # The core believes the client address a gateway forwards only when signed with this (call_metadata.py);
+    # unset, it rate-limits unauthenticated callers by the address they connect from.
+    hop_secret: str | None = None
 
     @property
     def jwt_enabled(self) -> bool:
@@ -112,6 +117,7 @@ _ENV = {
     "INFERNO_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
     "INFERNO_DATABASE_URL": "database_url",
     "INFERNO_REDIS_URL": "redis_url",
+    HOP_SECRET_ENV: "hop_secret",
 }
 _URL_SCHEMES = {
     "database_url": ("postgresql://", "postgres://"),

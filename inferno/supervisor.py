@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from inferno.lifecycle import (
     check_port_free,
     shutdown_grace_s,
 )
-from inferno.security_config import SecurityConfig, load_security_config
+from inferno.security_config import HOP_SECRET_ENV, SecurityConfig, load_security_config
 
 _CORE_READY_TIMEOUT_S = 600.0
 _GATEWAY_READY_TIMEOUT_S = 60.0
@@ -184,6 +185,10 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
     that refuses to start stops it with one line and exit status 2; the children die with it."""
     security = load_security_config(core.config_path, core.security.overrides())
     security.check_bind(core.host)
+    if security.hop_secret is None:
+        # The two children share it through the environment: the core then believes the client addresses
+        # the gateway forwards, and nobody else's (inferno/call_metadata.py).
+        os.environ[HOP_SECRET_ENV] = secrets.token_hex(32)
     grace_s = shutdown_grace_s()
     # Checked here too so a taken port is one line before any model loads; the children check again.
     check_port_free(gateway.host, gateway.port, "HTTP")

@@ -13,6 +13,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from inferno.call_metadata import (
+    CLIENT_ADDRESS_MAC_METADATA,
+    CLIENT_ADDRESS_METADATA,
+    trusted_client_address,
+)
 from inferno.envoy_config import GATEWAY_HOP_HEADER, MODEL_HEADER, ROUTE_KEY_HEADER
 from inferno.errors import error_from_rpc
 from inferno.security_config import SecurityConfig
@@ -160,7 +165,9 @@ class _RecordingUpstream(grpc.GenericRpcHandler):
         return grpc.unary_stream_rpc_method_handler(answer)
 
 
-def test_the_relay_adds_routing_and_its_hop_and_drops_envoys_headers(model_id: str) -> None:
+def test_the_relay_adds_routing_its_hop_and_its_callers_signed_address_and_drops_envoys_headers(
+    model_id: str,
+) -> None:
     from inferno.adapters.grpc_relay import start_relay
 
     async def scenario() -> dict[str, str]:
@@ -171,7 +178,8 @@ def test_the_relay_adds_routing_and_its_hop_and_drops_envoys_headers(model_id: s
         await upstream.start()
         relay_port = free_port()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{upstream_port}") as to_upstream:
-            relay = await start_relay(to_upstream, "127.0.0.1", relay_port, SecurityConfig())
+            security = SecurityConfig(hop_secret="the-secret")
+            relay = await start_relay(to_upstream, "127.0.0.1", relay_port, security)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{relay_port}") as client:
                 call = client.unary_stream(
                     _STREAM,
@@ -179,7 +187,12 @@ def test_the_relay_adds_routing_and_its_hop_and_drops_envoys_headers(model_id: s
                     response_deserializer=None,
                 )
                 request = pb.StreamChatCompletionRequest(params=chat_params(model_id, "hello"))
-                metadata = (("authorization", "Bearer k"), ("x-envoy-attempt-count", "1"))
+                metadata = (
+                    ("authorization", "Bearer k"),
+                    ("x-envoy-attempt-count", "1"),
+                    (CLIENT_ADDRESS_METADATA, "10.9.8.7"),  # a claim, which the relay drops
+                    (CLIENT_ADDRESS_MAC_METADATA, "0" * 64),
+                )
                 async for _ in call(request, metadata=metadata, timeout=10):
                     pass
             await relay.drain(0)
@@ -192,3 +205,4 @@ def test_the_relay_adds_routing_and_its_hop_and_drops_envoys_headers(model_id: s
     assert len(seen[ROUTE_KEY_HEADER]) == 16
     assert seen[GATEWAY_HOP_HEADER] == "relay"
     assert "x-envoy-attempt-count" not in seen
+    assert trusted_client_address(seen, "the-secret") == "127.0.0.1", "the relay's caller, signed"

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from inferno.call_metadata import CLIENT_ADDRESS_METADATA
+from inferno.call_metadata import peer_address, trusted_client_address
 from inferno.core.interceptors import Continuation, rewrap_handler
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.principal import CURRENT_PRINCIPAL, Principal, anonymous
@@ -36,14 +36,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         max_concurrent_streams: int,
         failure_limiter: RequestRateLimiter | None = None,
         streams: StreamSlots | None = None,
+        hop_secret: str | None = None,
     ) -> None:
         """failure_limiter counts failed authentications per client address (default: [security]
-        auth_failures_per_minute's default); streams counts open streams (default: in memory)."""
+        auth_failures_per_minute's default); streams counts open streams (default: in memory); a client
+        address a gateway forwards counts only when signed with hop_secret (else the caller's own)."""
         self._authenticator = authenticator
         self._limiter = limiter
         self._max_streams = max_concurrent_streams
         self._failures = failure_limiter or auth_failure_limiter(SecurityConfig())
         self._streams = streams or LocalStreamSlots()
+        self._hop_secret = hop_secret
 
     @property
     def enabled(self) -> bool:
@@ -107,7 +110,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        address = metadata.get(CLIENT_ADDRESS_METADATA) or _peer_address(context.peer())
+        address = trusted_client_address(metadata, self._hop_secret) or peer_address(context.peer())
         needed = requirement_of(method)
         if not self._authenticator.enabled:
             principal = anonymous(address)
@@ -176,13 +179,3 @@ def _rate_limited(decision: RateDecision) -> InfernoError:
         f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s",
         details,
     )
-
-
-def _peer_address(peer: str) -> str:
-    """ipv4:127.0.0.1:5432 -> 127.0.0.1; ipv6:[::1]:5432 -> ::1."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    return peer

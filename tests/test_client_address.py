@@ -1,0 +1,64 @@
+"""The client address the core counts failed authentications (and unauthenticated rates) by: the one the
+gateway forwards, signed with the secret the two share (`inferno serve` makes one), never one a caller
+claims. Real `inferno serve`, real gateway, real gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+
+from inferno.call_metadata import CLIENT_ADDRESS_MAC_METADATA, CLIENT_ADDRESS_METADATA
+from inferno.v1 import model_service_pb2, model_service_pb2_grpc
+from tests.servers import RunningServer, running_inferno
+
+WRONG_KEY = "Bearer sk-inf-wrong"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[RunningServer]:
+    env = {
+        "INFERNO_API_KEYS": "true",
+        "INFERNO_ADMIN_KEY": "an-admin-key-for-the-address-tests",
+        "INFERNO_AUTH_FAILURES_PER_MINUTE": "3",
+    }
+    with running_inferno(env=env) as running:
+        yield running
+
+
+def _http_wrong_key_from(server: RunningServer, source: str) -> int:
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
+        reply = client.get(server.base_url + "/v1/models", headers={"Authorization": WRONG_KEY})
+        return reply.status_code
+
+
+def _grpc_wrong_key_claiming(server: RunningServer, address: str) -> grpc.StatusCode:
+    """A direct call to the core from 127.0.0.1 that claims another address, with a made-up signature."""
+    metadata = (
+        ("authorization", WRONG_KEY),
+        (CLIENT_ADDRESS_METADATA, address),
+        (CLIENT_ADDRESS_MAC_METADATA, "0" * 64),
+    )
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        try:
+            model_service_pb2_grpc.ModelServiceStub(channel).ListModels(
+                model_service_pb2.ListModelsRequest(), metadata=metadata, timeout=30
+            )
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_failures_count_against_the_address_the_gateway_signs_never_one_a_caller_claims(
+    secured: RunningServer,
+) -> None:
+    # Through the gateway from 127.0.0.2: that address's three failures, then 429.
+    assert [_http_wrong_key_from(secured, "127.0.0.2") for _ in range(4)] == [401, 401, 401, 429]
+    # The gateway itself reaches the core from 127.0.0.1, whose count is untouched: the core believed the
+    # address the gateway signed. A caller from 127.0.0.1 that claims a new address each time is counted
+    # as 127.0.0.1 all the same.
+    claimed = [_grpc_wrong_key_claiming(secured, f"10.0.0.{n}") for n in range(4)]
+    unauthenticated, exhausted = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert claimed == [unauthenticated] * 3 + [exhausted]
