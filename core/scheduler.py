@@ -4,9 +4,9 @@ Engine-agnostic. The engine thread calls plan() before every decode; sequences j
 (release) between steps. Each running sequence contributes its one pending token; waiting prompts fill the
 rest of the step, shortest remaining prompt first. A short prompt (at most four times the prompt budget) goes
 in whole, and more join while the step's prompt tokens are under the budget, so a burst of chat requests
-starts a few per step: a prompt token costs the same in any step, and the first ones start decoding sooner. A
-long prompt advances by the small per-step prompt budget, so it neither stalls the decoding sequences nor
-holds back others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
+starts a few per step: on a CPU a step's time grows with its tokens, so the first ones start decoding
+sooner. A long prompt advances by the small per-step prompt budget, so it neither stalls the decoding
+sequences nor holds back others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
 
 Prefixes are computed once: a prompt that starts like a recently finished sequence takes over that
 sequence's KV cells (kv_prefix_cache.py), or restores a host-memory snapshot of any earlier sequence that
