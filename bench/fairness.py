@@ -26,6 +26,7 @@ from serving import (
     free_port,
     inferno_spec,
     llama_server_spec,
+    percentile,
     running_server,
 )
 
@@ -137,11 +138,6 @@ class _TokenTimes:
         return [1000 * (b - a) for a, b in pairs if start <= b <= end]
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def _stream_during_long_prompt(client: httpx.Client, model: str, long_length: int) -> dict[str, float]:
     """Inter-token gaps of a running stream alone, then while a long prompt is processed beside it."""
     alone = _TokenTimes(client, model, 120)
@@ -159,7 +155,7 @@ def _stream_during_long_prompt(client: httpx.Client, model: str, long_length: in
         f"running stream, ms between tokens during a {long_length}-token prompt, median": statistics.median(
             during
         ),
-        f"running stream, ms between tokens during a {long_length}-token prompt, p95": _percentile(
+        f"running stream, ms between tokens during a {long_length}-token prompt, p95": percentile(
             during, 0.95
         ),
         f"running stream, longest gap during a {long_length}-token prompt, ms": max(during),

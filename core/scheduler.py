@@ -219,7 +219,6 @@ class ContinuousBatchScheduler:
         room = self.max_batch_tokens - sum(len(e.tokens) for e in entries)
         long_budget = self.max_batch_tokens if lone else self.max_prompt_tokens_per_step
         short = self.short_prompt_tokens
-        took_prompt = False
         prompt_tokens = 0
         for seq in prefilling:
             if room <= 0:
@@ -238,10 +237,10 @@ class ContinuousBatchScheduler:
             remaining = len(prompt) - seq.prefilled
             if remaining <= short:
                 # Whole, or the next step; only the first prompt of a step is cut to the room left, so a
-                # batch full of decoding sequences cannot starve it. Prompts are computed at the same cost
-                # per token in one step or in several, so a burst goes a prompt budget per step, shortest
-                # first: the first ones start decoding sooner, and the last no later.
-                if took_prompt and (remaining > room or prompt_tokens >= self.max_prompt_tokens_per_step):
+                # batch full of decoding sequences cannot starve it. A step's time grows with its tokens,
+                # so a burst goes a prompt budget per step, shortest first: the first ones start decoding
+                # sooner.
+                if prompt_tokens and (remaining > room or prompt_tokens >= self.max_prompt_tokens_per_step):
                     continue
                 take = min(remaining, room)
             else:
@@ -249,7 +248,6 @@ class ContinuousBatchScheduler:
                 if take <= 0:
                     continue
                 long_budget -= take
-            took_prompt = True
             end = min(seq.prefilled + take, self._next_split_point(seq, len(prompt)))
             chunk = prompt[seq.prefilled : end]
             entries.append(

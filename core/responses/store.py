@@ -26,6 +26,15 @@ UNFINISHED = (pb.RESPONSE_STATUS_QUEUED, pb.RESPONSE_STATUS_IN_PROGRESS)
 RESTART_ERROR = pb.ResponseError(code="core_unavailable", message="interrupted by a server restart; retry")
 
 
+def ended(response: pb.Response, status: pb.ResponseStatus.ValueType) -> pb.Response:
+    """A copy of response that ended now with status."""
+    copy = pb.Response()
+    copy.CopyFrom(response)
+    copy.status = status
+    copy.completed_at = int(time.time())
+    return copy
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     response: pb.Response
@@ -54,13 +63,11 @@ class ResponseStore:
                 (*(_name(status) for status in UNFINISHED), self._runner),
             )
             for response_id, encoded in rows:
-                response = pb.Response.FromString(base64.b64decode(encoded))
-                response.status = pb.RESPONSE_STATUS_FAILED
-                response.error.CopyFrom(RESTART_ERROR)
-                response.completed_at = int(time.time())
+                failed = ended(pb.Response.FromString(base64.b64decode(encoded)), pb.RESPONSE_STATUS_FAILED)
+                failed.error.CopyFrom(RESTART_ERROR)
                 sql.execute(
                     "UPDATE responses SET status = ?, response = ? WHERE response_id = ?",
-                    (_status(response), _encode(response), response_id),
+                    (_status(failed), _encode(failed), response_id),
                 )
         if rows:
             log.warning("%d stored responses were interrupted by a restart and are marked failed", len(rows))

@@ -19,7 +19,7 @@ import grpc
 from inferno.core.model_manager import ModelManager
 from inferno.core.responses.items import chat_messages, new_id, with_ids
 from inferno.core.responses.output import OutputBuilder
-from inferno.core.responses.store import UNFINISHED, ResponseStore, StoredResponse
+from inferno.core.responses.store import UNFINISHED, ResponseStore, StoredResponse, ended
 from inferno.core.security.principal import CURRENT_PRINCIPAL
 from inferno.core.services.chat import ChatJob, complete_chat, plan_chat, stream_chat
 from inferno.core.validation import DEFAULT_LIMITS, RequestLimits
@@ -142,7 +142,7 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
         if task is not None:
             task.cancel()
         # A response another core runs is cancelled in the store: that core's result is then not written.
-        cancelled = _ended(response, pb.RESPONSE_STATUS_CANCELLED)
+        cancelled = ended(response, pb.RESPONSE_STATUS_CANCELLED)
         await asyncio.to_thread(self._store.update, owner, cancelled)
         return pb.CancelResponseResponse(response=cancelled)
 
@@ -233,12 +233,12 @@ class ResponseServicer(response_service_pb2_grpc.ResponseServiceServicer):
         """The client went away mid-generation: a stored response must not stay in progress forever. A
         blocking write, as awaiting in a cancelled call is not dependable."""
         if run.stored:
-            self._store.update(run.owner, _ended(run.response, pb.RESPONSE_STATUS_CANCELLED))
+            self._store.update(run.owner, ended(run.response, pb.RESPONSE_STATUS_CANCELLED))
 
     async def _fail(self, run: _Run, error: InfernoError) -> None:
         if not run.stored:
             return
-        failed = _ended(run.response, pb.RESPONSE_STATUS_FAILED)
+        failed = ended(run.response, pb.RESPONSE_STATUS_FAILED)
         failed.error.CopyFrom(pb.ResponseError(code=error.code, message=error.message))
         await asyncio.to_thread(self._store.update, run.owner, failed)
 
@@ -266,14 +266,6 @@ def _check(params: pb.ResponseParams) -> None:
                 "metadata",
                 f"'metadata' keys are at most {_MAX_METADATA_KEY} characters, values {_MAX_METADATA_VALUE}",
             )
-
-
-def _ended(response: pb.Response, status: pb.ResponseStatus.ValueType) -> pb.Response:
-    ended = pb.Response()
-    ended.CopyFrom(response)
-    ended.status = status
-    ended.completed_at = int(time.time())
-    return ended
 
 
 def _as_inferno_error(error: Exception) -> InfernoError:
