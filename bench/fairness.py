@@ -4,8 +4,10 @@ built by bench/build_llama_server.sh) and on a bare llama-cpp-python loop (singl
 
     .venv/bin/python bench/fairness.py [--lengths 100,1000,2000,4000,8000] [--threads 2] [--columns NAME,...]
 
-Prompts are token ids (exact lengths). "inferno" runs the default settings; "inferno 32-token steps" runs
-with --batch-tokens 32, which is how a lone prompt was processed before it could take the whole batch.
+Prompts are token ids (exact lengths). "inferno" runs the default settings but --stream-interval-ms 0, so a
+running stream gets a message after every decode step and the gaps measured are the scheduler's, not the
+hand-over interval's; "inferno 32-token steps" runs with --batch-tokens 32, which is how a lone prompt was
+processed before it could take the whole batch.
 """
 
 from __future__ import annotations
@@ -229,10 +231,17 @@ def main() -> None:
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
     runs = {
-        "inferno": lambda logs: measure_inferno([], lengths, args.long, args.threads, logs),
+        "inferno": lambda logs: measure_inferno(
+            ["--stream-interval-ms", "0"], lengths, args.long, args.threads, logs
+        ),
         "llama-server": lambda logs: measure_llama_server(lengths, args.long, args.threads, logs),
         "inferno 32-token steps": lambda logs: measure_inferno(
-            ["--batch-tokens", "32"], lengths, args.long, args.threads, logs, fairness=False
+            ["--batch-tokens", "32", "--stream-interval-ms", "0"],
+            lengths,
+            args.long,
+            args.threads,
+            logs,
+            fairness=False,
         ),
         "bare 512-token decodes": lambda _logs: measure_bare(lengths, args.threads, 512),
         "bare 32-token decodes": lambda _logs: measure_bare(lengths, args.threads, 32),

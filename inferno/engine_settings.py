@@ -109,6 +109,18 @@ class EngineSettings:
             )
         },
     )
+    stream_interval_ms: int = field(
+        default=20,
+        metadata={
+            _SPELLING: _Spelling(
+                "--stream-interval-ms",
+                "least time between hand-overs of running streams' tokens to the service: tokens produced "
+                "meanwhile go out together, a stream's first and last at once (0: after every decode step)",
+                0,
+                1000,
+            )
+        },
+    )
 
     def resolved_context(self, trained_context: int) -> int:
         """The context length a model trained on trained_context tokens runs with."""

@@ -63,6 +63,7 @@ def test_todays_flags_and_their_variables() -> None:
         "cache_tokens": ("--cache-tokens", "INFERNO_CACHE_TOKENS", "cache_tokens"),
         "prefix_cache_mib": ("--prefix-cache-mib", "INFERNO_PREFIX_CACHE_MIB", "prefix_cache_mib"),
         "draft_tokens": ("--draft-tokens", "INFERNO_DRAFT_TOKENS", "draft_tokens"),
+        "stream_interval_ms": ("--stream-interval-ms", "INFERNO_STREAM_INTERVAL_MS", "stream_interval_ms"),
     }
 
 

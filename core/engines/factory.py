@@ -57,9 +57,7 @@ class EngineFactory:
         )
         loaded = loader_for(entry.engine)(load)
         try:
-            return ServedModel(
-                loaded, self._metrics.for_model(entry.id), entry.settings.parallel_sequences
-            ), entry
+            return ServedModel(loaded, self._metrics.for_model(entry.id), entry.settings), entry
         except BaseException:
             loaded.close()
             raise

@@ -9,17 +9,15 @@ log-probabilities, then an event to the caller.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from inferno.core.engines.base import FinishReason, SequenceEvent, SequenceRequest, TokenLogprobs
-from inferno.core.runtime.loop_mailbox import LoopMailbox
+from inferno.core.runtime.outbox import Outbox
 from inferno.core.runtime.protocol import SampledToken, StepResult, Vocabulary
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.runtime.stats import StatsRecorder
@@ -30,41 +28,6 @@ from inferno.errors import InfernoError
 from inferno.inflight import RequestShape, process_record
 
 log = logging.getLogger(__name__)
-
-
-class _Outbox:
-    """Events of one engine step, handed to each event loop with a single wake-up instead of one per token.
-
-    add and flush run on the engine thread; mailbox runs on the caller's loop.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[LoopMailbox, list[tuple[asyncio.Queue[Any], object]]] = {}
-        self._mailboxes: dict[asyncio.AbstractEventLoop, LoopMailbox] = {}
-
-    def mailbox(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
-        mailbox = self._mailboxes.get(loop)
-        if mailbox is None:
-            mailbox = self._mailboxes[loop] = LoopMailbox(loop)
-        return mailbox
-
-    def add(self, mailbox: LoopMailbox, target: asyncio.Queue[Any], event: object) -> None:
-        self._pending.setdefault(mailbox, []).append((target, event))
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for mailbox, items in pending.items():
-            mailbox.post(functools.partial(_deliver, items))
-
-    def close(self) -> None:
-        for mailbox in self._mailboxes.values():
-            mailbox.close()
-        self._mailboxes.clear()
-
-
-def _deliver(items: list[tuple[asyncio.Queue[Any], object]]) -> None:
-    for target, event in items:
-        target.put_nowait(event)
 
 
 @dataclass(frozen=True)
@@ -83,14 +46,21 @@ _SHUTDOWN = object()
 class GenerationRuntime:
     """Runs one model's sequences on its own thread, whatever the engine's shape."""
 
-    def __init__(self, name: str, stepper: Stepper, vocabulary: Vocabulary, stats: StatsRecorder) -> None:
+    def __init__(
+        self,
+        name: str,
+        stepper: Stepper,
+        vocabulary: Vocabulary,
+        stats: StatsRecorder,
+        stream_interval_s: float = 0.0,
+    ) -> None:
         self._name = name
         self._inflight = process_record()
         self._stepper = stepper
         self._vocabulary = vocabulary
         self._stats = stats
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._outbox = _Outbox()
+        self._outbox = Outbox(stream_interval_s)
         self._reused_seen = 0
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
@@ -100,8 +70,13 @@ class GenerationRuntime:
         mailbox = self._outbox.mailbox(asyncio.get_running_loop())
         events: asyncio.Queue[SequenceEvent | BaseException] = asyncio.Queue()
 
+        first = True
+
         def emit(event: SequenceEvent | BaseException) -> None:
-            self._outbox.add(mailbox, events, event)
+            nonlocal first
+            urgent = first or not isinstance(event, SequenceEvent) or event.finish_reason is not None
+            self._outbox.add(mailbox, events, event, urgent)
+            first = False
 
         sequence = SequenceState(
             request=request,
@@ -150,11 +125,11 @@ class GenerationRuntime:
                 prefix_cache = self._stepper.prefix_cache()
                 if prefix_cache is not None:
                     self._stats.prefix_cache(prefix_cache)
-                self._outbox.flush()
+                self._outbox.flush(force=not self._stepper.has_work())
             error = InfernoError("model_not_ready", "the model is shutting down")
             for sequence in self._stepper.sequences():
                 self._finish(sequence, error=error)
-            self._outbox.flush()
+            self._outbox.flush(force=True)
         finally:
             self._stepper.close()
 

@@ -22,14 +22,16 @@ from inferno.core.runtime.generation import GenerationRuntime
 from inferno.core.runtime.protocol import BatchDecoder
 from inferno.core.runtime.stats import StatsRecorder
 from inferno.core.runtime.steppers import ScheduledStepper, SelfScheduledStepper, Stepper
+from inferno.engine_settings import EngineSettings
 from inferno.errors import InfernoError
 
 
 class ServedModel:
-    def __init__(self, loaded: LoadedEngine, metrics: ModelEngineMetrics, max_parallel: int) -> None:
+    def __init__(self, loaded: LoadedEngine, metrics: ModelEngineMetrics, settings: EngineSettings) -> None:
         self._loaded = loaded
         self._metrics = metrics
-        self._stats = StatsRecorder(metrics, max_parallel if loaded.generator is not None else 0)
+        generates = loaded.generator is not None
+        self._stats = StatsRecorder(metrics, settings.parallel_sequences if generates else 0)
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
         self._runtime: GenerationRuntime | None = None
@@ -40,7 +42,13 @@ class ServedModel:
                 if isinstance(generator, BatchDecoder)
                 else SelfScheduledStepper(generator)
             )
-            self._runtime = GenerationRuntime(loaded.description.id, stepper, loaded.vocabulary, self._stats)
+            self._runtime = GenerationRuntime(
+                loaded.description.id,
+                stepper,
+                loaded.vocabulary,
+                self._stats,
+                settings.stream_interval_ms / 1000,
+            )
 
     @property
     def description(self) -> ModelDescription:
