@@ -14,8 +14,10 @@ llama-server is built from the llama.cpp vendored in the pinned llama-cpp-python
 bench/build_llama_server.sh (run on first use; about 10 minutes on 2 cores), with the same threads, as many
 slots (-np) as Inferno's --parallel, the same total KV cells and the same weight-repacking choice.
 
-Servers run one at a time (the bare loop is loaded in-process only during its turn) and are stopped
-afterwards.
+The HTTP servers run side by side, each idle while another is measured, and take turns run by run (in
+reverse order every other repeat): this VM's speed drifts by up to 10% over minutes, and measuring one
+server's levels after the other's would put that drift into the ratios. The bare loop is loaded in-process
+afterwards, alone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import importlib.metadata
 import json
 import logging
@@ -38,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -563,39 +566,65 @@ def _quiet_run(
     return min(tries, key=lambda r: r.foreign_cores)
 
 
-def _timed_levels(config: BenchConfig, run_prompts: RunPrompts) -> dict[int, list[RunResult]]:
-    """One untimed warm-up stream, then `repeats` runs per concurrency level."""
-    rotation = PromptRotation()
+def _timed_levels(
+    config: BenchConfig, runners: Sequence[RunPrompts], names: Sequence[str]
+) -> list[dict[int, list[RunResult]]]:
+    """One untimed warm-up stream per runner, then `repeats` runs per concurrency level for each runner, the
+    runners taking turns (in reverse order every other repeat) so that a drift in the machine's speed during
+    the benchmark weighs on all of them alike. Every runner gets the same prompts."""
+    rotations = [PromptRotation() for _ in runners]
     meter = ForeignCpuMeter()
-    run_prompts(rotation.take(1))
-    levels: dict[int, list[RunResult]] = {}
+    for run_prompts, rotation in zip(runners, rotations, strict=True):
+        run_prompts(rotation.take(1))
+    results: list[dict[int, list[RunResult]]] = [{} for _ in runners]
     for concurrency in config.concurrency:
-        runs = [
-            _quiet_run(meter, run_prompts, rotation, concurrency, config.attempts)
-            for _ in range(config.repeats)
+        for repeat in range(config.repeats):
+            turns = list(range(len(runners)))
+            for index in turns if repeat % 2 == 0 else turns[::-1]:
+                run = _quiet_run(meter, runners[index], rotations[index], concurrency, config.attempts)
+                results[index].setdefault(concurrency, []).append(run)
+        for levels in results:
+            shown = ", ".join(
+                f"{r.agg_tok_s:.1f} (other load {r.foreign_cores:.2f})" for r in levels[concurrency]
+            )
+            _progress(f"  {concurrency:>2} streams, {names[results.index(levels)]}: {shown} tok/s")
+    return results
+
+
+def bench_http(
+    config: BenchConfig, specs: Sequence[tuple[HttpServerSpec, int]], log_dir: Path
+) -> list[ServerReport]:
+    """The HTTP servers side by side: all started, each idle while another one is measured."""
+    reports: list[ServerReport] = []
+    runners: list[RunPrompts] = []
+    with ExitStack() as servers:
+        for spec, port in specs:
+            _progress(f"[{spec.name}] starting: {shlex.join(spec.command)}")
+            model_id = servers.enter_context(running_server(spec, port, log_dir))
+            target = HttpTarget(f"http://127.0.0.1:{port}", model_id, spec.extra_body, config.max_tokens)
+            prompt_tokens = asyncio.run(http_prompt_tokens(target))
+            description = f"{shlex.join(spec.command)} (model id {model_id!r})"
+            reports.append(ServerReport(spec.name, description, prompt_tokens))
+            runners.append(functools.partial(_run_http, target))
+        _progress(f"[{', '.join(r.name for r in reports)}] taking turns")
+        for report, levels in zip(
+            reports, _timed_levels(config, runners, [r.name for r in reports]), strict=True
+        ):
+            report.levels = levels
+    for report in reports:
+        # Inferno's automatic thread count logs each change; a run where it gave threads up says so.
+        changes = [
+            line.split("llama.cpp threads", 1)[1].strip()
+            for line in (log_dir / f"{report.name}.log").read_text(errors="replace").splitlines()
+            if "llama.cpp threads" in line
         ]
-        levels[concurrency] = runs
-        shown = ", ".join(f"{r.agg_tok_s:.1f} (other load {r.foreign_cores:.2f})" for r in runs)
-        _progress(f"  {concurrency:>2} streams: {shown} tok/s")
-    return levels
+        if changes:
+            report.description += f"; thread count changes: {'; '.join(changes)}"
+    return reports
 
 
-def bench_http(config: BenchConfig, spec: HttpServerSpec, port: int, log_dir: Path) -> ServerReport:
-    _progress(f"[{spec.name}] starting: {shlex.join(spec.command)}")
-    with running_server(spec, port, log_dir) as model_id:
-        target = HttpTarget(f"http://127.0.0.1:{port}", model_id, spec.extra_body, config.max_tokens)
-        prompt_tokens = asyncio.run(http_prompt_tokens(target))
-        report = ServerReport(spec.name, f"{shlex.join(spec.command)} (model id {model_id!r})", prompt_tokens)
-        report.levels = _timed_levels(config, lambda prompts: asyncio.run(run_http_level(target, prompts)))
-    # Inferno's automatic thread count logs each change; a run where it gave threads up says so.
-    changes = [
-        line.split("llama.cpp threads", 1)[1].strip()
-        for line in (log_dir / f"{spec.name}.log").read_text(errors="replace").splitlines()
-        if "llama.cpp threads" in line
-    ]
-    if changes:
-        report.description += f"; thread count changes: {'; '.join(changes)}"
-    return report
+def _run_http(target: HttpTarget, prompts: list[str]) -> RunResult:
+    return asyncio.run(run_http_level(target, prompts))
 
 
 def bench_bare(config: BenchConfig) -> ServerReport:
@@ -615,42 +644,34 @@ def bench_bare(config: BenchConfig) -> ServerReport:
             f"greedy, flash_attn_type={loop.flash_attn_type}, repack={'on' if config.repack else 'off'}"
         )
         report = ServerReport("bare", description, [len(loop.tokenize(render_prompt(q))) for q in QUESTIONS])
-        report.levels = _timed_levels(config, run_prompts)
+        (report.levels,) = _timed_levels(config, [run_prompts], ["bare"])
     finally:
         loop.close()
     return report
 
 
+def _http_spec(name: str, port: int, config: BenchConfig) -> HttpServerSpec:
+    parallel = max(config.concurrency)
+    if name == "inferno":
+        return inferno_spec(
+            port, config.threads, config.model, config.n_ctx, parallel, config.inferno_args, config.repack
+        )
+    if name == "llama-server":
+        return llama_server_spec(port, config.threads, config.model, config.n_ctx, parallel, config.repack)
+    return peer_spec(port, config.threads, config.model, config.n_ctx, config.repack)
+
+
 def run_benchmark(config: BenchConfig) -> list[ServerReport]:
-    reports: list[ServerReport] = []
+    reports: dict[str, ServerReport] = {}
     with tempfile.TemporaryDirectory(prefix="inferno-bench-") as tmp:
         log_dir = Path(tmp)
-        for name in config.servers:
-            port = free_port()
-            if name == "inferno":
-                parallel = max(config.concurrency)
-                spec = inferno_spec(
-                    port,
-                    config.threads,
-                    config.model,
-                    config.n_ctx,
-                    parallel,
-                    config.inferno_args,
-                    config.repack,
-                )
-                reports.append(bench_http(config, spec, port, log_dir))
-            elif name == "llama-server":
-                parallel = max(config.concurrency)
-                spec = llama_server_spec(
-                    port, config.threads, config.model, config.n_ctx, parallel, config.repack
-                )
-                reports.append(bench_http(config, spec, port, log_dir))
-            elif name == "peer":
-                spec = peer_spec(port, config.threads, config.model, config.n_ctx, config.repack)
-                reports.append(bench_http(config, spec, port, log_dir))
-            else:
-                reports.append(bench_bare(config))
-    return reports
+        ports = {name: free_port() for name in config.servers if name != "bare"}
+        specs = [(_http_spec(name, port, config), port) for name, port in ports.items()]
+        if specs:
+            reports.update((r.name, r) for r in bench_http(config, specs, log_dir))
+        if "bare" in config.servers:
+            reports["bare"] = bench_bare(config)
+    return [reports[name] for name in config.servers]
 
 
 # ----------------------------------------------------------------------------------------------------
