@@ -2,8 +2,9 @@
 --draft-tokens 0, and llama-server as a reference, on an input-copying workload (rewrite or extract from a
 given text) and on the distinct-prompt chat workload of bench/serving.py.
 
-Single stream (and 4 streams for the chat workload), greedy, medians of --repeats. The drafted replies must be
-token for token the undrafted ones: the script checks the texts are equal.
+Single stream (and 4 streams for the chat workload), greedy, medians of --repeats. The three servers run side
+by side and take turns, workload by workload. The drafted replies must be token for token the undrafted ones:
+the script checks the texts are equal.
 
     .venv/bin/python bench/speculative.py [--repeats 3]
 """
@@ -15,6 +16,7 @@ import asyncio
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 from chat_prompts import QUESTIONS, render_prompt
@@ -74,29 +76,46 @@ async def _run(base_url: str, model: str, prompts: list[str], max_tokens: int, i
         return results, loop.time() - started
 
 
-def measure(
-    spec_name: str, spec: HttpServerSpec, port: int, logs: Path, repeats: int
-) -> dict[str, tuple[float, list[str]]]:
-    """Workload -> (median tok/s over the repeats, the texts of the last repeat)."""
-    out: dict[str, tuple[float, list[str]]] = {}
+def _workloads() -> dict[str, tuple[list[str], int, bool, int]]:
+    """Workload -> (prompts, max_tokens, ignore_eos, concurrent streams)."""
     chat = [render_prompt(q, i) for i, q in enumerate(QUESTIONS)]
-    workloads = {
+    return {
         "input copying, 1 stream": (copying_prompts(), 200, False, 1),
         "distinct chat prompts, 1 stream": (chat[:4], 96, True, 1),
         "distinct chat prompts, 4 streams": (chat, 96, True, 4),
     }
-    with running_server(spec, port, logs) as model:
-        base_url = f"http://127.0.0.1:{port}"
-        asyncio.run(_run(base_url, model, chat[:1], 8, True, 1))  # warm-up
-        for name, (prompts, max_tokens, ignore_eos, streams) in workloads.items():
-            rates, texts = [], []
-            for _ in range(repeats):
-                results, wall = asyncio.run(_run(base_url, model, prompts, max_tokens, ignore_eos, streams))
-                rates.append(sum(r.tokens for r in results) / wall)
-                texts = [r.text for r in results]
-            out[name] = (statistics.median(rates), texts)
-            print(f"  {spec_name} {name}: {rates}", file=sys.stderr, flush=True)
-    return out
+
+
+def measure(
+    specs: dict[str, tuple[HttpServerSpec, int]], logs: Path, repeats: int
+) -> dict[str, dict[str, tuple[float, list[str]]]]:
+    """Server -> workload -> (median tok/s over the repeats, the texts of the last repeat). The servers run
+    side by side and take turns (reversed every other repeat), so a drift in the machine's speed weighs on
+    all of them alike."""
+    rates: dict[str, dict[str, list[float]]] = {name: {} for name in specs}
+    texts: dict[str, dict[str, list[str]]] = {name: {} for name in specs}
+    with ExitStack() as servers:
+        targets = {}
+        for name, (spec, port) in specs.items():
+            targets[name] = (
+                f"http://127.0.0.1:{port}",
+                servers.enter_context(running_server(spec, port, logs)),
+            )
+            asyncio.run(_run(*targets[name], [render_prompt(QUESTIONS[0])], 8, True, 1))  # warm-up
+        for workload, (prompts, max_tokens, ignore_eos, streams) in _workloads().items():
+            for repeat in range(repeats):
+                for name in list(specs) if repeat % 2 == 0 else list(specs)[::-1]:
+                    results, wall = asyncio.run(
+                        _run(*targets[name], prompts, max_tokens, ignore_eos, streams)
+                    )
+                    rates[name].setdefault(workload, []).append(sum(r.tokens for r in results) / wall)
+                    texts[name][workload] = [r.text for r in results]
+            for name in specs:
+                print(f"  {name} {workload}: {rates[name][workload]}", file=sys.stderr, flush=True)
+    return {
+        name: {w: (statistics.median(r), texts[name][w]) for w, r in by_workload.items()}
+        for name, by_workload in rates.items()
+    }
 
 
 def main() -> None:
@@ -116,11 +135,10 @@ def main() -> None:
         ),
         "llama-server": lambda port: llama_server_spec(port, args.threads, model, N_CTX, PARALLEL, repack),
     }
-    columns: dict[str, dict[str, tuple[float, list[str]]]] = {}
+    ports = {name: free_port() for name in runs}
+    specs = {name: (make(ports[name]), ports[name]) for name, make in runs.items()}
     with tempfile.TemporaryDirectory(prefix="inferno-spec-") as logs:
-        for name, make in runs.items():
-            port = free_port()
-            columns[name] = measure(name, make(port), port, Path(logs), args.repeats)
+        columns = measure(specs, Path(logs), args.repeats)
     drafted, plain = list(columns)[:2]
     facts = machine_facts()
     print(f"{facts['cpu_model']}, {facts['nproc']} CPUs, {args.threads} threads, greedy, "
