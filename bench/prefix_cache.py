@@ -6,7 +6,8 @@
   questions and the engine's own earlier replies) plus a new question, --turns turns.
 
 Both servers get the same rendered ChatML text on /v1/completions at temperature 0, --max-tokens tokens per
-reply (ignore_eos), the same threads, slots and KV cells, and the CPU path Inferno's core chooses.
+reply (ignore_eos), the same threads, slots and KV cells, and the CPU path Inferno's core chooses. They run
+side by side and take turns wave by wave (reversed every other wave), each idle while the other is measured.
 
     .venv/bin/python bench/prefix_cache.py [--repeats 3] [--turns 4] [--servers inferno,llama-server]
 """
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,44 +92,64 @@ async def _wave(
         return list(streams), loop.time() - started
 
 
-def shared_system_prompt(base_url: str, model: str, level: int, repeats: int, max_tokens: int) -> Measured:
-    measured = Measured()
-    asyncio.run(_wave(base_url, model, [render([], q) for q in QUESTIONS[:level]], 4))  # warm wave
+Target = tuple[str, str]  # (base URL, model id)
+
+
+def _turns(names: list[str], turn: int) -> list[str]:
+    """The servers in the order they take turn `turn`: reversed every other turn."""
+    return names if turn % 2 == 0 else names[::-1]
+
+
+def shared_system_prompt(targets: dict[str, Target], level: int, repeats: int, max_tokens: int
+                         ) -> dict[str, Measured]:  # fmt: skip
+    measured = {name: Measured() for name in targets}
+    for target in targets.values():
+        asyncio.run(_wave(*target, [render([], q) for q in QUESTIONS[:level]], 4))  # warm wave
     for repeat in range(repeats):
         prompts = [render([], f"Request {repeat}-{i}. {QUESTIONS[i % len(QUESTIONS)]}") for i in range(level)]
-        streams, wall = asyncio.run(_wave(base_url, model, prompts, max_tokens))
-        measured.add(streams, wall)
+        for name in _turns(list(targets), repeat):
+            streams, wall = asyncio.run(_wave(*targets[name], prompts, max_tokens))
+            measured[name].add(streams, wall)
     return measured
 
 
-def multi_turn(base_url: str, model: str, conversations: int, turns: int, max_tokens: int) -> Measured:
-    """Turn 1 is the warm-up; turns 2 onwards are timed (they resend the history)."""
-    measured = Measured()
-    histories: list[list[tuple[str, str]]] = [[] for _ in range(conversations)]
+def multi_turn(targets: dict[str, Target], conversations: int, turns: int, max_tokens: int
+               ) -> dict[str, Measured]:  # fmt: skip
+    """Turn 1 is the warm-up; turns 2 onwards are timed (they resend the history, each server its own)."""
+    measured = {name: Measured() for name in targets}
+    histories: dict[str, list[list[tuple[str, str]]]] = {
+        name: [[] for _ in range(conversations)] for name in targets
+    }
     for turn in range(turns):
         questions = [f"Turn {turn}. {QUESTIONS[(c + turn) % len(QUESTIONS)]}" for c in range(conversations)]
-        prompts = [render(histories[c], questions[c]) for c in range(conversations)]
-        streams, wall = asyncio.run(_wave(base_url, model, prompts, max_tokens))
-        for c, stream in enumerate(streams):
-            histories[c].append((questions[c], stream.text))
-        if turn:
-            measured.add(streams, wall)
+        for name in _turns(list(targets), turn):
+            history = histories[name]
+            prompts = [render(history[c], questions[c]) for c in range(conversations)]
+            streams, wall = asyncio.run(_wave(*targets[name], prompts, max_tokens))
+            for c, stream in enumerate(streams):
+                history[c].append((questions[c], stream.text))
+            if turn:
+                measured[name].add(streams, wall)
     return measured
 
 
-def run_server(spec: HttpServerSpec, port: int, logs: Path, args: argparse.Namespace) -> dict[str, Measured]:
-    results: dict[str, Measured] = {}
-    with running_server(spec, port, logs) as model:
-        base_url = f"http://127.0.0.1:{port}"
+def run_servers(specs: dict[str, tuple[HttpServerSpec, int]], logs: Path, args: argparse.Namespace
+                ) -> dict[str, dict[str, Measured]]:  # fmt: skip
+    """The servers side by side, taking turns wave by wave, so a drift in the machine's speed weighs on all
+    of them alike; each keeps its own caches."""
+    results: dict[str, dict[str, Measured]] = {name: {} for name in specs}
+    with ExitStack() as servers:
+        targets = {
+            name: (f"http://127.0.0.1:{port}", servers.enter_context(running_server(spec, port, logs)))
+            for name, (spec, port) in specs.items()
+        }
         for level in (8, 16):
-            results[f"shared system prompt, {level} streams"] = shared_system_prompt(
-                base_url, model, level, args.repeats, args.max_tokens
-            )
-            print(f"  {spec.name} shared @{level}: {results[f'shared system prompt, {level} streams'].row()}",
-                  file=sys.stderr, flush=True)  # fmt: skip
-        results["multi-turn chat, 8 conversations"] = multi_turn(
-            base_url, model, 8, args.turns, args.max_tokens
-        )
+            workload = f"shared system prompt, {level} streams"
+            for name, measured in shared_system_prompt(targets, level, args.repeats, args.max_tokens).items():
+                results[name][workload] = measured
+                print(f"  {name} shared @{level}: {measured.row()}", file=sys.stderr, flush=True)
+        for name, measured in multi_turn(targets, 8, args.turns, args.max_tokens).items():
+            results[name]["multi-turn chat, 8 conversations"] = measured
     return results
 
 
@@ -147,11 +169,11 @@ def main() -> None:
             port, args.threads, model_path, N_CTX, PARALLEL, repack
         ),
     }
-    columns: dict[str, dict[str, Measured]] = {}
+    ports = {name: free_port() for name in args.servers.split(",")}
     with tempfile.TemporaryDirectory(prefix="inferno-prefix-") as logs:
-        for name in args.servers.split(","):
-            port = free_port()
-            columns[name] = run_server(specs[name](port), port, Path(logs), args)
+        columns = run_servers(
+            {name: (specs[name](port), port) for name, port in ports.items()}, Path(logs), args
+        )
     facts = machine_facts()
     names = list(columns)
     waves = f"{args.repeats} waves per level; turns 2-{args.turns} of the chat"
