@@ -19,7 +19,7 @@ class Outbox:
     With an interval, a loop's events wait until that long has passed since its last hand-over, and go out
     together; a sequence's first event, its last and errors go at once. Each hand-over costs CPU in the core's
     loop, in gRPC and in the gateway, and on a machine whose cores all run llama.cpp threads that CPU is taken
-    from the decode (see docs/decisions.md, "Stream interval").
+    from the decode (docs/performance.md, "Tokens handed over together").
 
     add and flush run on the engine thread; mailbox runs on the caller's loop.
     """
