@@ -1,9 +1,9 @@
 """The engine thread of one model and the sequence lifecycle it runs.
 
 Async callers talk to the thread through a command queue; events come back on their event loop through the
-Outbox, one wake-up per loop per hand-over (a step, or several within the stream interval). Every sampled token, whichever engine shape produced it,
-goes through the same lifecycle: incremental detokenizing, stop strings with hold-back, EOS, max_tokens and
-log-probabilities, then an event to the caller.
+Outbox, one wake-up per loop per hand-over (a step, or several within the stream interval). Every sampled
+token, whichever engine shape produced it, goes through the same lifecycle: incremental detokenizing, stop
+strings with hold-back, EOS, max_tokens and log-probabilities, then an event to the caller.
 """
 
 from __future__ import annotations
