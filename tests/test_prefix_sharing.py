@@ -104,6 +104,31 @@ def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -
     assert kv.cells[second.seq_id] == len(SYSTEM)
 
 
+def test_a_prompt_mostly_restored_is_not_snapshotted_again_until_its_release() -> None:
+    """A conversation's next turn restores its history and adds a few tokens: copying every cell again when
+    its prompt is in would buy those few; its release saves prompt and reply together."""
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+    )
+    first = _request((*SYSTEM, 1, 2))
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    assert kv.calls == [("save", first.seq_id)], "a prompt computed in full is saved once it is in"
+    scheduler.release(first, keep_prefix=True)
+    kv.calls.clear()
+    next_turn = _request((*SYSTEM, 1, 2, 7, 3, 4))
+    scheduler.submit(next_turn)
+    scheduler.admit(lambda _s: None)
+    assert next_turn.reused_prompt_tokens == len(SYSTEM) + 2
+    _run_step(scheduler, kv)
+    assert next_turn.prefilled == len(next_turn.request.prompt_tokens)
+    assert ("save", next_turn.seq_id) not in kv.calls
+    scheduler.release(next_turn, keep_prefix=True)
+    assert kv.calls[-1] == ("save", next_turn.seq_id)
+
+
 def test_prompt_logprob_requests_never_reuse() -> None:
     kv = _SnapshotKV()
     scheduler = ContinuousBatchScheduler(
