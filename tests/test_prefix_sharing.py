@@ -80,16 +80,28 @@ def test_a_prompt_sharing_a_prefix_with_one_being_computed_waits_and_restores_it
     assert scheduler.prefix_hits == 1
 
 
-def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -> None:
-    kv = _SnapshotKV()
+def _scheduler_after_one_request(
+    kv: _SnapshotKV, max_sequences: int
+) -> tuple[ContinuousBatchScheduler, SequenceState]:
+    """A scheduler with a host cache whose first request, SYSTEM and two tokens, was computed and released."""
     scheduler = ContinuousBatchScheduler(
-        max_sequences=1, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+        max_sequences=max_sequences,
+        kv_capacity_tokens=10_000,
+        max_batch_tokens=128,
+        kv=kv,
+        host_cache_bytes=1 << 20,
     )
     first = _request((*SYSTEM, 1, 2))
     scheduler.submit(first)
     scheduler.admit(lambda _s: None)
     _run_step(scheduler, kv)
     scheduler.release(first, keep_prefix=True)
+    return scheduler, first
+
+
+def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -> None:
+    kv = _SnapshotKV()
+    scheduler, _first = _scheduler_after_one_request(kv, max_sequences=1)
     assert scheduler.host_cache.entries == 1
     # Another prompt that shares the prefix, after the retained stream was given to someone else.
     other = _request(tuple(range(500, 520)))
@@ -108,15 +120,10 @@ def test_a_prompt_mostly_restored_is_not_snapshotted_again_until_its_release() -
     """A conversation's next turn restores its history and adds a few tokens: copying every cell again when
     its prompt is in would buy those few; its release saves prompt and reply together."""
     kv = _SnapshotKV()
-    scheduler = ContinuousBatchScheduler(
-        max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+    scheduler, first = _scheduler_after_one_request(kv, max_sequences=2)
+    assert kv.calls == [("save", first.seq_id)] * 2, (
+        "a prompt computed in full is saved once in, and at release"
     )
-    first = _request((*SYSTEM, 1, 2))
-    scheduler.submit(first)
-    scheduler.admit(lambda _s: None)
-    _run_step(scheduler, kv)
-    assert kv.calls == [("save", first.seq_id)], "a prompt computed in full is saved once it is in"
-    scheduler.release(first, keep_prefix=True)
     kv.calls.clear()
     next_turn = _request((*SYSTEM, 1, 2, 7, 3, 4))
     scheduler.submit(next_turn)
