@@ -583,11 +583,11 @@ def _timed_levels(
             for index in turns if repeat % 2 == 0 else turns[::-1]:
                 run = _quiet_run(meter, runners[index], rotations[index], concurrency, config.attempts)
                 results[index].setdefault(concurrency, []).append(run)
-        for levels in results:
+        for name, levels in zip(names, results, strict=True):
             shown = ", ".join(
                 f"{r.agg_tok_s:.1f} (other load {r.foreign_cores:.2f})" for r in levels[concurrency]
             )
-            _progress(f"  {concurrency:>2} streams, {names[results.index(levels)]}: {shown} tok/s")
+            _progress(f"  {concurrency:>2} streams, {name}: {shown} tok/s")
     return results
 
 
