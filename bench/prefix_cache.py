@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from serving import (
     inferno_spec,
     llama_server_spec,
     machine_facts,
-    running_server,
+    servers_side_by_side,
+    turn_order,
 )
 from text_streams import TextStream, client_session, stream_text
 
@@ -95,11 +95,6 @@ async def _wave(
 Target = tuple[str, str]  # (base URL, model id)
 
 
-def _turns(names: list[str], turn: int) -> list[str]:
-    """The servers in the order they take turn `turn`: reversed every other turn."""
-    return names if turn % 2 == 0 else names[::-1]
-
-
 def shared_system_prompt(targets: dict[str, Target], level: int, repeats: int, max_tokens: int
                          ) -> dict[str, Measured]:  # fmt: skip
     measured = {name: Measured() for name in targets}
@@ -107,7 +102,7 @@ def shared_system_prompt(targets: dict[str, Target], level: int, repeats: int, m
         asyncio.run(_wave(*target, [render([], q) for q in QUESTIONS[:level]], 4))  # warm wave
     for repeat in range(repeats):
         prompts = [render([], f"Request {repeat}-{i}. {QUESTIONS[i % len(QUESTIONS)]}") for i in range(level)]
-        for name in _turns(list(targets), repeat):
+        for name in turn_order(list(targets), repeat):
             streams, wall = asyncio.run(_wave(*targets[name], prompts, max_tokens))
             measured[name].add(streams, wall)
     return measured
@@ -122,7 +117,7 @@ def multi_turn(targets: dict[str, Target], conversations: int, turns: int, max_t
     }
     for turn in range(turns):
         questions = [f"Turn {turn}. {QUESTIONS[(c + turn) % len(QUESTIONS)]}" for c in range(conversations)]
-        for name in _turns(list(targets), turn):
+        for name in turn_order(list(targets), turn):
             history = histories[name]
             prompts = [render(history[c], questions[c]) for c in range(conversations)]
             streams, wall = asyncio.run(_wave(*targets[name], prompts, max_tokens))
@@ -138,11 +133,7 @@ def run_servers(specs: dict[str, tuple[HttpServerSpec, int]], logs: Path, args: 
     """The servers side by side, taking turns wave by wave, so a drift in the machine's speed weighs on all
     of them alike; each keeps its own caches."""
     results: dict[str, dict[str, Measured]] = {name: {} for name in specs}
-    with ExitStack() as servers:
-        targets = {
-            name: (f"http://127.0.0.1:{port}", servers.enter_context(running_server(spec, port, logs)))
-            for name, (spec, port) in specs.items()
-        }
+    with servers_side_by_side(specs, logs) as targets:
         for level in (8, 16):
             workload = f"shared system prompt, {level} streams"
             for name, measured in shared_system_prompt(targets, level, args.repeats, args.max_tokens).items():

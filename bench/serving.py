@@ -40,11 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psutil
@@ -360,6 +360,31 @@ def running_server(spec: HttpServerSpec, port: int, log_dir: Path) -> Iterator[s
         _stop(process)
 
 
+T = TypeVar("T")
+
+
+def turn_order(items: Sequence[T], turn: int) -> list[T]:
+    """The order in which servers take turn number `turn`: reversed every other turn, so a drift in the
+    machine's speed during a benchmark weighs on all of them alike."""
+    return list(items) if turn % 2 == 0 else list(items)[::-1]
+
+
+@contextmanager
+def servers_side_by_side(
+    specs: Mapping[str, tuple[HttpServerSpec, int]], log_dir: Path
+) -> Iterator[dict[str, tuple[str, str]]]:
+    """Starts every server (each idle while another is measured); yields name -> (base URL, model id)."""
+    with ExitStack() as servers:
+        targets = {}
+        for name, (spec, port) in specs.items():
+            _progress(f"[{name}] starting: {shlex.join(spec.command)}")
+            targets[name] = (
+                f"http://127.0.0.1:{port}",
+                servers.enter_context(running_server(spec, port, log_dir)),
+            )
+        yield targets
+
+
 @dataclass(frozen=True)
 class HttpTarget:
     base_url: str
@@ -579,8 +604,7 @@ def _timed_levels(
     results: list[dict[int, list[RunResult]]] = [{} for _ in runners]
     for concurrency in config.concurrency:
         for repeat in range(config.repeats):
-            turns = list(range(len(runners)))
-            for index in turns if repeat % 2 == 0 else turns[::-1]:
+            for index in turn_order(range(len(runners)), repeat):
                 run = _quiet_run(meter, runners[index], rotations[index], concurrency, config.attempts)
                 results[index].setdefault(concurrency, []).append(run)
         for name, levels in zip(names, results, strict=True):
@@ -597,14 +621,14 @@ def bench_http(
     """The HTTP servers side by side: all started, each idle while another one is measured."""
     reports: list[ServerReport] = []
     runners: list[RunPrompts] = []
-    with ExitStack() as servers:
-        for spec, port in specs:
-            _progress(f"[{spec.name}] starting: {shlex.join(spec.command)}")
-            model_id = servers.enter_context(running_server(spec, port, log_dir))
-            target = HttpTarget(f"http://127.0.0.1:{port}", model_id, spec.extra_body, config.max_tokens)
+    named = {spec.name: (spec, port) for spec, port in specs}
+    with servers_side_by_side(named, log_dir) as targets:
+        for name, (base_url, model_id) in targets.items():
+            spec = named[name][0]
+            target = HttpTarget(base_url, model_id, spec.extra_body, config.max_tokens)
             prompt_tokens = asyncio.run(http_prompt_tokens(target))
             description = f"{shlex.join(spec.command)} (model id {model_id!r})"
-            reports.append(ServerReport(spec.name, description, prompt_tokens))
+            reports.append(ServerReport(name, description, prompt_tokens))
             runners.append(functools.partial(_run_http, target))
         _progress(f"[{', '.join(r.name for r in reports)}] taking turns")
         for report, levels in zip(

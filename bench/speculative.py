@@ -16,7 +16,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 
 from chat_prompts import QUESTIONS, render_prompt
@@ -27,7 +26,8 @@ from serving import (
     inferno_spec,
     llama_server_spec,
     machine_facts,
-    running_server,
+    servers_side_by_side,
+    turn_order,
 )
 from text_streams import TextStream, client_session, stream_text
 
@@ -94,17 +94,12 @@ def measure(
     all of them alike."""
     rates: dict[str, dict[str, list[float]]] = {name: {} for name in specs}
     texts: dict[str, dict[str, list[str]]] = {name: {} for name in specs}
-    with ExitStack() as servers:
-        targets = {}
-        for name, (spec, port) in specs.items():
-            targets[name] = (
-                f"http://127.0.0.1:{port}",
-                servers.enter_context(running_server(spec, port, logs)),
-            )
-            asyncio.run(_run(*targets[name], [render_prompt(QUESTIONS[0])], 8, True, 1))  # warm-up
+    with servers_side_by_side(specs, logs) as targets:
+        for target in targets.values():
+            asyncio.run(_run(*target, [render_prompt(QUESTIONS[0])], 8, True, 1))  # warm-up
         for workload, (prompts, max_tokens, ignore_eos, streams) in _workloads().items():
             for repeat in range(repeats):
-                for name in list(specs) if repeat % 2 == 0 else list(specs)[::-1]:
+                for name in turn_order(list(specs), repeat):
                     results, wall = asyncio.run(
                         _run(*targets[name], prompts, max_tokens, ignore_eos, streams)
                     )
