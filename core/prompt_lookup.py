@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from inferno.core.kv_prefix_cache import common_prefix_length
+
 # Longest and shortest n-gram looked up; a match on a longer one is the better guess, and a two-token match
 # ("of the") is too common in free text to be worth a draft.
 _MAX_NGRAM = 4
@@ -83,9 +85,7 @@ class PromptLookup:
             return
         # A draft was verified token by token up to its first miss; an unverified guess, only its first token.
         checked = guess if self._drafted else guess[:1]
-        hits = 0
-        while hits < min(len(checked), len(sampled)) and checked[hits] == sampled[hits]:
-            hits += 1
+        hits = common_prefix_length(checked, sampled)
         for hit in [1.0] * hits + ([0.0] if hits < len(checked) else []):
             self.hit_rate += _HIT_WEIGHT * (hit - self.hit_rate)
         if self._drafted:
