@@ -171,7 +171,9 @@ async def serve_core(options: CoreOptions) -> None:
     if cut:
         log.warning("cancelling %d call(s) still running after the %.0f s grace period", cut, grace_s)
     await server.stop(0)
-    runner.close()
+    # Off the loop: a job finishing now registers its output through the loop (_registrar), and a loop
+    # blocked waiting for that job would hold both until the registration timed out.
+    await asyncio.to_thread(runner.close)
     await manager.close()
     await _close_state(keys, database, shared)
 
