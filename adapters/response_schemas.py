@@ -88,7 +88,17 @@ _TOOL_CALL_DELTA: Schema = _object(
     optional=("id", "type"),
     description="id, type and function.name come on the first piece of each call only",
 )
-_USAGE: Schema = _object({"prompt_tokens": _INTEGER, "completion_tokens": _INTEGER, "total_tokens": _INTEGER})
+_USAGE: Schema = _object(
+    {
+        "prompt_tokens": _INTEGER,
+        "completion_tokens": _INTEGER,
+        "total_tokens": _INTEGER,
+        "prompt_tokens_details": _object(
+            {"cached_tokens": _INTEGER},
+            description="cached_tokens: prompt tokens taken from the prefix cache rather than computed",
+        ),
+    }
+)
 _CHUNK_USAGE: Schema = {
     **_nullable(component("Usage")),
     "description": "with stream_options.include_usage: null on each chunk but the last, which has no choices",

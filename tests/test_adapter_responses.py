@@ -12,7 +12,13 @@ from inferno.adapters.openai.responses import (
 from inferno.v1 import common_pb2, inference_service_pb2, model_service_pb2
 
 I = inference_service_pb2  # noqa: E741
-USAGE = common_pb2.Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
+USAGE = common_pb2.Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7, cached_prompt_tokens=3)
+USAGE_JSON = {
+    "prompt_tokens": 5,
+    "completion_tokens": 2,
+    "total_tokens": 7,
+    "prompt_tokens_details": {"cached_tokens": 3},
+}
 HEAD = {"id": "chatcmpl-1", "created": 1700000000, "model": "tiny"}
 
 
@@ -47,7 +53,7 @@ def test_chat_completion_has_openai_shape() -> None:
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        "usage": USAGE_JSON,
     }
 
 
@@ -104,7 +110,7 @@ def test_chat_stream_with_include_usage_nulls_usage_and_ends_with_a_usage_chunk(
     assert all(c["usage"] is None for c in rendered)
     [last] = chunks.final_chunks()
     assert last["choices"] == []
-    assert last["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert last["usage"] == USAGE_JSON
 
 
 def test_tool_calls_finish_reason_is_named() -> None:

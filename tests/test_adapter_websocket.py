@@ -11,7 +11,7 @@ I = inference_service_pb2  # noqa: E741
 
 def test_pieces_become_chat_chunks_and_the_end_becomes_chat_done() -> None:
     frames = ChatFrames("chat_001")
-    usage = common_pb2.Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+    usage = common_pb2.Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5, cached_prompt_tokens=1)
     rendered = [
         *frames.chunks(I.StreamChatCompletionResponse(delta=I.ChatCompletionDelta(role="assistant"))),
         *frames.chunks(I.StreamChatCompletionResponse(delta=I.ChatCompletionDelta(content="Once"))),
@@ -40,7 +40,12 @@ def test_pieces_become_chat_chunks_and_the_end_becomes_chat_done() -> None:
             "id": "chat_001",
             "data": {
                 "finish_reason": "stop",
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                "usage": {
+                    "prompt_tokens": 3,
+                    "completion_tokens": 2,
+                    "total_tokens": 5,
+                    "prompt_tokens_details": {"cached_tokens": 1},
+                },
             },
         },
     ]

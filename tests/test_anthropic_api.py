@@ -15,7 +15,7 @@ import httpx2
 import jsonschema
 import pytest
 from anthropic import Anthropic
-from anthropic.types import Message, MessageParam, ToolParam
+from anthropic.types import Message, MessageDeltaUsage, MessageParam, ToolParam, Usage
 
 from inferno.adapters.anthropic.errors import ANTHROPIC_ERROR_TYPES
 from inferno.adapters.anthropic.responses import MessageEvents, StopOutcome, stop_outcome
@@ -50,6 +50,11 @@ def _text(message: Message) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
+def _prompt_tokens(usage: Usage | MessageDeltaUsage) -> int:
+    """The whole prompt: Anthropic counts the part read from the cache apart from input_tokens."""
+    return (usage.input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+
+
 def test_a_message_comes_back_whole_with_its_usage(claude: Anthropic, model_id: str) -> None:
     message = claude.messages.create(model=model_id, max_tokens=16, messages=QUESTION, **GREEDY)
     assert message.type == "message" and message.role == "assistant" and message.model == model_id
@@ -77,7 +82,7 @@ def test_a_streamed_message_sends_anthropics_events_in_order(claude: Anthropic, 
     assert text == _text(whole)
     assert delta.type == "message_delta" and delta.delta.stop_reason == whole.stop_reason
     assert delta.usage.output_tokens == whole.usage.output_tokens
-    assert delta.usage.input_tokens == whole.usage.input_tokens
+    assert _prompt_tokens(delta.usage) == _prompt_tokens(whole.usage)
 
 
 def test_the_sdks_stream_helper_accumulates_the_text_and_the_final_usage(
@@ -88,7 +93,7 @@ def test_the_sdks_stream_helper_accumulates_the_text_and_the_final_usage(
         final = stream.get_final_message()
     assert len(pieces) > 1 and "".join(pieces) == _text(final)
     count = claude.messages.count_tokens(model=model_id, messages=QUESTION).input_tokens
-    assert final.usage.input_tokens == count and 1 <= final.usage.output_tokens <= 12
+    assert _prompt_tokens(final.usage) == count and 1 <= final.usage.output_tokens <= 12
 
 
 def test_the_stream_is_named_events_with_a_ping_and_no_done_marker(http: httpx.Client, model_id: str) -> None:
@@ -121,11 +126,11 @@ def test_a_system_prompt_and_earlier_turns_are_part_of_the_prompt(
         {"role": "user", "content": "What is my name?"},
     ]
     tokens = http.post("/v1/tokenize", json={"model": model_id, "messages": same_as_openai}).json()
-    assert message.usage.input_tokens == tokens["count"]
+    assert _prompt_tokens(message.usage) == tokens["count"]
     blocks = claude.messages.create(
         model=model_id, max_tokens=1, system=[{"type": "text", "text": system}], messages=turns
     )
-    assert blocks.usage.input_tokens == tokens["count"]
+    assert _prompt_tokens(blocks.usage) == tokens["count"]
 
 
 def test_a_stop_sequence_ends_the_message_and_is_named(claude: Anthropic, model_id: str) -> None:
@@ -195,7 +200,7 @@ def test_a_forced_tool_is_called_and_its_result_answered(
         {"role": "tool", "tool_call_id": uses[0].id, "content": "18 degrees, sunny"},
     ]
     tokens = http.post("/v1/tokenize", json={"model": model_id, "messages": same_as_openai}).json()
-    assert answer.usage.input_tokens == tokens["count"]
+    assert _prompt_tokens(answer.usage) == tokens["count"]
 
 
 def test_a_streamed_tool_call_arrives_as_input_json_deltas(claude: Anthropic, model_id: str) -> None:
@@ -223,11 +228,22 @@ def test_count_tokens_equals_the_prompt_tokens_of_a_message(claude: Anthropic, m
     system = "Be brief."
     count = claude.messages.count_tokens(model=model_id, system=system, messages=QUESTION)
     message = claude.messages.create(model=model_id, max_tokens=1, system=system, messages=QUESTION)
-    assert count.input_tokens == message.usage.input_tokens > 0
+    assert count.input_tokens == _prompt_tokens(message.usage) > 0
     tools: dict[str, Any] = {"tools": [WEATHER_TOOL], "tool_choice": {"type": "auto"}}
     with_tools = claude.messages.count_tokens(model=model_id, messages=WEATHER_QUESTION, **tools)
     called = claude.messages.create(model=model_id, max_tokens=1, messages=WEATHER_QUESTION, **tools)
-    assert with_tools.input_tokens == called.usage.input_tokens > count.input_tokens
+    assert with_tools.input_tokens == _prompt_tokens(called.usage) > count.input_tokens
+
+
+def test_a_repeated_prompt_is_read_from_the_cache_and_counted_apart(claude: Anthropic, model_id: str) -> None:
+    system = "You answer questions about the lighthouse keeper Ilse Marjorie Okonkwo-Falk, born 1871."
+    count = claude.messages.count_tokens(model=model_id, system=system, messages=QUESTION).input_tokens
+    first = claude.messages.create(model=model_id, max_tokens=2, system=system, messages=QUESTION, **GREEDY)
+    again = claude.messages.create(model=model_id, max_tokens=2, system=system, messages=QUESTION, **GREEDY)
+    assert _prompt_tokens(first.usage) == _prompt_tokens(again.usage) == count
+    # The system prompt is new to this server, so the first request computed it; the second did not.
+    assert (first.usage.cache_read_input_tokens or 0) < count // 2
+    assert (again.usage.cache_read_input_tokens or 0) >= count - 2 and again.usage.input_tokens >= 1
 
 
 @pytest.mark.parametrize("max_tokens", [0, -1])
@@ -350,7 +366,7 @@ def test_text_then_a_tool_call_become_two_blocks_each_closed_before_the_next_ope
         *translator.events(
             chunk(
                 finish_reason=common_pb2.FINISH_REASON_TOOL_CALLS,
-                usage=common_pb2.Usage(prompt_tokens=7, completion_tokens=5),
+                usage=common_pb2.Usage(prompt_tokens=7, completion_tokens=5, cached_prompt_tokens=4),
             )
         ),
         *translator.final_events(),
@@ -365,4 +381,4 @@ def test_text_then_a_tool_call_become_two_blocks_each_closed_before_the_next_ope
     assert events[0]["message"]["id"] == "msg_1"
     assert events[5]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
     assert events[-2]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
-    assert events[-2]["usage"] == {"input_tokens": 7, "output_tokens": 5}
+    assert events[-2]["usage"] == {"input_tokens": 3, "cache_read_input_tokens": 4, "output_tokens": 5}

@@ -49,7 +49,13 @@ def message_id(chat_id: str) -> str:
 
 
 def usage_json(usage: common_pb2.Usage) -> JsonObject:
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+    """Anthropic's split: input_tokens are the prompt tokens not read from the cache, so the prompt is
+    input_tokens + cache_read_input_tokens."""
+    return {
+        "input_tokens": usage.prompt_tokens - usage.cached_prompt_tokens,
+        "cache_read_input_tokens": usage.cached_prompt_tokens,
+        "output_tokens": usage.completion_tokens,
+    }
 
 
 def message_json(

@@ -82,7 +82,7 @@ def response_json(response: pb.Response) -> JsonObject:
 def usage_json(usage: common_pb2.Usage) -> JsonObject:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,

@@ -84,6 +84,8 @@ class SequenceEvent:
     # On the first event, when prompt_logprobs was asked: prompt tokens 1 to the end (the first token has
     # nothing before it).
     prompt_logprobs: tuple[TokenLogprobs, ...] = ()
+    # Prompt tokens whose KV state the engine took from its prefix cache instead of computing them.
+    cached_prompt_tokens: int = 0
 
     def followed_by(self, later: SequenceEvent) -> SequenceEvent:
         """This event and the next one of the same sequence as one event."""
@@ -93,6 +95,7 @@ class SequenceEvent:
             later.finish_reason,
             self.logprobs + later.logprobs,
             self.prompt_logprobs + later.prompt_logprobs,
+            later.cached_prompt_tokens,
         )
 
 

@@ -241,7 +241,9 @@ class GenerationRuntime:
         """An event of the sequence; the first one also carries the prompt's log-probabilities."""
         prompt_logprobs = tuple(sequence.prompt_logprobs or ())
         sequence.prompt_logprobs = None
-        return SequenceEvent(text, sequence.generated, reason, logprobs, prompt_logprobs)
+        return SequenceEvent(
+            text, sequence.generated, reason, logprobs, prompt_logprobs, sequence.reused_prompt_tokens
+        )
 
     def _finish(
         self,

@@ -65,12 +65,14 @@ class Generation:
         """Events of all sequences as they come; closing this cancels every unfinished sequence."""
         if len(self.sequences) == 1:
             async for event in self.engine.generate(self.sequences[0]):
-                usage = self._usage(event.completion_tokens) if event.finish_reason else None
+                finished = event.finish_reason is not None
+                usage = self._usage(event.completion_tokens, event.cached_prompt_tokens) if finished else None
                 yield IndexedEvent(0, event, usage)
             return
         merged: asyncio.Queue[IndexedEvent | BaseException] = asyncio.Queue()
         tasks = [asyncio.create_task(self._pump(i, seq, merged)) for i, seq in enumerate(self.sequences)]
         completion = [0] * len(self.sequences)
+        cached = [0] * len(self.sequences)
         remaining = len(self.sequences)
         try:
             while remaining:
@@ -78,11 +80,11 @@ class Generation:
                 if isinstance(item, BaseException):
                     raise item
                 completion[item.index] = item.event.completion_tokens
+                cached[item.index] = item.event.cached_prompt_tokens
                 if item.event.finish_reason is not None:
                     remaining -= 1
-                yield IndexedEvent(
-                    item.index, item.event, self._usage(sum(completion)) if not remaining else None
-                )
+                usage = self._usage(sum(completion), min(cached)) if not remaining else None
+                yield IndexedEvent(item.index, item.event, usage)
         finally:
             for task in tasks:
                 task.cancel()
@@ -105,10 +107,14 @@ class Generation:
                 usage = item.usage
         return choices, usage
 
-    def _usage(self, completion_tokens: int) -> common_pb2.Usage:
+    def _usage(self, completion_tokens: int, cached_prompt_tokens: int) -> common_pb2.Usage:
+        """The request's usage; the prompt counts once, and its cached part is what no choice computed."""
         prompt = self.prompt_tokens
         return common_pb2.Usage(
-            prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens
+            prompt_tokens=prompt,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt + completion_tokens,
+            cached_prompt_tokens=cached_prompt_tokens,
         )
 
     async def _pump(

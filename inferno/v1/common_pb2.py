@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17inferno/v1/common.proto\x12\ninferno.v1\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"\xe9\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x12\n\x05top_k\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x12\n\x05min_p\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12=\n\nlogit_bias\x18\t \x03(\x0b\x32).inferno.v1.SamplingParams.LogitBiasEntry\x12\x16\n\ttypical_p\x18\n \x01(\x02H\x08\x88\x01\x01\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x07\n\x05_seedB\x08\n\x06_top_kB\x08\n\x06_min_pB\x15\n\x13_repetition_penaltyB\x0c\n\n_typical_p\"\x84\x01\n\x10GenerationLimits\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x02 \x03(\t\x12\x12\n\nignore_eos\x18\x03 \x01(\x08\x12\x17\n\nmin_tokens\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\r\n\x0b_min_tokens\"\x80\x01\n\x0eGuidedDecoding\x12\x11\n\x07grammar\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x12+\n\x06\x63hoice\x18\x04 \x01(\x0b\x32\x19.inferno.v1.GuidedChoicesH\x00\x42\x06\n\x04kind\" \n\rGuidedChoices\x12\x0f\n\x07\x63hoices\x18\x01 \x03(\t\"n\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12,\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x16.inferno.v1.TopLogprob\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02*}\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17inferno/v1/common.proto\x12\ninferno.v1\"m\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x04 \x01(\r\"\xe9\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x12\n\x05top_k\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x12\n\x05min_p\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12=\n\nlogit_bias\x18\t \x03(\x0b\x32).inferno.v1.SamplingParams.LogitBiasEntry\x12\x16\n\ttypical_p\x18\n \x01(\x02H\x08\x88\x01\x01\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x07\n\x05_seedB\x08\n\x06_top_kB\x08\n\x06_min_pB\x15\n\x13_repetition_penaltyB\x0c\n\n_typical_p\"\x84\x01\n\x10GenerationLimits\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x02 \x03(\t\x12\x12\n\nignore_eos\x18\x03 \x01(\x08\x12\x17\n\nmin_tokens\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\r\n\x0b_max_tokensB\r\n\x0b_min_tokens\"\x80\x01\n\x0eGuidedDecoding\x12\x11\n\x07grammar\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x12+\n\x06\x63hoice\x18\x04 \x01(\x0b\x32\x19.inferno.v1.GuidedChoicesH\x00\x42\x06\n\x04kind\" \n\rGuidedChoices\x12\x0f\n\x07\x63hoices\x18\x01 \x03(\t\"n\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12,\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x16.inferno.v1.TopLogprob\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02*}\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +33,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._loaded_options = None
   _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_options = b'8\001'
-  _globals['_FINISHREASON']._serialized_start=1088
-  _globals['_FINISHREASON']._serialized_end=1213
+  _globals['_FINISHREASON']._serialized_start=1118
+  _globals['_FINISHREASON']._serialized_end=1243
   _globals['_USAGE']._serialized_start=39
-  _globals['_USAGE']._serialized_end=118
-  _globals['_SAMPLINGPARAMS']._serialized_start=121
-  _globals['_SAMPLINGPARAMS']._serialized_end=610
-  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_start=427
-  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_end=475
-  _globals['_GENERATIONLIMITS']._serialized_start=613
-  _globals['_GENERATIONLIMITS']._serialized_end=745
-  _globals['_GUIDEDDECODING']._serialized_start=748
-  _globals['_GUIDEDDECODING']._serialized_end=876
-  _globals['_GUIDEDCHOICES']._serialized_start=878
-  _globals['_GUIDEDCHOICES']._serialized_end=910
-  _globals['_TOKENLOGPROB']._serialized_start=912
-  _globals['_TOKENLOGPROB']._serialized_end=1022
-  _globals['_TOPLOGPROB']._serialized_start=1024
-  _globals['_TOPLOGPROB']._serialized_end=1086
+  _globals['_USAGE']._serialized_end=148
+  _globals['_SAMPLINGPARAMS']._serialized_start=151
+  _globals['_SAMPLINGPARAMS']._serialized_end=640
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_start=457
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_end=505
+  _globals['_GENERATIONLIMITS']._serialized_start=643
+  _globals['_GENERATIONLIMITS']._serialized_end=775
+  _globals['_GUIDEDDECODING']._serialized_start=778
+  _globals['_GUIDEDDECODING']._serialized_end=906
+  _globals['_GUIDEDCHOICES']._serialized_start=908
+  _globals['_GUIDEDCHOICES']._serialized_end=940
+  _globals['_TOKENLOGPROB']._serialized_start=942
+  _globals['_TOKENLOGPROB']._serialized_end=1052
+  _globals['_TOPLOGPROB']._serialized_start=1054
+  _globals['_TOPLOGPROB']._serialized_end=1116
 # @@protoc_insertion_point(module_scope)
