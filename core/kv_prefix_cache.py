@@ -7,7 +7,7 @@ Engine-agnostic: the engine supplies KVCacheOps over its own KV cache.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -59,11 +59,20 @@ class PrefixMatch:
 
 
 class KVPrefixCache:
-    """The retained (finished) sequences' token lists, least recently used first."""
+    """The retained (finished) sequences' token lists, least recently used first.
 
-    def __init__(self, ops: KVCacheOps, min_reuse_tokens: int) -> None:
+    before_evict(seq_id, tokens) runs just before a retained sequence's cells are freed (the scheduler
+    copies them to host memory then, rather than at every release)."""
+
+    def __init__(
+        self,
+        ops: KVCacheOps,
+        min_reuse_tokens: int,
+        before_evict: Callable[[int, tuple[int, ...]], None] | None = None,
+    ) -> None:
         self._ops = ops
         self._min_reuse = min_reuse_tokens
+        self._before_evict = before_evict
         self._retained: OrderedDict[int, tuple[int, ...]] = OrderedDict()
 
     @property
@@ -92,9 +101,15 @@ class KVPrefixCache:
     def lowest_id(self) -> int | None:
         return min(self._retained, default=None)
 
+    def tokens(self, seq_id: int) -> tuple[int, ...]:
+        """The tokens whose cells a retained sequence holds."""
+        return self._retained[seq_id]
+
     def evict(self, seq_id: int) -> None:
         """Frees a retained sequence's cells."""
-        del self._retained[seq_id]
+        tokens = self._retained.pop(seq_id)
+        if self._before_evict is not None:
+            self._before_evict(seq_id, tokens)
         self._ops.clear(seq_id)
 
     def take_over(self, match: PrefixMatch) -> int:

@@ -68,7 +68,10 @@ class ContinuousBatchScheduler:
         self.max_batch_tokens = max_batch_tokens
         self.max_prompt_tokens_per_step = max_prompt_tokens_per_step or max_batch_tokens
         self._kv = kv
-        self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens)
+        # A finished sequence's cells go to the host cache only when its stream is given to another prompt:
+        # a conversation's next turn usually takes the stream over first, and saving them at every release
+        # copied them (some 7 ms for 600 tokens of the embedded model) on the engine thread for nothing.
+        self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens, before_evict=self._save)
         self._min_reuse = min_prefix_reuse_tokens
         self._snapshots = kv if isinstance(kv, KVSnapshotOps) and host_cache_bytes > 0 else None
         self.host_cache = HostPrefixCache(host_cache_bytes if self._snapshots else 0, min_prefix_reuse_tokens)
@@ -125,9 +128,7 @@ class ContinuousBatchScheduler:
             self._active.remove(sequence)
             self._reserved_tokens -= sequence.reserved_tokens
             if keep_prefix and sequence.prefilled == len(sequence.request.prompt_tokens):
-                tokens = sequence.tokens_in_kv()
-                self._snapshot(sequence, tokens)
-                self._prefixes.retain(sequence.seq_id, tokens)
+                self._prefixes.retain(sequence.seq_id, sequence.tokens_in_kv())
             else:
                 self._kv.clear(sequence.seq_id)
                 self._free_ids.append(sequence.seq_id)
@@ -144,6 +145,17 @@ class ContinuousBatchScheduler:
             match = self._prefixes.best_match(prompt) if reusable else None
             stored = self.host_cache.best_match(prompt) if reusable and self._snapshots else None
             fresh = self._lowest_available_id()
+            # A stream far out is not taken over (see _lowest_available_id): its cells are saved, if no
+            # snapshot as long holds them yet, and restored into the fresh stream.
+            if (
+                match is not None
+                and fresh is not None
+                and fresh < match.seq_id
+                and self._snapshots is not None
+                and (stored is None or stored.length < match.length)
+            ):
+                self._save(match.seq_id, self._prefixes.tokens(match.seq_id))
+                stored = self.host_cache.best_match(prompt)
             if stored is not None and match is not None:
                 # Sequences in streams far apart cost llama.cpp a step over every stream between them: a
                 # snapshot as long as the retained stream goes into the lowest free stream instead.
@@ -267,16 +279,16 @@ class ContinuousBatchScheduler:
         """Called after a step computed a chunk of the sequence's prompt: snapshots its cells where other
         prompts wait on them, and once the whole prompt is in, unless most of it came from the cache.
 
-        A prompt mostly restored (a conversation's next turn) is saved at release anyway, with its reply; a
-        snapshot here as well would copy all its cells (some 7 ms for 600 tokens of the embedded model) on
-        the engine thread for the few tokens the step added."""
+        A prompt mostly restored (a conversation's next turn) is not: a snapshot here would copy all its
+        cells (some 7 ms for 600 tokens of the embedded model) on the engine thread for the few tokens the
+        step added. Its cells are saved with its reply if its stream is retained and then given away."""
         points = self._split_points.get(sequence)
         prompt = sequence.request.prompt_tokens
         if points and sequence.prefilled in points:
             points.discard(sequence.prefilled)
-            self._snapshot(sequence, prompt[: sequence.prefilled])
+            self._save(sequence.seq_id, prompt[: sequence.prefilled])
         elif sequence.prefilled == len(prompt) and sequence.reused_prompt_tokens <= len(prompt) // 2:
-            self._snapshot(sequence, prompt)
+            self._save(sequence.seq_id, prompt)
 
     def _draft(self, sequence: SequenceState, room: int) -> tuple[int, ...]:
         request = sequence.request
@@ -320,9 +332,10 @@ class ContinuousBatchScheduler:
         points = [p for p in self._split_points.get(sequence, ()) if p > sequence.prefilled]
         return min(points, default=default)
 
-    def _snapshot(self, sequence: SequenceState, tokens: tuple[int, ...]) -> None:
+    def _save(self, seq_id: int, tokens: tuple[int, ...]) -> None:
+        """Snapshots the stream's cells, which hold tokens, unless the host cache has them already."""
         if self._snapshots is not None and self.host_cache.worth_saving(tokens):
-            self.host_cache.put(tokens, self._snapshots.save(sequence.seq_id))
+            self.host_cache.put(tokens, self._snapshots.save(seq_id))
 
     def _restore(self, sequence: SequenceState, stored: SnapshotMatch) -> None:
         """Replaces the sequence's cells with the snapshot's first stored.length tokens."""

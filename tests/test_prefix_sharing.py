@@ -116,11 +116,12 @@ def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -
     assert kv.cells[second.seq_id] == len(SYSTEM)
 
 
-def test_a_prompt_mostly_restored_is_not_snapshotted_again_until_its_release() -> None:
+def test_a_conversations_cells_are_saved_only_when_its_stream_goes_to_another_prompt() -> None:
     """A conversation's next turn restores its history and adds a few tokens: copying every cell again when
-    its prompt is in would buy those few; its release saves prompt and reply together."""
+    its prompt is in, or at its release, would buy those few. The cells are saved, prompt and reply
+    together, only when the retained stream is given to a prompt that does not continue it."""
     kv = _SnapshotKV()
-    scheduler, first = _scheduler_after_one_request(kv, max_sequences=2)
+    scheduler, first = _scheduler_after_one_request(kv, max_sequences=1)
     assert kv.calls == [("save", first.seq_id)], "a prompt computed in full is saved once it is in"
     kv.calls.clear()
     next_turn = _request((*SYSTEM, 1, 2, 7, 3, 4))
@@ -129,9 +130,19 @@ def test_a_prompt_mostly_restored_is_not_snapshotted_again_until_its_release() -
     assert next_turn.reused_prompt_tokens == len(SYSTEM) + 2
     _run_step(scheduler, kv)
     assert next_turn.prefilled == len(next_turn.request.prompt_tokens)
-    assert ("save", next_turn.seq_id) not in kv.calls
     scheduler.release(next_turn, keep_prefix=True)
-    assert kv.calls[-1] == ("save", next_turn.seq_id)
+    assert kv.calls == [], "neither the restored prompt nor the release copies the cells"
+    stranger = _request(tuple(range(500, 520)))
+    scheduler.submit(stranger)
+    scheduler.admit(lambda _s: None)
+    assert stranger.seq_id == next_turn.seq_id and stranger.reused_prompt_tokens == 0
+    assert kv.calls == [("save", next_turn.seq_id)]
+    # The saved turn serves a later turn of the conversation from another stream.
+    scheduler.release(stranger, keep_prefix=False)
+    third_turn = _request((*next_turn.tokens_in_kv(), 5, 6))
+    scheduler.submit(third_turn)
+    scheduler.admit(lambda _s: None)
+    assert third_turn.reused_prompt_tokens == len(next_turn.tokens_in_kv())
 
 
 def test_prompt_logprob_requests_never_reuse() -> None:
@@ -239,3 +250,27 @@ def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over
     assert newcomer.seq_id == 0
     assert newcomer.reused_prompt_tokens == len(SYSTEM) + 1  # restored from the snapshot
     assert ("restore", 0) in kv.calls
+
+
+def test_a_far_retained_stream_longer_than_any_snapshot_is_saved_then_restored_into_a_low_one() -> None:
+    """The retained stream holds the prompt and its reply, the snapshot only the prompt: the newcomer wants
+    the reply too, so the far stream's cells are saved at that moment and restored into stream 0."""
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=256, kv=kv, host_cache_bytes=1 << 20
+    )
+    first = [_request((i, *SYSTEM, 1)) for i in range(4)]
+    for sequence in first:
+        scheduler.submit(sequence)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)
+    for sequence in first[:2]:
+        scheduler.release(sequence, keep_prefix=False)
+    first[3].output_tokens.extend([8, 9])  # two more decode steps: tokens 7 and 8 are in its cells
+    scheduler.release(first[3], keep_prefix=True)
+    kv.calls.clear()
+    newcomer = _request((*first[3].tokens_in_kv(), 5, 6))
+    scheduler.submit(newcomer)
+    scheduler.admit(lambda _s: None)
+    assert kv.calls == [("save", 3), ("restore", 0)]
+    assert newcomer.seq_id == 0 and newcomer.reused_prompt_tokens == len(first[3].tokens_in_kv())
