@@ -175,6 +175,9 @@ class ContinuousBatchScheduler:
                 head.seq_id = fresh
                 head.prefilled = head.reused_prompt_tokens = 0
                 if stored is not None:
+                    # Freeing the stream may have saved its cells as a snapshot that replaces stored.
+                    stored = self.host_cache.best_match(prompt)
+                if stored is not None:
                     self._restore(head, stored)
             # Retained cells count against the KV cache too: drop the oldest until the newcomer fits.
             while needed + self._prefixes.retained_tokens > self.kv_capacity_tokens:

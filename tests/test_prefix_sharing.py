@@ -274,3 +274,31 @@ def test_a_far_retained_stream_longer_than_any_snapshot_is_saved_then_restored_i
     scheduler.admit(lambda _s: None)
     assert kv.calls == [("save", 3), ("restore", 0)]
     assert newcomer.seq_id == 0 and newcomer.reused_prompt_tokens == len(first[3].tokens_in_kv())
+
+
+def test_a_snapshot_is_restored_even_when_freeing_the_stream_saves_one_that_replaces_it() -> None:
+    """Freeing the newcomer's stream saves the cells retained there, and a snapshot that extends the one
+    the newcomer matched replaces it in the host cache: the newcomer restores the new one."""
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
+    )
+    first = _request((*SYSTEM, 1, 2))
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler, kv)  # its prompt is saved
+    first.output_tokens.append(8)  # its cells now hold (*SYSTEM, 1, 2, 7), beyond its prompt's snapshot
+    second = _request((*SYSTEM, 5, 6))
+    scheduler.submit(second)
+    scheduler.admit(lambda _s: None)
+    assert second.seq_id == 1 and second.reused_prompt_tokens == len(SYSTEM)
+    _run_step(scheduler, kv)
+    scheduler.release(second, keep_prefix=True)
+    scheduler.release(first, keep_prefix=True)
+    # Both retained streams and the snapshot share SYSTEM with the newcomer; stream 0, the lowest, is freed
+    # and its cells saved, which drops the snapshot of first's prompt.
+    newcomer = _request((*SYSTEM, 9))
+    scheduler.submit(newcomer)
+    scheduler.admit(lambda _s: None)
+    assert newcomer.seq_id == 0 and newcomer.reused_prompt_tokens == len(SYSTEM)
+    assert scheduler.host_cache.covers((*SYSTEM, 1, 2, 7))
