@@ -26,6 +26,10 @@ from inferno.core.kv_prefix_cache import KVCacheOps, KVPrefixCache, KVSnapshotOp
 from inferno.core.prompt_lookup import PromptLookup
 from inferno.core.runtime.sequence import SequenceState
 
+# How many steps a sequence with only its first token may sit out for its burst's other prompts
+# (_held_back): a burst of 16 short prompts goes in about 8 steps.
+BURST_HOLD_STEPS = 8
+
 
 @dataclass(frozen=True)
 class BatchEntry:
@@ -81,6 +85,8 @@ class ContinuousBatchScheduler:
         self._following: dict[SequenceState, tuple[SequenceState, int]] = {}
         self._speculation = speculation or Speculation()
         self._lookups: dict[SequenceState, PromptLookup] = {}
+        # Steps each sequence with only its first token sat out while a burst's other prompts were computed.
+        self._held_steps: dict[SequenceState, int] = {}
         # Prefix reuses since load (restored snapshots and taken-over streams) and the tokens they saved.
         self.prefix_hits = 0
         self.reused_tokens = 0
@@ -122,6 +128,7 @@ class ContinuousBatchScheduler:
         self._split_points.pop(sequence, None)
         self._following.pop(sequence, None)
         self._lookups.pop(sequence, None)
+        self._held_steps.pop(sequence, None)
         if sequence in self._waiting:
             self._waiting.remove(sequence)
         elif sequence in self._active:
@@ -145,25 +152,15 @@ class ContinuousBatchScheduler:
             match = self._prefixes.best_match(prompt) if reusable else None
             stored = self.host_cache.best_match(prompt) if reusable and self._snapshots else None
             fresh = self._lowest_available_id()
-            # A stream far out is not taken over (see _lowest_available_id): its cells are saved, if no
-            # snapshot as long holds them yet, and restored into the fresh stream.
-            if (
-                match is not None
-                and fresh is not None
-                and fresh < match.seq_id
-                and self._snapshots is not None
-                and (stored is None or stored.length < match.length)
-            ):
-                self._save(match.seq_id, self._prefixes.tokens(match.seq_id))
-                stored = self.host_cache.best_match(prompt)
-            if stored is not None and match is not None:
-                # Sequences in streams far apart cost llama.cpp a step over every stream between them: a
-                # snapshot as long as the retained stream goes into the lowest free stream instead.
-                if stored.length < match.length or fresh is None or match.seq_id <= fresh:
-                    stored = None
-                else:
+            if match is not None and self._too_far(match.seq_id, fresh):
+                # Restored into the fresh stream instead, from a snapshot as long; its cells are saved now
+                # if none is.
+                if self._snapshots is not None and (stored is None or stored.length < match.length):
+                    self._save(match.seq_id, self._prefixes.tokens(match.seq_id))
+                    stored = self.host_cache.best_match(prompt)
+                if stored is not None and stored.length >= match.length:
                     match = None
-            if match is not None and stored is None:
+            if match is not None:
                 head.seq_id = self._prefixes.take_over(match)
                 head.prefilled = head.reused_prompt_tokens = match.length
                 self.prefix_hits += 1
@@ -190,6 +187,14 @@ class ContinuousBatchScheduler:
             self._active.append(head)
             on_admit(head)
 
+    def _too_far(self, matched_id: int, fresh: int | None) -> bool:
+        """Whether a retained stream is too far out to take over: the admitted sequences would no longer
+        fit in the lowest streams (llama.cpp steps over every stream between the lowest and highest in a
+        batch), and a lower one is available. A burst of conversations each keeps its own stream while
+        those stay within the burst's count."""
+        in_flight = len(self._active) + len(self._waiting)
+        return fresh is not None and fresh < matched_id and matched_id >= in_flight
+
     def _lowest_available_id(self) -> int | None:
         """The id a sequence that takes over no stream gets: the lowest free one, else the lowest retained
         one (its cells are freed). Low ids keep the running sequences' streams together: llama.cpp computes
@@ -211,19 +216,9 @@ class ContinuousBatchScheduler:
     def plan(self) -> list[BatchEntry]:
         """The next decode step: one pending token (and its draft) per decoding sequence, then prompt
         chunks."""
-        entries: list[BatchEntry] = []
         decoding = [seq for seq in self._active if seq.pending_token is not None]
-        speculate = 0 < len(decoding) <= self._speculation.max_sequences
-        room = self.max_batch_tokens - len(decoding)
-        for seq in decoding:
-            assert seq.pending_token is not None
-            # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
-            position = seq.prefilled + seq.generated - 1
-            draft = self._draft(seq, room) if speculate else ()
-            room -= len(draft)
-            entries.append(
-                BatchEntry(seq, (seq.pending_token, *draft), position, sample=True, draft=len(draft))
-            )
+        held = self._held_back(decoding)
+        entries = self._decode_entries([seq for seq in decoding if seq not in held])
         # Shortest remaining prompt first: a short request admitted while a long prompt is being processed
         # gets its first token after a step or two instead of after the whole long prompt.
         prefilling = [seq for seq in self._active if seq.prefilled < len(seq.request.prompt_tokens)]
@@ -276,7 +271,49 @@ class ContinuousBatchScheduler:
             )
             room -= len(chunk)
             prompt_tokens += len(chunk)
+        if held and not prompt_tokens:
+            # No prompt could go this step after all (they wait on a leader): nobody sits out for nothing.
+            entries += self._decode_entries([seq for seq in decoding if seq in held])
         return entries
+
+    def _decode_entries(self, decoding: list[SequenceState]) -> list[BatchEntry]:
+        """One pending token (and its draft) per decoding sequence."""
+        entries: list[BatchEntry] = []
+        speculate = 0 < len(decoding) <= self._speculation.max_sequences
+        room = self.max_batch_tokens - len(decoding)
+        for seq in decoding:
+            assert seq.pending_token is not None
+            # The pending token is the latest sampled one; all earlier ones are already in the KV cache.
+            position = seq.prefilled + seq.generated - 1
+            draft = self._draft(seq, room) if speculate else ()
+            room -= len(draft)
+            entries.append(
+                BatchEntry(seq, (seq.pending_token, *draft), position, sample=True, draft=len(draft))
+            )
+        return entries
+
+    def _held_back(self, decoding: list[SequenceState]) -> set[SequenceState]:
+        """Sequences that sit this step out: those with only their first token, while short prompts (their
+        burst's others, as a rule) are still being computed, for at most BURST_HOLD_STEPS steps.
+
+        A burst of requests then decodes together once its prompts are in, instead of the first ones
+        riding along in every prompt step (each decode token costs those prompts' first tokens some 4 ms
+        here) and finishing first, leaving a tail of steps with few sequences. Streams already past their
+        first token never wait: their inter-token latency stays steady."""
+        short = self.short_prompt_tokens
+        if not any(
+            0 < len(seq.request.prompt_tokens) - seq.prefilled <= short
+            for seq in self._active
+            if seq.pending_token is None
+        ):
+            return set()
+        held = set()
+        for seq in decoding:
+            steps = self._held_steps.get(seq, 0)
+            if seq.generated == 1 and steps < BURST_HOLD_STEPS:
+                self._held_steps[seq] = steps + 1
+                held.add(seq)
+        return held
 
     def prefilled(self, sequence: SequenceState) -> None:
         """Called after a step computed a chunk of the sequence's prompt: snapshots its cells where other

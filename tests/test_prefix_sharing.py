@@ -302,3 +302,27 @@ def test_a_snapshot_is_restored_even_when_freeing_the_stream_saves_one_that_repl
     scheduler.admit(lambda _s: None)
     assert newcomer.seq_id == 0 and newcomer.reused_prompt_tokens == len(SYSTEM)
     assert scheduler.host_cache.covers((*SYSTEM, 1, 2, 7))
+
+
+def test_a_burst_of_conversations_keeps_their_streams_in_any_order() -> None:
+    """Conversations in streams 0 to 3 come back together in another order: each takes over its own stream
+    (all four stay within the lowest four), with no copy to host memory and back."""
+    kv = _SnapshotKV()
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=512, kv=kv, host_cache_bytes=1 << 20
+    )
+    turns = [_request((*SYSTEM, c, 1)) for c in range(4)]
+    for sequence in turns:
+        scheduler.submit(sequence)
+    scheduler.admit(lambda _s: None)
+    while any(s.pending_token is None for s in turns):
+        _run_step(scheduler, kv)
+    for sequence in turns:
+        scheduler.release(sequence, keep_prefix=True)
+    kv.calls.clear()
+    next_turns = [_request((*turn.tokens_in_kv(), 5, 6)) for turn in reversed(turns)]
+    for sequence in next_turns:
+        scheduler.submit(sequence)
+    scheduler.admit(lambda _s: None)
+    assert [s.seq_id for s in next_turns] == [t.seq_id for t in reversed(turns)] == [3, 2, 1, 0]
+    assert kv.calls == []

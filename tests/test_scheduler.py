@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inferno.core.engines.base import SamplingConfig, SequenceRequest
 from inferno.core.runtime.sequence import SequenceState
-from inferno.core.scheduler import BatchEntry, ContinuousBatchScheduler
+from inferno.core.scheduler import BURST_HOLD_STEPS, BatchEntry, ContinuousBatchScheduler
 from inferno.core.text.detokenizer import IncrementalDetokenizer
 from inferno.core.text.stop import StopMatcher
 
@@ -177,12 +177,43 @@ def test_a_burst_of_short_prompts_goes_a_budget_per_step_shortest_first_beside_a
         (c, 20, True),
         (long, 8, False),
     ]
+    # a and c have their first tokens; they sit out while b, short, is computed, and then the three decode
+    # together.
     assert [(e.sequence, len(e.tokens), e.sample) for e in _run_step(scheduler)] == [
-        (a, 1, True),
-        (c, 1, True),
         (b, 30, True),
         (long, 8, False),
     ]
+    assert [(e.sequence, len(e.tokens), e.sample) for e in _run_step(scheduler)] == [
+        (a, 1, True),
+        (b, 1, True),
+        (c, 1, True),
+        (long, 8, False),
+    ]
+
+
+def test_a_first_token_sits_out_a_bursts_prompts_for_a_bounded_number_of_steps() -> None:
+    """Streams past their first token never wait; one with only its first token waits for the short prompts
+    being computed, at most BURST_HOLD_STEPS steps."""
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=12, kv_capacity_tokens=10_000, max_batch_tokens=64, kv=_RecordingKV(),
+        max_prompt_tokens_per_step=8,
+    )  # fmt: skip
+    streaming, first = _sequence(4), _sequence(4)
+    scheduler.submit(streaming)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler)
+    _run_step(scheduler)  # streaming has two tokens now
+    scheduler.submit(first)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler)  # first's prompt, beside streaming's token
+    burst = [_sequence(8) for _ in range(BURST_HOLD_STEPS + 2)]
+    for sequence in burst:
+        scheduler.submit(sequence)
+    scheduler.admit(lambda _s: None)
+    steps = [_run_step(scheduler) for _ in range(BURST_HOLD_STEPS + 1)]
+    assert all(any(e.sequence is streaming for e in step) for step in steps)
+    waited = [not any(e.sequence is first for e in step) for step in steps]
+    assert waited == [True] * BURST_HOLD_STEPS + [False]
 
 
 def _run_step(scheduler: ContinuousBatchScheduler) -> list[BatchEntry]:
