@@ -3,6 +3,8 @@ on the runtime's scheduler with a KV double that records what it was asked to do
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.host_prefix_cache import HostPrefixCache
 from inferno.core.prompt_lookup import PromptLookup
@@ -38,11 +40,15 @@ def _request(prompt: tuple[int, ...], max_tokens: int = 8) -> SequenceState:
     return _state(SequenceRequest(prompt, max_tokens, (), GREEDY))
 
 
-def _run_step(scheduler: ContinuousBatchScheduler, kv: _SnapshotKV) -> list[tuple[SequenceState, int]]:
-    """Plans a step and applies it as the stepper would; returns (sequence, tokens) of each entry."""
+def _run_step(
+    scheduler: ContinuousBatchScheduler, kv: _SnapshotKV, next_token: Callable[[], int] | None = None
+) -> list[tuple[SequenceState, int]]:
+    """Plans a step and applies it as the stepper would; returns (sequence, tokens) of each entry. A prompt's
+    first sampled token is 7; decoding sequences advance by next_token() when given (else they stay)."""
     entries = scheduler.plan()
     for entry in entries:
         sequence = entry.sequence
+        assert kv.cells.get(sequence.seq_id, 0) >= entry.start_pos, "a step starts past the stream's cells"
         kv.cells[sequence.seq_id] = entry.start_pos + len(entry.tokens)
         if sequence.pending_token is None:
             sequence.prefilled += len(entry.tokens)
@@ -51,6 +57,11 @@ def _run_step(scheduler: ContinuousBatchScheduler, kv: _SnapshotKV) -> list[tupl
                 sequence.pending_token = 7
                 sequence.output_tokens.append(7)
                 sequence.generated = 1
+        elif next_token is not None:
+            token = next_token()
+            sequence.output_tokens.append(token)
+            sequence.pending_token = token
+            sequence.generated += 1
     return [(e.sequence, len(e.tokens)) for e in entries]
 
 
@@ -226,11 +237,11 @@ def test_drafts_ride_along_only_while_few_sequences_decode() -> None:
     assert all(entry.draft == 0 for entry in scheduler.plan()), "two decoding: no drafts"
 
 
-def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over_a_far_one() -> None:
-    """llama.cpp computes a step over every KV stream between the lowest and highest id in the batch, so
-    ids stay low: a fresh sequence gets the lowest free id, and a retained stream further out than that is
-    not taken over when a snapshot as long holds the same prefix."""
-    kv = _SnapshotKV()
+def _four_streams_then_two_freed_and_the_last_retained(
+    kv: _SnapshotKV, reply: tuple[int, ...]
+) -> tuple[ContinuousBatchScheduler, list[SequenceState]]:
+    """Four prompts computed in streams 0 to 3; streams 0 and 1 free up and stream 3 finishes (after
+    `reply` more tokens) with its cells retained, its prompt snapshotted."""
     scheduler = ContinuousBatchScheduler(
         max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=256, kv=kv, host_cache_bytes=1 << 20
     )
@@ -240,10 +251,19 @@ def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over
     scheduler.admit(lambda _s: None)
     assert [s.seq_id for s in first] == [0, 1, 2, 3]
     _run_step(scheduler, kv)
-    # Streams 0 and 1 free up; stream 3 finishes with its prompt retained (and snapshotted).
     for sequence in first[:2]:
         scheduler.release(sequence, keep_prefix=False)
+    first[3].output_tokens.extend(reply)
     scheduler.release(first[3], keep_prefix=True)
+    return scheduler, first
+
+
+def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over_a_far_one() -> None:
+    """llama.cpp computes a step over every KV stream between the lowest and highest id in the batch, so
+    ids stay low: a fresh sequence gets the lowest free id, and a retained stream further out than that is
+    not taken over when a snapshot as long holds the same prefix."""
+    kv = _SnapshotKV()
+    scheduler, _first = _four_streams_then_two_freed_and_the_last_retained(kv, reply=())
     newcomer = _request((3, *SYSTEM, 2))
     scheduler.submit(newcomer)
     scheduler.admit(lambda _s: None)
@@ -256,18 +276,8 @@ def test_a_far_retained_stream_longer_than_any_snapshot_is_saved_then_restored_i
     """The retained stream holds the prompt and its reply, the snapshot only the prompt: the newcomer wants
     the reply too, so the far stream's cells are saved at that moment and restored into stream 0."""
     kv = _SnapshotKV()
-    scheduler = ContinuousBatchScheduler(
-        max_sequences=4, kv_capacity_tokens=10_000, max_batch_tokens=256, kv=kv, host_cache_bytes=1 << 20
-    )
-    first = [_request((i, *SYSTEM, 1)) for i in range(4)]
-    for sequence in first:
-        scheduler.submit(sequence)
-    scheduler.admit(lambda _s: None)
-    _run_step(scheduler, kv)
-    for sequence in first[:2]:
-        scheduler.release(sequence, keep_prefix=False)
-    first[3].output_tokens.extend([8, 9])  # two more decode steps: tokens 7 and 8 are in its cells
-    scheduler.release(first[3], keep_prefix=True)
+    # Two more decode steps: tokens 7 and 8 are in stream 3's cells.
+    scheduler, first = _four_streams_then_two_freed_and_the_last_retained(kv, reply=(8, 9))
     kv.calls.clear()
     newcomer = _request((*first[3].tokens_in_kv(), 5, 6))
     scheduler.submit(newcomer)

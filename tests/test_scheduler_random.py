@@ -1,6 +1,6 @@
-"""The scheduler under random workloads (prompts sharing prefixes at random lengths, random stops and
-cancellations, small KV caches and host caches): no step fails, no step writes past a stream's cells, and
-every admitted sequence finishes once arrivals stop."""
+"""The scheduler under random workloads (prompts sharing prefixes at random lengths, conversations' next
+turns, random stops and cancellations, small KV caches and host caches): no step fails, no step starts past a
+stream's cells, and every admitted sequence finishes once arrivals stop."""
 
 from __future__ import annotations
 
@@ -10,27 +10,7 @@ import pytest
 
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.scheduler import ContinuousBatchScheduler
-from tests.test_prefix_sharing import _request, _SnapshotKV
-
-
-def _apply(scheduler: ContinuousBatchScheduler, kv: _SnapshotKV, rnd: random.Random) -> None:
-    """Plans a step and applies it as the stepper would, checking each entry starts where the cells end."""
-    for entry in scheduler.plan():
-        sequence = entry.sequence
-        assert kv.cells.get(sequence.seq_id, 0) >= entry.start_pos
-        kv.cells[sequence.seq_id] = entry.start_pos + len(entry.tokens) - entry.draft
-        if sequence.pending_token is None:
-            sequence.prefilled += len(entry.tokens)
-            scheduler.prefilled(sequence)
-            if entry.sample:
-                sequence.pending_token = 7
-                sequence.output_tokens.append(7)
-                sequence.generated = 1
-        else:
-            token = rnd.randrange(300, 400)
-            sequence.output_tokens.append(token)
-            sequence.pending_token = token
-            sequence.generated += 1
+from tests.test_prefix_sharing import _request, _run_step, _SnapshotKV
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -59,7 +39,7 @@ def test_random_workloads_finish_every_sequence(seed: int) -> None:
             scheduler.submit(sequence)
             live.append(sequence)
         scheduler.admit(lambda _s: None)
-        _apply(scheduler, kv, rnd)
+        _run_step(scheduler, kv, next_token=lambda: rnd.randrange(300, 400))
         for sequence in list(live):
             if sequence.generated >= sequence.request.max_tokens or rnd.random() < 0.02:
                 sent.append(sequence.tokens_in_kv())
