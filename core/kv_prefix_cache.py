@@ -62,7 +62,7 @@ class KVPrefixCache:
     """The retained (finished) sequences' token lists, least recently used first.
 
     before_evict(seq_id, tokens) runs just before a retained sequence's cells are freed (the scheduler
-    copies them to host memory then, rather than at every release)."""
+    copies them to host memory then, if its host cache has dropped the copy made at release)."""
 
     def __init__(
         self,

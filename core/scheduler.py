@@ -218,11 +218,11 @@ class ContinuousBatchScheduler:
         """The next decode step: one pending token (and its draft) per decoding sequence, then prompt
         chunks."""
         decoding = [seq for seq in self._active if seq.pending_token is not None]
-        held = self._held_back(decoding)
+        prefilling = [seq for seq in self._active if seq.prefilled < len(seq.request.prompt_tokens)]
+        held = self._held_back(decoding, prefilling)
         entries = self._decode_entries([seq for seq in decoding if seq not in held])
         # Shortest remaining prompt first: a short request admitted while a long prompt is being processed
         # gets its first token after a step or two instead of after the whole long prompt.
-        prefilling = [seq for seq in self._active if seq.prefilled < len(seq.request.prompt_tokens)]
         prefilling.sort(key=lambda seq: len(seq.request.prompt_tokens) - seq.prefilled)
         # The small prompt budget is there for others' first tokens and decoding; a lone prompt with nothing
         # decoding goes in full batches (fewer steps, each paying the engine's fixed per-step cost).
@@ -293,7 +293,9 @@ class ContinuousBatchScheduler:
             )
         return entries
 
-    def _held_back(self, decoding: list[SequenceState]) -> set[SequenceState]:
+    def _held_back(
+        self, decoding: list[SequenceState], prefilling: list[SequenceState]
+    ) -> set[SequenceState]:
         """Sequences that sit this step out: those with only their first token, while short prompts (their
         burst's others, as a rule) are still being computed, for at most BURST_HOLD_STEPS steps.
 
@@ -302,11 +304,7 @@ class ContinuousBatchScheduler:
         here) and finishing first, leaving a tail of steps with few sequences. Streams already past their
         first token never wait: their inter-token latency stays steady."""
         short = self.short_prompt_tokens
-        if not any(
-            0 < len(seq.request.prompt_tokens) - seq.prefilled <= short
-            for seq in self._active
-            if seq.pending_token is None
-        ):
+        if not any(len(seq.request.prompt_tokens) - seq.prefilled <= short for seq in prefilling):
             return set()
         held = set()
         for seq in decoding:
