@@ -6,8 +6,9 @@ built by bench/build_llama_server.sh) and on a bare llama-cpp-python loop (singl
 
 Prompts are token ids (exact lengths). "inferno" runs the default settings but --stream-interval-ms 0, so a
 running stream gets a message after every decode step and the gaps measured are the scheduler's, not the
-hand-over interval's; "inferno 32-token steps" runs with --batch-tokens 32, which is how a lone prompt was
-processed before it could take the whole batch.
+hand-over interval's; "inferno long-prompt-32" adds --long-prompt-tokens-per-step 32 (how a long prompt
+beside one decoding stream went before that setting); "inferno 32-token steps" runs with --batch-tokens 32,
+which is how a lone prompt was processed before it could take the whole batch.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=4000, help="the long prompt of the fairness run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--columns", default="", help="comma-separated subset of the five runs (default: all, in table order)"
+        "--columns", default="", help="comma-separated subset of the six runs (default: all, in table order)"
     )
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
@@ -235,6 +236,13 @@ def main() -> None:
             ["--stream-interval-ms", "0"], lengths, args.long, args.threads, logs
         ),
         "llama-server": lambda logs: measure_llama_server(lengths, args.long, args.threads, logs),
+        "inferno long-prompt-32": lambda logs: measure_inferno(
+            ["--long-prompt-tokens-per-step", "32", "--stream-interval-ms", "0"],
+            lengths,
+            args.long,
+            args.threads,
+            logs,
+        ),
         "inferno 32-token steps": lambda logs: measure_inferno(
             ["--batch-tokens", "32", "--stream-interval-ms", "0"],
             lengths,

@@ -6,7 +6,8 @@ rest of the step, shortest remaining prompt first. A short prompt (at most four 
 in whole, and more join while the step's prompt tokens are under the budget, so a burst of chat requests
 starts a few per step: on a CPU a step's time grows with its tokens, so the first ones start decoding
 sooner. A long prompt advances by the small per-step prompt budget, so it neither stalls the decoding
-sequences nor holds back others' first tokens. A lone prompt, with nothing decoding, takes the whole batch.
+sequences nor holds back others' first tokens, and in smaller chunks still beside a single decoding
+sequence (each step's time is its next token's). A lone prompt, with nothing decoding, takes the whole batch.
 
 Prefixes are computed once: a prompt that starts like a recently finished sequence takes over that
 sequence's KV cells (kv_prefix_cache.py), or restores a host-memory snapshot of any earlier sequence that
@@ -63,6 +64,7 @@ class ContinuousBatchScheduler:
         max_batch_tokens: int,
         kv: KVCacheOps,
         max_prompt_tokens_per_step: int | None = None,
+        long_prompt_tokens_per_step: int | None = None,
         min_prefix_reuse_tokens: int = 8,
         host_cache_bytes: int = 0,
         speculation: Speculation | None = None,
@@ -71,6 +73,7 @@ class ContinuousBatchScheduler:
         self.kv_capacity_tokens = kv_capacity_tokens
         self.max_batch_tokens = max_batch_tokens
         self.max_prompt_tokens_per_step = max_prompt_tokens_per_step or max_batch_tokens
+        self.long_prompt_tokens_per_step = long_prompt_tokens_per_step or self.max_prompt_tokens_per_step
         self._kv = kv
         # A retained stream's cells are saved at its release; when its stream is given away they are saved
         # again if the host cache has dropped them since.
@@ -214,6 +217,12 @@ class ContinuousBatchScheduler:
         """A prompt this long or shorter goes into one step whole; longer ones are computed in chunks."""
         return min(4 * self.max_prompt_tokens_per_step, self.max_batch_tokens)
 
+    def _is_short(self, sequence: SequenceState) -> bool:
+        """Whether the prompt goes into a step whole: what it computes (past any reused prefix) is at most
+        short_prompt_tokens. A long prompt's last chunks stay chunks: its last 128 tokens in one step, deep
+        in its cache, would cost a stream decoding beside it some 600 ms here."""
+        return len(sequence.request.prompt_tokens) - sequence.reused_prompt_tokens <= self.short_prompt_tokens
+
     def plan(self) -> list[BatchEntry]:
         """The next decode step: one pending token (and its draft) per decoding sequence, then prompt
         chunks."""
@@ -228,8 +237,7 @@ class ContinuousBatchScheduler:
         # decoding goes in full batches (fewer steps, each paying the engine's fixed per-step cost).
         lone = not entries and len(prefilling) == 1
         room = self.max_batch_tokens - sum(len(e.tokens) for e in entries)
-        long_budget = self.max_batch_tokens if lone else self.max_prompt_tokens_per_step
-        short = self.short_prompt_tokens
+        long_budget = self.max_batch_tokens if lone else self._long_prompt_budget(len(entries))
         prompt_tokens = 0
         for seq in prefilling:
             if room <= 0:
@@ -246,7 +254,7 @@ class ContinuousBatchScheduler:
                     self._restore(seq, stored)
             prompt = seq.request.prompt_tokens
             remaining = len(prompt) - seq.prefilled
-            if remaining <= short:
+            if self._is_short(seq):
                 # Whole, or the next step; only the first prompt of a step is cut to the room left, so a
                 # batch full of decoding sequences cannot starve it. A step's time grows with its tokens,
                 # so a burst goes a prompt budget per step, shortest first: the first ones start decoding
@@ -277,6 +285,15 @@ class ContinuousBatchScheduler:
             entries += self._decode_entries([seq for seq in decoding if seq in held])
         return entries
 
+    def _long_prompt_budget(self, decoding: int) -> int:
+        """Tokens long prompts advance this step beside `decoding` decoding sequences: the long-prompt
+        budget for each, up to the prompt budget. The step's time is their next token's, and the more of
+        them decode, the more of the step's time is their own work anyway."""
+        if not decoding:
+            return self.max_prompt_tokens_per_step
+        per_sequence = self.long_prompt_tokens_per_step
+        return min(per_sequence * decoding, max(per_sequence, self.max_prompt_tokens_per_step))
+
     def _decode_entries(self, decoding: list[SequenceState]) -> list[BatchEntry]:
         """One pending token (and its draft) per decoding sequence."""
         entries: list[BatchEntry] = []
@@ -303,8 +320,7 @@ class ContinuousBatchScheduler:
         riding along in every prompt step (each decode token costs those prompts' first tokens some 4 ms
         here) and finishing first, leaving a tail of steps with few sequences. Streams already past their
         first token never wait: their inter-token latency stays steady."""
-        short = self.short_prompt_tokens
-        if not any(len(seq.request.prompt_tokens) - seq.prefilled <= short for seq in prefilling):
+        if not any(self._is_short(seq) for seq in prefilling):
             return set()
         held = set()
         for seq in decoding:

@@ -68,6 +68,22 @@ class EngineSettings:
             )
         },
     )
+    # With the embedded model on 2 CPU cores, beside one decoding stream, 16 tokens of a 4,000-token prompt a
+    # step rather than 32 took the stream's median gap between tokens from 177 to 99 ms, for 10% more time
+    # on the prompt (8: 65 ms, 41% more; bench/RESULTS.md).
+    long_prompt_tokens_per_step: int = field(
+        default=16,
+        metadata={
+            _SPELLING: _Spelling(
+                "--long-prompt-tokens-per-step",
+                "tokens a long prompt advances per step for each sequence decoding beside it, up to "
+                "--prompt-tokens-per-step; smaller keeps their inter-token latency steadier, larger finishes "
+                "the prompt sooner (0: --prompt-tokens-per-step)",
+                0,
+                1 << 16,
+            )
+        },
+    )
     threads: int = field(
         default=0,
         metadata={_SPELLING: _Spelling("--threads", "CPU threads for llama.cpp (0: all cores)", 0, 1024)},

@@ -59,6 +59,11 @@ def test_todays_flags_and_their_variables() -> None:
             "INFERNO_PROMPT_TOKENS_PER_STEP",
             "prompt_tokens_per_step",
         ),
+        "long_prompt_tokens_per_step": (
+            "--long-prompt-tokens-per-step",
+            "INFERNO_LONG_PROMPT_TOKENS_PER_STEP",
+            "long_prompt_tokens_per_step",
+        ),
         "threads": ("--threads", "INFERNO_THREADS", "threads"),
         "cache_tokens": ("--cache-tokens", "INFERNO_CACHE_TOKENS", "cache_tokens"),
         "prefix_cache_mib": ("--prefix-cache-mib", "INFERNO_PREFIX_CACHE_MIB", "prefix_cache_mib"),
@@ -143,7 +148,8 @@ def test_the_core_child_gets_the_resolved_settings(tmp_path: Path, monkeypatch: 
     # The child sees another environment: its flags alone must give the same settings.
     monkeypatch.setenv("INFERNO_PARALLEL", "5")
     child = core_options(build_parser().parse_args(command[3:]), "127.0.0.1")
-    assert child.engine == options.engine == EngineSettings(3, 640, 512, 32, 0, 9000)
+    expected = EngineSettings(parallel_sequences=3, context_length=640, cache_tokens=9000)
+    assert child.engine == options.engine == expected
     assert all(command.count(spec.flag) == 1 for spec in ENGINE_SETTINGS)
 
 

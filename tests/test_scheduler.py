@@ -278,3 +278,34 @@ def test_a_lone_prompt_takes_the_whole_batch_and_shares_it_once_another_arrives(
     scheduler.admit(lambda _s: None)
     plan = scheduler.plan()
     assert [(e.sequence, len(e.tokens)) for e in plan] == [(short, 40), (long, 32)]
+
+
+def test_a_long_prompt_goes_in_smaller_chunks_beside_few_decoding_sequences() -> None:
+    """A long prompt advances long_prompt_tokens_per_step a step for each decoding sequence beside it (that
+    step's time is their next token's), up to the prompt budget; beside another prompt only, the prompt
+    budget; alone, the whole batch."""
+    scheduler = ContinuousBatchScheduler(
+        max_sequences=3, kv_capacity_tokens=20_000, max_batch_tokens=512, kv=_RecordingKV(),
+        max_prompt_tokens_per_step=32, long_prompt_tokens_per_step=8,
+    )  # fmt: skip
+    long, decoding = _sequence(3000), _sequence(4, max_tokens=5000)
+    scheduler.submit(long)
+    scheduler.admit(lambda _s: None)
+    assert [len(e.tokens) for e in _run_step(scheduler)] == [512]
+    scheduler.submit(decoding)
+    scheduler.admit(lambda _s: None)
+    # decoding's prompt is short and goes in whole beside the long prompt's 32 (nothing decodes yet).
+    assert [(e.sequence, len(e.tokens)) for e in _run_step(scheduler)] == [(decoding, 4), (long, 32)]
+    for _ in range(3):
+        assert [(e.sequence, len(e.tokens)) for e in _run_step(scheduler)] == [(decoding, 1), (long, 8)]
+    assert long.prefilled == 512 + 32 + 3 * 8
+    second = _sequence(4, max_tokens=5000)
+    scheduler.submit(second)
+    scheduler.admit(lambda _s: None)
+    _run_step(scheduler)  # second's prompt
+    assert [len(e.tokens) for e in _run_step(scheduler)] == [1, 1, 16]
+    # Its last tokens too: a long prompt's tail is not a short prompt that goes in whole.
+    chunks = []
+    while long.pending_token is None:
+        chunks += [len(e.tokens) for e in _run_step(scheduler) if e.sequence is long]
+    assert chunks and set(chunks[:-1]) == {16} and chunks[-1] <= 16

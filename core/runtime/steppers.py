@@ -58,6 +58,7 @@ class ScheduledStepper:
             limits.max_batch_tokens,
             decoder.kv,
             max_prompt_tokens_per_step=limits.max_prompt_tokens_per_step,
+            long_prompt_tokens_per_step=limits.long_prompt_tokens_per_step,
             host_cache_bytes=limits.host_cache_bytes,
             speculation=limits.speculation,
         )

@@ -105,6 +105,7 @@ class LlamaCppDecoder:
             kv_capacity_tokens=int(llama.llama_n_ctx(self._ctx)),
             max_batch_tokens=settings.batch_tokens,
             max_prompt_tokens_per_step=settings.prompt_tokens_per_step or None,
+            long_prompt_tokens_per_step=settings.long_prompt_tokens_per_step or None,
             host_cache_bytes=settings.prefix_cache_mib << 20,
             speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
