@@ -76,6 +76,10 @@ def test_a_streamed_message_sends_anthropics_events_in_order(claude: Anthropic, 
     start, delta = events[0], events[-2]
     assert start.type == "message_start" and start.message.content == []
     assert start.message.stop_reason is None and start.message.id.startswith("msg_")
+    # The input is known at message_start, as Anthropic sends it; the output is counted at the end.
+    assert _prompt_tokens(start.message.usage) == _prompt_tokens(whole.usage)
+    assert start.message.usage.cache_read_input_tokens == delta.usage.cache_read_input_tokens
+    assert start.message.usage.output_tokens == 0
     text = "".join(
         e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"
     )

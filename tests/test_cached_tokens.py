@@ -110,3 +110,28 @@ def test_grpc_usage_takes_the_fewest_cached_tokens_of_a_requests_choices(
     again = stub.CreateChatCompletion(pb.CreateChatCompletionRequest(params=params)).usage
     assert first.prompt_tokens == again.prompt_tokens
     _assert_computed_then_cached(first.cached_prompt_tokens, again.cached_prompt_tokens, first.prompt_tokens)
+
+
+def test_a_grpc_streams_first_message_carries_the_prompts_usage(
+    grpc_channel: grpc.Channel, model_id: str
+) -> None:
+    """prompt_usage on the first message only: the prompt's tokens and its cached part, as the last
+    message's usage counts them, and no completion tokens yet."""
+    stub = inference_service_pb2_grpc.InferenceServiceStub(grpc_channel)
+    params = pb.ChatCompletionParams(
+        model=model_id,
+        messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in _messages("Ada Lovelace")],
+        sampling=common_pb2.SamplingParams(temperature=0),
+        limits=common_pb2.GenerationLimits(max_tokens=8, ignore_eos=True),
+    )
+    for _ in range(2):  # computed, then cached
+        messages = list(stub.StreamChatCompletion(pb.StreamChatCompletionRequest(params=params)))
+        assert len(messages) > 1
+        first, last = messages[0].prompt_usage, messages[-1].usage
+        assert (first.prompt_tokens, first.cached_prompt_tokens) == (
+            last.prompt_tokens,
+            last.cached_prompt_tokens,
+        )
+        assert first.completion_tokens == 0 and last.completion_tokens == 8
+        assert not any(message.HasField("prompt_usage") for message in messages[1:])
+    assert last.cached_prompt_tokens >= last.prompt_tokens - 2

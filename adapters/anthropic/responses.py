@@ -91,9 +91,9 @@ class MessageEvents:
 
     message_start (and a ping) comes with the first core message; text opens a text block and tool calls
     open a tool_use block each, every block closing before the next opens; final_events() closes the last
-    block and sends message_delta (stop_reason, stop_sequence, usage) and message_stop. The core sends usage
-    only with its last message, so message_start carries zero tokens and message_delta the totals, both
-    input and output (Anthropic's message_delta usage counts are cumulative).
+    block and sends message_delta (stop_reason, stop_sequence, usage) and message_stop. message_start has the
+    input tokens from the core's first message (prompt_usage) and no output tokens yet; message_delta has the
+    totals, input and output (Anthropic's message_delta usage counts are cumulative).
     """
 
     def __init__(self, stop_sequences: Sequence[str]) -> None:
@@ -144,7 +144,7 @@ class MessageEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": usage_json(message.prompt_usage),
         }
 
     def _text(self, text: str) -> list[JsonObject]:

@@ -166,6 +166,7 @@ async def stream_chat(job: ChatJob) -> AsyncIterator[pb.StreamChatCompletionResp
     parsers: dict[int, ToolCallParser] = {}
     splitters: dict[int, ReasoningSplitter] = {}
     async for item in generation.stream():
+        first_of_stream = not started
         delta = pb.ChatCompletionDelta(content=item.event.text)
         if item.index not in started:
             started.add(item.index)
@@ -198,6 +199,8 @@ async def stream_chat(job: ChatJob) -> AsyncIterator[pb.StreamChatCompletionResp
             delta=delta,
         )
         add_event_outcome(message, generation, item)
+        if first_of_stream:
+            message.prompt_usage.CopyFrom(generation.prompt_usage(item.event.cached_prompt_tokens))
         if job.tools is not None:
             message.finish_reason = _with_tool_calls(message.finish_reason, bool(parsers[item.index].calls))
         yield message

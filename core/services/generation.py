@@ -107,6 +107,10 @@ class Generation:
                 usage = item.usage
         return choices, usage
 
+    def prompt_usage(self, cached_prompt_tokens: int) -> common_pb2.Usage:
+        """The prompt's share of the usage, known once the first token is out."""
+        return self._usage(0, cached_prompt_tokens)
+
     def _usage(self, completion_tokens: int, cached_prompt_tokens: int) -> common_pb2.Usage:
         """The request's usage; the prompt counts once, and its cached part is what no choice computed."""
         prompt = self.prompt_tokens

@@ -694,6 +694,7 @@ class StreamChatCompletionResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
+    PROMPT_USAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created: _builtins.int
     model: _builtins.str
@@ -707,6 +708,13 @@ class StreamChatCompletionResponse(_message.Message):
     def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenLogprob]:
         """When logprobs was asked: the tokens sampled since the previous message of this choice."""
 
+    @_builtins.property
+    def prompt_usage(self) -> _common_pb2.Usage:
+        """On the stream's first message only: the prompt's tokens and how many of them the prefix cache served
+        (completion_tokens 0), for clients that report the input before the reply, as Anthropic's
+        message_start does. The last message's usage has the totals.
+        """
+
     def __init__(
         self,
         *,
@@ -718,10 +726,11 @@ class StreamChatCompletionResponse(_message.Message):
         finish_reason: _common_pb2.FinishReason.ValueType = ...,
         usage: _common_pb2.Usage | None = ...,
         logprobs: _abc.Iterable[_common_pb2.TokenLogprob] | None = ...,
+        prompt_usage: _common_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "prompt_usage", b"prompt_usage", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "delta", b"delta", "finish_reason", b"finish_reason", "id", b"id", "index", b"index", "logprobs", b"logprobs", "model", b"model", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "delta", b"delta", "finish_reason", b"finish_reason", "id", b"id", "index", b"index", "logprobs", b"logprobs", "model", b"model", "prompt_usage", b"prompt_usage", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
