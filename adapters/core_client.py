@@ -19,6 +19,7 @@ from inferno.core_channel import COMMAND_METADATA, aio_channel
 from inferno.envoy_config import GATEWAY_HOP_HEADER
 from inferno.errors import InfernoError, error_from_rpc
 from inferno.security_config import SecurityConfig
+from inferno.trusted_proxies import TrustedProxies
 from inferno.v1 import (
     admin_service_pb2_grpc,
     auth_service_pb2_grpc,
@@ -62,6 +63,7 @@ class CoreClient:
         self.address = address
         self._channel = aio_channel(address, security, CHANNEL_OPTIONS)
         self._hop_secret = security.hop_secret
+        self._proxies = security.trusted_proxies
         self.inference = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
@@ -86,7 +88,7 @@ class CoreClient:
         timeout: float | None = None,
     ) -> _Reply:
         """Call a unary RPC on behalf of request; a failure raises the InfernoError the core meant."""
-        metadata = _forwarded_metadata(request, self._hop_secret) + routing_metadata(message)
+        metadata = _forwarded_metadata(request, self._hop_secret, self._proxies) + routing_metadata(message)
         call = method(message, metadata=metadata, timeout=timeout)
         try:
             reply = await call
@@ -102,7 +104,7 @@ class CoreClient:
         message: _Request,
     ) -> CoreStream[_Reply]:
         """Start a server-streaming RPC; use as `async with` so leaving the block cancels the call."""
-        metadata = _forwarded_metadata(request, self._hop_secret) + routing_metadata(message)
+        metadata = _forwarded_metadata(request, self._hop_secret, self._proxies) + routing_metadata(message)
         call = method(message, metadata=metadata)
         return CoreStream(self.address, request, call)
 
@@ -176,10 +178,13 @@ def reset_by_proxy(error: grpc.aio.AioRpcError) -> bool:
     return error.code() is grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or "")
 
 
-def _forwarded_metadata(request: web.Request, hop_secret: str | None) -> tuple[tuple[str, str], ...]:
+def _forwarded_metadata(
+    request: web.Request, hop_secret: str | None, proxies: TrustedProxies
+) -> tuple[tuple[str, str], ...]:
     """The caller's credentials and (signed) address, for the core's auth interceptor; and the hop header
     that sends the call past the gateways' gRPC relay (adapters/grpc_relay.py) straight to a core."""
-    metadata = [*signed_client_address(request.remote or "", hop_secret), (GATEWAY_HOP_HEADER, "gateway")]
+    client = proxies.client_address(request.remote or "", request.headers.getall("X-Forwarded-For", []))
+    metadata = [*signed_client_address(client, hop_secret), (GATEWAY_HOP_HEADER, "gateway")]
     authorization = request.get(AUTHORIZATION) or request.headers.get("Authorization")
     if authorization:
         metadata.append(("authorization", authorization))

@@ -85,10 +85,10 @@ def _passed_on(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
 class GrpcRelay(grpc.GenericRpcHandler):
     """The handler of every relayed method; other methods are UNIMPLEMENTED."""
 
-    def __init__(self, channel: grpc.aio.Channel, hop_secret: str | None = None) -> None:
+    def __init__(self, channel: grpc.aio.Channel, security: SecurityConfig) -> None:
         self._channel = channel
         self._methods = relayed_methods()
-        self._hop_secret = hop_secret
+        self._security = security
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = self._methods.get(details.method)
@@ -101,7 +101,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
     async def _unary(self, method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         relayed: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(method.path)
-        metadata = _metadata(method, request, context, self._hop_secret)
+        metadata = _metadata(method, request, context, self._security)
         call = relayed(request, metadata=metadata, timeout=context.time_remaining())
         try:
             reply: bytes = await call
@@ -116,7 +116,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         self, method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         relayed: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self._channel.unary_stream(method.path)
-        metadata = _metadata(method, request, context, self._hop_secret)
+        metadata = _metadata(method, request, context, self._security)
         call = relayed(request, metadata=metadata, timeout=context.time_remaining())
         try:
             started = False
@@ -134,15 +134,19 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
 
 def _metadata(
-    method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext, hop_secret: str | None
+    method: RelayedMethod, request: bytes, context: grpc.aio.ServicerContext, security: SecurityConfig
 ) -> Metadata:
-    metadata = _passed_on(context.invocation_metadata())
+    received = context.invocation_metadata() or ()
+    metadata = _passed_on(received)
     if all(key != MODEL_HEADER for key, _ in metadata):
         # A malformed request goes on without routing metadata: the core answers it with its own error.
         with contextlib.suppress(DecodeError):
             metadata += routing_metadata(method.request_type.FromString(request))
-    # The relay's caller (Envoy in a fleet) is the address the core can vouch for.
-    caller = signed_client_address(peer_address(context.peer()), hop_secret)
+    # The relay's caller (Envoy in a fleet), or the client it forwards for when trusted_proxies has it: the
+    # address the core can vouch for.
+    forwarded_for = [str(value) for key, value in received if key == "x-forwarded-for"]
+    client = security.trusted_proxies.client_address(peer_address(context.peer()), forwarded_for)
+    caller = signed_client_address(client, security.hop_secret)
     return (*metadata, *caller, (GATEWAY_HOP_HEADER, "relay"))
 
 
@@ -173,7 +177,7 @@ async def start_relay(
 ) -> RelayServer:
     """Serve the relay on host:port (TLS when [security] has a certificate)."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
-    server.add_generic_rpc_handlers((GrpcRelay(channel, security.hop_secret),))
+    server.add_generic_rpc_handlers((GrpcRelay(channel, security),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bind_grpc_port(server, host, port, security, "gRPC relay")

@@ -245,6 +245,9 @@ def _connection_manager(topology: Topology) -> dict[str, Any]:
             "@type": _TYPE + "filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "inferno",
             "codec_type": "AUTO",
+            # Envoy appends the address each caller connected from to X-Forwarded-For; a gateway that lists
+            # Envoy in trusted_proxies counts the client by it, not by Envoy's address.
+            "use_remote_address": True,
             # WebSocket is off here and switched on for /ws alone.
             "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}],
             "access_log": [

@@ -27,6 +27,8 @@ data_dir = "data"                  # the SQLite key store lives here
 database_url = "postgresql://..."  # or INFERNO_DATABASE_URL: keys and jobs in PostgreSQL, shared by a fleet
 redis_url = "redis://..."          # or INFERNO_REDIS_URL: rate limits and stream counts shared by a fleet
 hop_secret = "..."                 # or INFERNO_HOP_SECRET: shared by gateways and cores (serve makes one)
+trusted_proxies = []               # or INFERNO_TRUSTED_PROXIES (comma-separated): e.g. ["10.0.0.0/8"], the
+                                   # proxies (Envoy) whose X-Forwarded-For the gateway believes
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from inferno.config_file import ConfigError
+from inferno.trusted_proxies import TrustedProxies
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "inferno"
 DEFAULT_RATE_LIMIT = 1000
 HOP_SECRET_ENV = "INFERNO_HOP_SECRET"
+TRUSTED_PROXIES_ENV = "INFERNO_TRUSTED_PROXIES"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class SecurityConfig:
     # The core believes the client address a gateway forwards only when signed with this (call_metadata.py);
     # unset, it rate-limits unauthenticated callers by the address they connect from.
     hop_secret: str | None = None
+    # Behind a proxy every caller connects from the proxy's address: the gateway takes the client's from
+    # X-Forwarded-For when the caller is one of these (trusted_proxies.py).
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     @property
     def jwt_enabled(self) -> bool:
@@ -118,6 +125,7 @@ _ENV = {
     "INFERNO_DATABASE_URL": "database_url",
     "INFERNO_REDIS_URL": "redis_url",
     HOP_SECRET_ENV: "hop_secret",
+    TRUSTED_PROXIES_ENV: "trusted_proxies",
 }
 _URL_SCHEMES = {
     "database_url": ("postgresql://", "postgres://"),
@@ -185,6 +193,14 @@ def _convert(name: str, raw: Any, default: Any, base: Path) -> Any:
         if number < 0:
             raise ConfigError(f"{where}: must not be negative")
         return number
+    if name == "trusted_proxies":
+        entries = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ConfigError(f"{where}: must be a list of addresses or networks")
+        try:
+            return TrustedProxies.parse(e for e in entries if e.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if name == "cors_origins":
         if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
             raise ConfigError(f"{where}: must be a list of origins")

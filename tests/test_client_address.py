@@ -62,3 +62,36 @@ def test_failures_count_against_the_address_the_gateway_signs_never_one_a_caller
     claimed = [_grpc_wrong_key_claiming(secured, f"10.0.0.{n}") for n in range(4)]
     unauthenticated, exhausted = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
     assert claimed == [unauthenticated] * 3 + [exhausted]
+
+
+@pytest.fixture(scope="module")
+def behind_a_proxy() -> Iterator[RunningServer]:
+    """The gateway trusts 127.0.0.3 as a proxy (Envoy, say) and takes the client from its X-Forwarded-For."""
+    env = {
+        "INFERNO_API_KEYS": "true",
+        "INFERNO_ADMIN_KEY": "an-admin-key-for-the-proxy-tests",
+        "INFERNO_AUTH_FAILURES_PER_MINUTE": "3",
+        "INFERNO_TRUSTED_PROXIES": "127.0.0.3",
+    }
+    with running_inferno(env=env) as running:
+        yield running
+
+
+def _http_wrong_key_forwarded(server: RunningServer, source: str, forwarded_for: str) -> int:
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
+        headers = {"Authorization": WRONG_KEY, "X-Forwarded-For": forwarded_for}
+        return client.get(server.base_url + "/v1/models", headers=headers).status_code
+
+
+def test_behind_a_trusted_proxy_failures_count_against_the_forwarded_client(
+    behind_a_proxy: RunningServer,
+) -> None:
+    # Through the proxy, each client has its own count: one locked out does not lock out the next.
+    locked = [_http_wrong_key_forwarded(behind_a_proxy, "127.0.0.3", "198.51.100.7") for _ in range(4)]
+    assert locked == [401, 401, 401, 429]
+    assert _http_wrong_key_forwarded(behind_a_proxy, "127.0.0.3", "198.51.100.8") == 401
+    # From anywhere else the header is a claim: 127.0.0.4 is counted as itself whatever it forwards.
+    claims = [
+        _http_wrong_key_forwarded(behind_a_proxy, "127.0.0.4", f"198.51.100.{n}") for n in range(20, 24)
+    ]
+    assert claims == [401, 401, 401, 429]

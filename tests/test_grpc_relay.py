@@ -21,6 +21,7 @@ from inferno.call_metadata import (
 from inferno.envoy_config import GATEWAY_HOP_HEADER, MODEL_HEADER, ROUTE_KEY_HEADER
 from inferno.errors import error_from_rpc
 from inferno.security_config import SecurityConfig
+from inferno.trusted_proxies import TrustedProxies
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
 from tests.fleet_helpers import InfernoProcess
@@ -165,9 +166,10 @@ class _RecordingUpstream(grpc.GenericRpcHandler):
         return grpc.unary_stream_rpc_method_handler(answer)
 
 
-def test_the_relay_adds_routing_its_hop_and_its_callers_signed_address_and_drops_envoys_headers(
-    model_id: str,
-) -> None:
+def _relayed_metadata(
+    model_id: str, security: SecurityConfig, metadata: tuple[tuple[str, str], ...]
+) -> dict[str, str]:
+    """The metadata an upstream receives for one call through the relay that carries metadata."""
     from inferno.adapters.grpc_relay import start_relay
 
     async def scenario() -> dict[str, str]:
@@ -178,7 +180,6 @@ def test_the_relay_adds_routing_its_hop_and_its_callers_signed_address_and_drops
         await upstream.start()
         relay_port = free_port()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{upstream_port}") as to_upstream:
-            security = SecurityConfig(hop_secret="the-secret")
             relay = await start_relay(to_upstream, "127.0.0.1", relay_port, security)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{relay_port}") as client:
                 call = client.unary_stream(
@@ -187,22 +188,40 @@ def test_the_relay_adds_routing_its_hop_and_its_callers_signed_address_and_drops
                     response_deserializer=None,
                 )
                 request = pb.StreamChatCompletionRequest(params=chat_params(model_id, "hello"))
-                metadata = (
-                    ("authorization", "Bearer k"),
-                    ("x-envoy-attempt-count", "1"),
-                    (CLIENT_ADDRESS_METADATA, "10.9.8.7"),  # a claim, which the relay drops
-                    (CLIENT_ADDRESS_MAC_METADATA, "0" * 64),
-                )
                 async for _ in call(request, metadata=metadata, timeout=10):
                     pass
             await relay.drain(0)
         await upstream.stop(0)
         return recorder.metadata
 
-    seen = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_relay_adds_routing_its_hop_and_its_callers_signed_address_and_drops_envoys_headers(
+    model_id: str,
+) -> None:
+    metadata = (
+        ("authorization", "Bearer k"),
+        ("x-envoy-attempt-count", "1"),
+        (CLIENT_ADDRESS_METADATA, "10.9.8.7"),  # a claim, which the relay drops
+        (CLIENT_ADDRESS_MAC_METADATA, "0" * 64),
+        ("x-forwarded-for", "10.9.8.6"),  # believed only from a trusted proxy
+    )
+    seen = _relayed_metadata(model_id, SecurityConfig(hop_secret="the-secret"), metadata)
     assert seen["authorization"] == "Bearer k"
     assert seen[MODEL_HEADER] == model_id
     assert len(seen[ROUTE_KEY_HEADER]) == 16
     assert seen[GATEWAY_HOP_HEADER] == "relay"
     assert "x-envoy-attempt-count" not in seen
     assert trusted_client_address(seen, "the-secret") == "127.0.0.1", "the relay's caller, signed"
+
+
+def test_behind_a_trusted_proxy_the_relay_signs_the_address_the_proxy_forwards(model_id: str) -> None:
+    """Envoy appends the address its caller connected from to X-Forwarded-For; from a trusted proxy the
+    relay signs the right-most entry that is not a proxy's, whatever the client wrote further left."""
+    security = SecurityConfig(
+        hop_secret="the-secret", trusted_proxies=TrustedProxies.parse(["127.0.0.1", "10.1.0.0/16"])
+    )
+    metadata = (("x-forwarded-for", "10.9.8.7, 198.51.100.7, 10.1.2.3"),)
+    seen = _relayed_metadata(model_id, security, metadata)
+    assert trusted_client_address(seen, "the-secret") == "198.51.100.7"
