@@ -15,23 +15,26 @@ from inferno.v1 import model_service_pb2, model_service_pb2_grpc
 from tests.servers import RunningServer, running_inferno
 
 WRONG_KEY = "Bearer sk-inf-wrong"
+# API keys on, and the fourth failure from one address in a minute refused with 429.
+LOCKOUT_ENV = {
+    "INFERNO_API_KEYS": "true",
+    "INFERNO_ADMIN_KEY": "an-admin-key-for-the-address-tests",
+    "INFERNO_AUTH_FAILURES_PER_MINUTE": "3",
+}
 
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[RunningServer]:
-    env = {
-        "INFERNO_API_KEYS": "true",
-        "INFERNO_ADMIN_KEY": "an-admin-key-for-the-address-tests",
-        "INFERNO_AUTH_FAILURES_PER_MINUTE": "3",
-    }
-    with running_inferno(env=env) as running:
+    with running_inferno(env=LOCKOUT_ENV) as running:
         yield running
 
 
-def _http_wrong_key_from(server: RunningServer, source: str) -> int:
+def _http_wrong_key_from(server: RunningServer, source: str, forwarded_for: str | None = None) -> int:
+    headers = {"Authorization": WRONG_KEY}
+    if forwarded_for is not None:
+        headers["X-Forwarded-For"] = forwarded_for
     with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
-        reply = client.get(server.base_url + "/v1/models", headers={"Authorization": WRONG_KEY})
-        return reply.status_code
+        return client.get(server.base_url + "/v1/models", headers=headers).status_code
 
 
 def _grpc_wrong_key_claiming(server: RunningServer, address: str) -> grpc.StatusCode:
@@ -67,31 +70,17 @@ def test_failures_count_against_the_address_the_gateway_signs_never_one_a_caller
 @pytest.fixture(scope="module")
 def behind_a_proxy() -> Iterator[RunningServer]:
     """The gateway trusts 127.0.0.3 as a proxy (Envoy, say) and takes the client from its X-Forwarded-For."""
-    env = {
-        "INFERNO_API_KEYS": "true",
-        "INFERNO_ADMIN_KEY": "an-admin-key-for-the-proxy-tests",
-        "INFERNO_AUTH_FAILURES_PER_MINUTE": "3",
-        "INFERNO_TRUSTED_PROXIES": "127.0.0.3",
-    }
-    with running_inferno(env=env) as running:
+    with running_inferno(env={**LOCKOUT_ENV, "INFERNO_TRUSTED_PROXIES": "127.0.0.3"}) as running:
         yield running
-
-
-def _http_wrong_key_forwarded(server: RunningServer, source: str, forwarded_for: str) -> int:
-    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
-        headers = {"Authorization": WRONG_KEY, "X-Forwarded-For": forwarded_for}
-        return client.get(server.base_url + "/v1/models", headers=headers).status_code
 
 
 def test_behind_a_trusted_proxy_failures_count_against_the_forwarded_client(
     behind_a_proxy: RunningServer,
 ) -> None:
     # Through the proxy, each client has its own count: one locked out does not lock out the next.
-    locked = [_http_wrong_key_forwarded(behind_a_proxy, "127.0.0.3", "198.51.100.7") for _ in range(4)]
+    locked = [_http_wrong_key_from(behind_a_proxy, "127.0.0.3", "198.51.100.7") for _ in range(4)]
     assert locked == [401, 401, 401, 429]
-    assert _http_wrong_key_forwarded(behind_a_proxy, "127.0.0.3", "198.51.100.8") == 401
+    assert _http_wrong_key_from(behind_a_proxy, "127.0.0.3", "198.51.100.8") == 401
     # From anywhere else the header is a claim: 127.0.0.4 is counted as itself whatever it forwards.
-    claims = [
-        _http_wrong_key_forwarded(behind_a_proxy, "127.0.0.4", f"198.51.100.{n}") for n in range(20, 24)
-    ]
+    claims = [_http_wrong_key_from(behind_a_proxy, "127.0.0.4", f"198.51.100.{n}") for n in range(20, 24)]
     assert claims == [401, 401, 401, 429]

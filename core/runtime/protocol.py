@@ -77,7 +77,8 @@ class DecoderLimits:
     max_batch_tokens: int
     # Prompt tokens per step across all waiting prompts; None: max_batch_tokens.
     max_prompt_tokens_per_step: int | None = None
-    # Tokens a long prompt advances per step while other sequences decode; None: max_prompt_tokens_per_step.
+    # Tokens a long prompt advances per step for each sequence decoding beside it, up to the prompt budget;
+    # None: max_prompt_tokens_per_step.
     long_prompt_tokens_per_step: int | None = None
     # Host memory for KV snapshots shared across sequences (the kv must be KVSnapshotOps); 0: none.
     host_cache_bytes: int = 0
