@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -26,7 +27,7 @@ from inferno.core.engines.factory import EngineFactory
 from inferno.core.interceptors import CommandInterceptor, ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
-from inferno.core.responses.store import ResponseStore
+from inferno.core.responses.store import HEARTBEAT_S, ResponseStore
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.interceptor import AuthInterceptor, auth_failure_limiter
 from inferno.core.security.jwt_verifier import JwtVerifier
@@ -123,8 +124,9 @@ async def serve_core(options: CoreOptions) -> None:
     # This core among those sharing the database: stable across its restarts, so at start it fails the
     # stored responses and conversion jobs its last run left unfinished, and only those.
     core_identity = f"{socket.gethostname()}:{security.data_dir}"
+    responses = ResponseStore(database, runner=core_identity)
     response_service_pb2_grpc.add_ResponseServiceServicer_to_server(
-        ResponseServicer(manager, ResponseStore(database, runner=core_identity), limits), server
+        ResponseServicer(manager, responses, limits), server
     )
     jobs = JobStore(database, owner=core_identity)
     runner = JobRunner(
@@ -151,6 +153,8 @@ async def serve_core(options: CoreOptions) -> None:
         await _close_state(keys, database, shared)
         raise
     await server.start()
+    stopping = asyncio.Event()
+    heartbeat = asyncio.create_task(_heartbeat(responses, stopping))
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = f"{options.host}:{options.grpc_port}"
@@ -171,11 +175,25 @@ async def serve_core(options: CoreOptions) -> None:
     if cut:
         log.warning("cancelling %d call(s) still running after the %.0f s grace period", cut, grace_s)
     await server.stop(0)
+    stopping.set()
+    await heartbeat  # its last write done before the database closes
     # Off the loop: a job finishing now registers its output through the loop (_registrar), and a loop
     # blocked waiting for that job would hold both until the registration timed out.
     await asyncio.to_thread(runner.close)
     await manager.close()
     await _close_state(keys, database, shared)
+
+
+async def _heartbeat(responses: ResponseStore, stopping: asyncio.Event) -> None:
+    """Every HEARTBEAT_S until stopping: this core is alive, and the responses of cores that stopped are
+    failed."""
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(responses.heartbeat)
+        except Exception:  # the database may be away for a while; the next beat tries again
+            log.exception("could not write the heartbeat of stored responses")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), HEARTBEAT_S)
 
 
 async def _close_state(keys: KeyStore | None, database: Database, shared: SharedLimits | None) -> None:

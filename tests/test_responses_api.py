@@ -22,7 +22,7 @@ from inferno.adapters.responses.requests import parse_responses_request
 from inferno.adapters.routing_key import routing_metadata
 from inferno.core.database.base import Database
 from inferno.core.database.open import open_database, open_sqlite
-from inferno.core.responses.store import ResponseStore
+from inferno.core.responses.store import ABANDONED_AFTER_S, ResponseStore
 from inferno.v1 import response_service_pb2 as pb
 from tests.postgres_redis import running_postgres
 from tests.security_fixtures import SecuredServer
@@ -410,6 +410,32 @@ def test_a_restart_fails_the_responses_its_core_left_unfinished_and_only_those(
         left_by_a = _stored(database, "key_a", "resp_a")
         assert left_by_a.status == pb.RESPONSE_STATUS_FAILED and left_by_a.error.code == "core_unavailable"
         assert _stored(database, "key_b", "resp_b").status == queued, "core b's response is core b's"
+        database.close()
+
+
+def test_the_responses_of_a_core_that_stopped_beating_are_failed_by_another(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A core that never comes back (a pod replaced under a new name) leaves no response in progress: once
+    its heartbeat is ABANDONED_AFTER_S old, the next beat of any other core fails its unfinished ones."""
+    for database in (open_sqlite(tmp_path / "inferno.db"), open_database(postgres_url, tmp_path)):
+        running = pb.RESPONSE_STATUS_IN_PROGRESS
+        gone, alive = ResponseStore(database, runner="pod-1:/d"), ResponseStore(database, runner="pod-2:/d")
+        gone.add("key_a", pb.Response(id="resp_gone", status=running), [])
+        alive.add("key_b", pb.Response(id="resp_alive", status=running), [])
+        done = pb.Response(id="resp_done", status=pb.RESPONSE_STATUS_COMPLETED)
+        gone.add("key_a", done, [])
+        # A runner that never beat (an older release) is not judged by heartbeats.
+        ResponseStore(database, runner="old:/d").add("key_c", pb.Response(id="resp_old", status=running), [])
+        start = 1_000_000.0
+        assert gone.heartbeat(now=start) == 0 and alive.heartbeat(now=start) == 0
+        assert alive.heartbeat(now=start + ABANDONED_AFTER_S - 1) == 0, "silent, but not for long enough"
+        assert alive.heartbeat(now=start + ABANDONED_AFTER_S + 1) == 1
+        failed = _stored(database, "key_a", "resp_gone")
+        assert failed.status == pb.RESPONSE_STATUS_FAILED and failed.error.code == "core_unavailable"
+        assert _stored(database, "key_a", "resp_done") == done
+        assert _stored(database, "key_b", "resp_alive").status == running
+        assert _stored(database, "key_c", "resp_old").status == running
         database.close()
 
 

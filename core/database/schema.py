@@ -76,6 +76,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: the core that runs a stored response, so a core's restart fails only its own interrupted ones.
     ("ALTER TABLE responses ADD COLUMN runner TEXT NOT NULL DEFAULT ''",),
+    # 5: when each runner last said it was alive, so the others can fail the responses of one that is gone.
+    ("CREATE TABLE runners (runner TEXT PRIMARY KEY, seen DOUBLE PRECISION NOT NULL)",),
 )
 
 

@@ -6,6 +6,8 @@ Every read and write names the owner, so one caller's responses do not exist for
 A response a restart interrupted (queued or in progress when its core stopped) is marked failed when that
 core starts again, never left in progress for a client polling it. In a fleet sharing one PostgreSQL
 database each response names the core that runs it (its runner), and a core fails at start only its own.
+A core that never starts again (a pod replaced under a new name) is noticed by the others: every core
+writes a heartbeat, and fails the unfinished responses of runners whose heartbeat is ABANDONED_AFTER_S old.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 # Statuses a response can still leave.
 UNFINISHED = (pb.RESPONSE_STATUS_QUEUED, pb.RESPONSE_STATUS_IN_PROGRESS)
 RESTART_ERROR = pb.ResponseError(code="core_unavailable", message="interrupted by a server restart; retry")
+ABANDONED_ERROR = pb.ResponseError(code="core_unavailable", message="the core running it stopped; retry")
+# How often a core writes its heartbeat, and how long a silent runner has before the others take it for gone.
+HEARTBEAT_S = 10.0
+ABANDONED_AFTER_S = 60.0
 
 
 def ended(response: pb.Response, status: pb.ResponseStatus.ValueType) -> pb.Response:
@@ -51,26 +57,45 @@ class ResponseStore:
         """runner names this core among those sharing the database (stable across its restarts)."""
         self._database = database
         self._runner = runner
-        self._fail_interrupted()
-
-    def _fail_interrupted(self) -> None:
         # Responses stored before runners were recorded have none: a core that restarts fails those too.
+        failed = self._fail_unfinished("runner IN (?, '')", (runner,), RESTART_ERROR)
+        if failed:
+            log.warning("%d stored responses were interrupted by a restart and are marked failed", failed)
+
+    def heartbeat(self, now: float | None = None) -> int:
+        """Records that this runner is alive, then fails the unfinished responses of runners silent for
+        ABANDONED_AFTER_S; how many it failed. Runners that never wrote a heartbeat (an older release) are
+        left alone."""
+        now = time.time() if now is None else now
+        self._database.execute(
+            "INSERT INTO runners (runner, seen) VALUES (?, ?) ON CONFLICT (runner) DO UPDATE SET seen = ?",
+            (self._runner, now, now),
+        )
+        failed = self._fail_unfinished(
+            "runner IN (SELECT runner FROM runners WHERE seen < ?)",
+            (now - ABANDONED_AFTER_S,),
+            ABANDONED_ERROR,
+        )
+        if failed:
+            log.warning("%d stored responses of cores that stopped are marked failed", failed)
+        return failed
+
+    def _fail_unfinished(self, where: str, parameters: tuple[object, ...], error: pb.ResponseError) -> int:
+        """Marks failed, with error, the queued and in-progress responses that also match where."""
         unfinished = ", ".join("?" for _ in UNFINISHED)
         with self._database.transaction() as sql:
             rows = sql.query(
-                f"SELECT response_id, response FROM responses WHERE status IN ({unfinished})"
-                " AND runner IN (?, '')",
-                (*(_name(status) for status in UNFINISHED), self._runner),
+                f"SELECT response_id, response FROM responses WHERE status IN ({unfinished}) AND {where}",
+                (*(_name(status) for status in UNFINISHED), *parameters),
             )
             for response_id, encoded in rows:
                 failed = ended(pb.Response.FromString(base64.b64decode(encoded)), pb.RESPONSE_STATUS_FAILED)
-                failed.error.CopyFrom(RESTART_ERROR)
+                failed.error.CopyFrom(error)
                 sql.execute(
                     "UPDATE responses SET status = ?, response = ? WHERE response_id = ?",
                     (_status(failed), _encode(failed), response_id),
                 )
-        if rows:
-            log.warning("%d stored responses were interrupted by a restart and are marked failed", len(rows))
+        return len(rows)
 
     def add(self, owner: str, response: pb.Response, history: Sequence[pb.ResponseItem]) -> None:
         with self._database.transaction() as sql:
