@@ -21,13 +21,14 @@ from inferno.config_file import ManagementConfig, load_management_config, parse_
 from inferno.core.catalog import build_catalog, local_model_entry
 from inferno.core.convert.jobs import JobRunner, JobStore
 from inferno.core.database.base import Database
+from inferno.core.database.heartbeat import HEARTBEAT_S, beat
 from inferno.core.database.open import open_database
 from inferno.core.drain import CoreDrain
 from inferno.core.engines.factory import EngineFactory
 from inferno.core.interceptors import CommandInterceptor, ErrorStatusInterceptor
 from inferno.core.metrics import EngineMetrics
 from inferno.core.model_manager import ManagerOptions, ModelManager
-from inferno.core.responses.store import HEARTBEAT_S, ResponseStore
+from inferno.core.responses.store import ResponseStore
 from inferno.core.security.authenticator import Authenticator
 from inferno.core.security.interceptor import AuthInterceptor, auth_failure_limiter
 from inferno.core.security.jwt_verifier import JwtVerifier
@@ -154,7 +155,7 @@ async def serve_core(options: CoreOptions) -> None:
         raise
     await server.start()
     stopping = asyncio.Event()
-    heartbeat = asyncio.create_task(_heartbeat(responses, stopping))
+    heartbeat = asyncio.create_task(_heartbeat(database, core_identity, responses, jobs, stopping))
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = f"{options.host}:{options.grpc_port}"
@@ -184,14 +185,22 @@ async def serve_core(options: CoreOptions) -> None:
     await _close_state(keys, database, shared)
 
 
-async def _heartbeat(responses: ResponseStore, stopping: asyncio.Event) -> None:
-    """Every HEARTBEAT_S until stopping: this core is alive, and the responses of cores that stopped are
-    failed."""
+async def _heartbeat(
+    database: Database, identity: str, responses: ResponseStore, jobs: JobStore, stopping: asyncio.Event
+) -> None:
+    """Every HEARTBEAT_S until stopping: this core is alive, and the stored responses and conversion jobs of
+    cores that stopped are failed (core/database/heartbeat.py)."""
+
+    def once() -> None:
+        cutoff = beat(database, identity)
+        responses.fail_abandoned(cutoff)
+        jobs.fail_abandoned(cutoff)
+
     while not stopping.is_set():
         try:
-            await asyncio.to_thread(responses.heartbeat)
+            await asyncio.to_thread(once)
         except Exception:  # the database may be away for a while; the next beat tries again
-            log.exception("could not write the heartbeat of stored responses")
+            log.exception("could not write this core's heartbeat")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_S)
 

@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from inferno.core.convert.converter import ConversionResult, Progress, convert_checkpoint
-from inferno.core.convert.jobs import JobRunner, JobStatus, JobStore
+from inferno.core.convert.jobs import ConversionJob, JobRunner, JobStatus, JobStore
+from inferno.core.database.heartbeat import ABANDONED_AFTER_S, beat
+from inferno.core.database.open import open_sqlite
 from inferno.errors import InfernoError
 from tests.tiny_llama import write_tiny_llama
 
@@ -140,6 +142,28 @@ def test_jobs_persist_and_a_restart_marks_unfinished_ones_failed(tmp_path: Path)
     gate.set()
     runner.close()
     finished.close()
+
+
+def test_the_jobs_of_a_core_that_stopped_beating_are_failed_by_another(tmp_path: Path) -> None:
+    """A core that never comes back under its name: once its heartbeat is ABANDONED_AFTER_S old, another
+    core fails its unfinished jobs, and leaves its finished ones and those of live cores alone."""
+    database = open_sqlite(tmp_path / "db.sqlite")
+    gone, alive = JobStore(database, owner="pod-1:/d"), JobStore(database, owner="pod-2:/d")
+
+    def job(job_id: str, status: JobStatus) -> ConversionJob:
+        return ConversionJob(job_id, "src", "gguf", "f16", status, 10.0, 1.0, 1.0, None, f"{job_id}.gguf")
+
+    gone.save(job("running", JobStatus.PROCESSING))
+    gone.save(job("done", JobStatus.COMPLETED))
+    alive.save(job("live", JobStatus.QUEUED))
+    start = 1_000_000.0
+    beat(database, "pod-1:/d", now=start)
+    assert alive.fail_abandoned(beat(database, "pod-2:/d", now=start + ABANDONED_AFTER_S - 1)) == 0
+    assert alive.fail_abandoned(beat(database, "pod-2:/d", now=start + ABANDONED_AFTER_S + 1)) == 1
+    failed = alive.get("running")
+    assert failed is not None and failed.status is JobStatus.FAILED and "stopped" in failed.error
+    assert [alive.get(j).status for j in ("done", "live")] == [JobStatus.COMPLETED, JobStatus.QUEUED]  # type: ignore[union-attr]
+    database.close()
 
 
 def test_the_runner_refuses_what_it_cannot_do(tmp_path: Path) -> None:

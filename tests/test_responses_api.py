@@ -21,8 +21,9 @@ from inferno.adapters.openai.requests import parse_chat_request
 from inferno.adapters.responses.requests import parse_responses_request
 from inferno.adapters.routing_key import routing_metadata
 from inferno.core.database.base import Database
+from inferno.core.database.heartbeat import ABANDONED_AFTER_S, beat
 from inferno.core.database.open import open_database, open_sqlite
-from inferno.core.responses.store import ABANDONED_AFTER_S, ResponseStore
+from inferno.core.responses.store import ResponseStore
 from inferno.v1 import response_service_pb2 as pb
 from tests.postgres_redis import running_postgres
 from tests.security_fixtures import SecuredServer
@@ -417,7 +418,8 @@ def test_the_responses_of_a_core_that_stopped_beating_are_failed_by_another(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """A core that never comes back (a pod replaced under a new name) leaves no response in progress: once
-    its heartbeat is ABANDONED_AFTER_S old, the next beat of any other core fails its unfinished ones."""
+    its heartbeat is ABANDONED_AFTER_S old, the next beat of any other core fails its unfinished ones (and
+    its conversion jobs, in test_conversion_jobs.py)."""
     for database in (open_sqlite(tmp_path / "inferno.db"), open_database(postgres_url, tmp_path)):
         running = pb.RESPONSE_STATUS_IN_PROGRESS
         gone, alive = ResponseStore(database, runner="pod-1:/d"), ResponseStore(database, runner="pod-2:/d")
@@ -428,9 +430,11 @@ def test_the_responses_of_a_core_that_stopped_beating_are_failed_by_another(
         # A runner that never beat (an older release) is not judged by heartbeats.
         ResponseStore(database, runner="old:/d").add("key_c", pb.Response(id="resp_old", status=running), [])
         start = 1_000_000.0
-        assert gone.heartbeat(now=start) == 0 and alive.heartbeat(now=start) == 0
-        assert alive.heartbeat(now=start + ABANDONED_AFTER_S - 1) == 0, "silent, but not for long enough"
-        assert alive.heartbeat(now=start + ABANDONED_AFTER_S + 1) == 1
+        beat(database, "pod-1:/d", now=start)
+        assert alive.fail_abandoned(beat(database, "pod-2:/d", now=start)) == 0
+        later = beat(database, "pod-2:/d", now=start + ABANDONED_AFTER_S - 1)
+        assert alive.fail_abandoned(later) == 0, "silent, but not for long enough"
+        assert alive.fail_abandoned(beat(database, "pod-2:/d", now=start + ABANDONED_AFTER_S + 1)) == 1
         failed = _stored(database, "key_a", "resp_gone")
         assert failed.status == pb.RESPONSE_STATUS_FAILED and failed.error.code == "core_unavailable"
         assert _stored(database, "key_a", "resp_done") == done

@@ -24,6 +24,7 @@ from inferno.core.convert.architectures import architecture_of
 from inferno.core.convert.checkpoint import open_checkpoint
 from inferno.core.convert.converter import QUANTIZATIONS, ConversionResult, Progress, convert_checkpoint
 from inferno.core.database.base import Database, Row
+from inferno.core.database.heartbeat import SILENT_RUNNERS
 from inferno.core.database.open import open_sqlite
 from inferno.errors import InfernoError, invalid_param
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _SAVE_EVERY_S = 2.0
 _SHUTDOWN_ERROR = "interrupted by a server shutdown"
 _RESTART_ERROR = "interrupted by a server restart"
+_ABANDONED_ERROR = "the core running it stopped"
 _COLUMNS = (
     "job_id, source, target_format, quantization, status, progress, created, started, finished, output_file, "
     "source_bytes, output_bytes, error, model_id"
@@ -92,6 +94,17 @@ class JobStore:
         )
         if interrupted:
             log.warning("%d conversion jobs were interrupted by a restart and are marked failed", interrupted)
+
+    def fail_abandoned(self, cutoff: float) -> int:
+        """Fails the unfinished jobs of cores silent since cutoff (heartbeat.beat); how many."""
+        failed = self._db.execute(
+            "UPDATE conversion_jobs SET status = 'failed', error = ?, finished = ? "
+            f"WHERE status IN ('queued', 'processing') AND owner IN ({SILENT_RUNNERS})",
+            (_ABANDONED_ERROR, time.time(), cutoff),
+        )
+        if failed:
+            log.warning("%d conversion jobs of cores that stopped are marked failed", failed)
+        return failed
 
     def save(self, job: ConversionJob) -> None:
         self._db.execute(

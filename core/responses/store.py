@@ -6,8 +6,7 @@ Every read and write names the owner, so one caller's responses do not exist for
 A response a restart interrupted (queued or in progress when its core stopped) is marked failed when that
 core starts again, never left in progress for a client polling it. In a fleet sharing one PostgreSQL
 database each response names the core that runs it (its runner), and a core fails at start only its own.
-A core that never starts again (a pod replaced under a new name) is noticed by the others: every core
-writes a heartbeat, and fails the unfinished responses of runners whose heartbeat is ABANDONED_AFTER_S old.
+Those of a core that never starts again are failed by the others (core/database/heartbeat.py).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inferno.core.database.base import Database
+from inferno.core.database.heartbeat import SILENT_RUNNERS
 from inferno.v1 import response_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 UNFINISHED = (pb.RESPONSE_STATUS_QUEUED, pb.RESPONSE_STATUS_IN_PROGRESS)
 RESTART_ERROR = pb.ResponseError(code="core_unavailable", message="interrupted by a server restart; retry")
 ABANDONED_ERROR = pb.ResponseError(code="core_unavailable", message="the core running it stopped; retry")
-# How often a core writes its heartbeat, and how long a silent runner has before the others take it for gone.
-HEARTBEAT_S = 10.0
-ABANDONED_AFTER_S = 60.0
 
 
 def ended(response: pb.Response, status: pb.ResponseStatus.ValueType) -> pb.Response:
@@ -62,20 +59,9 @@ class ResponseStore:
         if failed:
             log.warning("%d stored responses were interrupted by a restart and are marked failed", failed)
 
-    def heartbeat(self, now: float | None = None) -> int:
-        """Records that this runner is alive, then fails the unfinished responses of runners silent for
-        ABANDONED_AFTER_S; how many it failed. Runners that never wrote a heartbeat (an older release) are
-        left alone."""
-        now = time.time() if now is None else now
-        self._database.execute(
-            "INSERT INTO runners (runner, seen) VALUES (?, ?) ON CONFLICT (runner) DO UPDATE SET seen = ?",
-            (self._runner, now, now),
-        )
-        failed = self._fail_unfinished(
-            "runner IN (SELECT runner FROM runners WHERE seen < ?)",
-            (now - ABANDONED_AFTER_S,),
-            ABANDONED_ERROR,
-        )
+    def fail_abandoned(self, cutoff: float) -> int:
+        """Fails the unfinished responses of runners silent since cutoff (heartbeat.beat); how many."""
+        failed = self._fail_unfinished(f"runner IN ({SILENT_RUNNERS})", (cutoff,), ABANDONED_ERROR)
         if failed:
             log.warning("%d stored responses of cores that stopped are marked failed", failed)
         return failed
