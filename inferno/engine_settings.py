@@ -69,8 +69,8 @@ class EngineSettings:
         },
     )
     # With the embedded model on 2 CPU cores, beside one decoding stream, 16 tokens of a 4,000-token prompt a
-    # step rather than 32 took the stream's median gap between tokens from 177 to 99 ms, for 10% more time
-    # on the prompt (8: 65 ms, 41% more; bench/RESULTS.md).
+    # step rather than 32 took the stream's median gap between tokens from 194 to 99 ms, the prompt taking
+    # 26.1 s against 25.9 (8, in another run: 67 against 177 ms, the prompt 47% longer; bench/RESULTS.md).
     long_prompt_tokens_per_step: int = field(
         default=16,
         metadata={
