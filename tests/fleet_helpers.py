@@ -19,6 +19,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from inferno.envoy_config import Address, CoreEndpoint, Topology, render_yaml
+from tests.servers import RunningServer, free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 180.0
 
@@ -100,6 +103,20 @@ def envoy_process(envoy_bin: str, config_text: str, envoy: RunningEnvoy) -> Iter
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def envoy_in_front_of(envoy_bin: str, server: RunningServer, log_path: Path) -> Iterator[RunningEnvoy]:
+    """Envoy on free ports, from the generated config for one `inferno serve`: its core and its gateway."""
+    envoy = RunningEnvoy(free_port(), free_port(), log_path)
+    topology = Topology(
+        cores=(CoreEndpoint(Address("127.0.0.1", server.grpc_port)),),
+        gateways=(Address("127.0.0.1", server.http_port),),
+        listen=Address("127.0.0.1", envoy.listener_port),
+        admin_port=envoy.admin_port,
+    )
+    with envoy_process(envoy_bin, render_yaml(topology), envoy):
+        yield envoy
 
 
 class InfernoProcess:

@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from inferno.call_metadata import CLIENT_ADDRESS_MAC_METADATA, CLIENT_ADDRESS_METADATA
-from inferno.envoy_config import Address, CoreEndpoint, Topology, render_yaml
 from inferno.v1 import model_service_pb2, model_service_pb2_grpc
-from tests.fleet_helpers import RunningEnvoy, envoy_process
-from tests.servers import RunningServer, free_port, running_inferno
+from tests.fleet_helpers import envoy_in_front_of
+from tests.servers import RunningServer, running_inferno
 from tests.tools import require_tool
 
 WRONG_KEY = "Bearer sk-inf-wrong"
@@ -96,15 +95,10 @@ def test_through_envoy_each_client_behind_it_has_its_own_count(tmp_path: Path) -
     """The generated Envoy config appends each caller's address to X-Forwarded-For, and a gateway that
     trusts Envoy counts failures against it: clients behind one Envoy do not lock each other out."""
     envoy_bin = require_tool("envoy", "ENVOY")
-    with running_inferno(env={**LOCKOUT_ENV, "INFERNO_TRUSTED_PROXIES": "127.0.0.1"}) as server:
-        envoy = RunningEnvoy(free_port(), free_port(), tmp_path / "envoy.log")
-        topology = Topology(
-            cores=(CoreEndpoint(Address("127.0.0.1", server.grpc_port)),),
-            gateways=(Address("127.0.0.1", server.http_port),),
-            listen=Address("127.0.0.1", envoy.listener_port),
-            admin_port=envoy.admin_port,
-        )
-        with envoy_process(envoy_bin, render_yaml(topology), envoy):
-            locked = [_http_wrong_key_from(envoy.base_url, "127.0.0.5") for _ in range(4)]
-            assert locked == [401, 401, 401, 429]
-            assert _http_wrong_key_from(envoy.base_url, "127.0.0.6") == 401
+    with (
+        running_inferno(env={**LOCKOUT_ENV, "INFERNO_TRUSTED_PROXIES": "127.0.0.1"}) as server,
+        envoy_in_front_of(envoy_bin, server, tmp_path / "envoy.log") as envoy,
+    ):
+        locked = [_http_wrong_key_from(envoy.base_url, "127.0.0.5") for _ in range(4)]
+        assert locked == [401, 401, 401, 429]
+        assert _http_wrong_key_from(envoy.base_url, "127.0.0.6") == 401

@@ -24,12 +24,11 @@ from google.rpc import code_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferno.core.embedded import EMBEDDING_MODEL_ID
-from inferno.envoy_config import Address, CoreEndpoint, Topology, render_yaml
 from inferno.v1 import common_pb2, inference_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc
 from inferno.v1 import inference_service_pb2 as pb
-from tests.fleet_helpers import RunningEnvoy, envoy_process
+from tests.fleet_helpers import RunningEnvoy, envoy_in_front_of
 from tests.grpc_helpers import assert_same_usage_but_the_cache, chat_params
-from tests.servers import RunningServer, free_port
+from tests.servers import RunningServer
 from tests.tools import require_tool
 
 # What POST /api/v1/completions takes: CompletionParams as JSON.
@@ -51,14 +50,7 @@ def envoy(
     envoy_bin: str, server: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningEnvoy]:
     """Envoy on free ports in front of the session server, started once for this module."""
-    running = RunningEnvoy(free_port(), free_port(), tmp_path_factory.mktemp("envoy") / "envoy.log")
-    topology = Topology(
-        cores=(CoreEndpoint(Address("127.0.0.1", server.grpc_port)),),
-        gateways=(Address("127.0.0.1", server.http_port),),
-        listen=Address("127.0.0.1", running.listener_port),
-        admin_port=running.admin_port,
-    )
-    with envoy_process(envoy_bin, render_yaml(topology), running):
+    with envoy_in_front_of(envoy_bin, server, tmp_path_factory.mktemp("envoy") / "envoy.log") as running:
         yield running
 
 

@@ -87,24 +87,24 @@ class JobStore:
         self._db = open_sqlite(database) if isinstance(database, Path) else database
         self._owner = owner
         # Jobs saved before owners were recorded have none: a core that restarts fails those too.
-        interrupted = self._db.execute(
-            "UPDATE conversion_jobs SET status = 'failed', error = ?, finished = ? "
-            "WHERE status IN ('queued', 'processing') AND owner IN (?, '')",
-            (_RESTART_ERROR, time.time(), owner),
-        )
+        interrupted = self._fail_unfinished("owner IN (?, '')", (owner,), _RESTART_ERROR)
         if interrupted:
             log.warning("%d conversion jobs were interrupted by a restart and are marked failed", interrupted)
 
     def fail_abandoned(self, cutoff: float) -> int:
         """Fails the unfinished jobs of cores silent since cutoff (heartbeat.beat); how many."""
-        failed = self._db.execute(
-            "UPDATE conversion_jobs SET status = 'failed', error = ?, finished = ? "
-            f"WHERE status IN ('queued', 'processing') AND owner IN ({SILENT_RUNNERS})",
-            (_ABANDONED_ERROR, time.time(), cutoff),
-        )
+        failed = self._fail_unfinished(f"owner IN ({SILENT_RUNNERS})", (cutoff,), _ABANDONED_ERROR)
         if failed:
             log.warning("%d conversion jobs of cores that stopped are marked failed", failed)
         return failed
+
+    def _fail_unfinished(self, where: str, parameters: tuple[object, ...], error: str) -> int:
+        """Marks failed, with error, the queued and processing jobs that also match where; how many."""
+        return self._db.execute(
+            "UPDATE conversion_jobs SET status = 'failed', error = ?, finished = ? "
+            f"WHERE status IN ('queued', 'processing') AND {where}",
+            (error, time.time(), *parameters),
+        )
 
     def save(self, job: ConversionJob) -> None:
         self._db.execute(
