@@ -458,8 +458,15 @@ def _cluster(
         "name": name,
         "type": "STRICT_DNS",
         "connect_timeout": "2s",
-        # Without this, Envoy sends to every host, unhealthy ones included, once under half are healthy.
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "common_lb_config": {
+            # Without this, Envoy sends to every host, unhealthy ones included, once under half are healthy.
+            "healthy_panic_threshold": {"value": 0},
+            # Envoy holds a health change back for up to 1 s (its default merge window) when another came
+            # within the last second: its workers went on sending to a core the checks had found dead, or
+            # left out one they had found back (the admin page already said healthy). A fleet of a few
+            # cores gains nothing from merging.
+            "update_merge_window": "0s",
+        },
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
         "health_checks": [
             {

@@ -166,6 +166,7 @@ def test_a_model_goes_only_to_the_cores_that_serve_it() -> None:
         if cluster["name"].startswith(CORE_CLUSTER):
             assert cluster["lb_policy"] == "RING_HASH"
             assert cluster["common_lb_config"]["healthy_panic_threshold"]["value"] == 0
+            assert cluster["common_lb_config"]["update_merge_window"] == "0s"
             assert "grpc_health_check" in cluster["health_checks"][0]
             assert cluster["outlier_detection"]["consecutive_gateway_failure"] >= 1
 
