@@ -62,6 +62,27 @@ def test_logit_bias_bans_and_forces_tokens(openai_client: OpenAI, http: httpx.Cl
     )
 
 
+def test_plain_greedy_decoding_picks_what_llama_cpps_greedy_sampler_picks(
+    openai_client: OpenAI, model_id: str
+) -> None:
+    """Plain greedy decoding reads the argmax of the logits in the decoder. A zero logit bias changes no
+    logit but puts llama.cpp's sampler chain (bias, then its greedy sampler) back in: same replies."""
+    for prompt in (PROMPT, "List the planets of the solar system:", "def fibonacci(n):"):
+        plain, chained = (
+            openai_client.completions.create(
+                model=model_id,
+                prompt=prompt,
+                max_tokens=48,
+                temperature=0,
+                **extra,  # type: ignore[arg-type]
+            )
+            .choices[0]
+            .text
+            for extra in ({}, {"logit_bias": {"0": 0}})
+        )
+        assert plain == chained, prompt
+
+
 @pytest.mark.parametrize("extension", [{"top_k": 1}, {"min_p": 1.0}])
 def test_top_k_1_and_min_p_1_leave_only_the_greedy_token(
     openai_client: OpenAI, model_id: str, extension: dict[str, float]

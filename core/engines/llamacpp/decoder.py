@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import llama_cpp.llama_cpp as llama
 
-from inferno.core.engines.llamacpp.logprobs import token_logprobs
+from inferno.core.engines.llamacpp.logprobs import logits_at, token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
 from inferno.core.engines.llamacpp.thread_governor import ThreadGovernor, available_cores
@@ -109,7 +109,8 @@ class LlamaCppDecoder:
             host_cache_bytes=settings.prefix_cache_mib << 20,
             speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
-        self._samplers: dict[SequenceState, llama.llama_sampler_p] = {}
+        # None: plain greedy (build_sampler_chain), the argmax of the logits.
+        self._samplers: dict[SequenceState, llama.llama_sampler_p | None] = {}
         # threads = 0: as many threads as the cores other processes leave free (thread_governor.py).
         cores = threads_for(settings)
         self._governor = ThreadGovernor(cores) if not settings.threads and cores > 1 else None
@@ -187,7 +188,10 @@ class LlamaCppDecoder:
         top_n = sequence.request.top_logprobs
         accepted = 0
         while True:
-            token = llama.llama_sampler_sample(sampler, self._ctx, index + accepted)
+            if sampler is None:
+                token = int(logits_at(self._ctx, index + accepted, self._model.n_vocab).argmax())
+            else:
+                token = llama.llama_sampler_sample(sampler, self._ctx, index + accepted)
             logprobs = (
                 None
                 if top_n is None
@@ -222,7 +226,8 @@ class LlamaCppDecoder:
 
     def close(self) -> None:
         for sampler in self._samplers.values():
-            free_sampler_chain(sampler)
+            if sampler is not None:
+                free_sampler_chain(sampler)
         self._samplers.clear()
         llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)

@@ -8,11 +8,16 @@ import numpy as np
 from inferno.core.engines.base import TokenLogprobs
 
 
+def logits_at(ctx: llama.llama_context_p, batch_index: int, n_vocab: int) -> np.ndarray:
+    """The logits of the batch's token at batch_index, in place (valid until the next decode)."""
+    return np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, batch_index), shape=(n_vocab,))
+
+
 def token_logprobs(
     ctx: llama.llama_context_p, batch_index: int, n_vocab: int, token: int, top_n: int
 ) -> TokenLogprobs:
     """log softmax of the logits at batch_index, read for token and the top_n most likely tokens."""
-    logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, batch_index), shape=(n_vocab,))
+    logits = logits_at(ctx, batch_index, n_vocab)
     peak = float(logits.max())
     log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
     top: tuple[tuple[int, float], ...] = ()
