@@ -61,9 +61,8 @@ class PrefixMatch:
 class KVPrefixCache:
     """The retained (finished) sequences' token lists, least recently used first.
 
-    before_evict(seq_id, tokens) runs just before a retained sequence's cells are freed, or cut short by
-    a take-over that keeps less than all but min_reuse_tokens of them: the scheduler copies them to host
-    memory then, not at every release (a conversation's next turn takes its own stream over whole)."""
+    before_evict(seq_id, tokens) runs just before a retained sequence's cells are freed (the scheduler
+    copies them to host memory then, if its host cache has dropped the copy made at release)."""
 
     def __init__(
         self,
@@ -115,9 +114,7 @@ class KVPrefixCache:
 
     def take_over(self, match: PrefixMatch) -> int:
         """Hands a retained sequence's id and first match.length cells to a new sequence."""
-        tokens = self._retained.pop(match.seq_id)
-        if self._before_evict is not None and len(tokens) - match.length >= self._min_reuse:
-            self._before_evict(match.seq_id, tokens)
+        del self._retained[match.seq_id]
         self._ops.truncate(match.seq_id, match.length)
         return match.seq_id
 

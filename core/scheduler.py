@@ -75,10 +75,8 @@ class ContinuousBatchScheduler:
         self.max_prompt_tokens_per_step = max_prompt_tokens_per_step or max_batch_tokens
         self.long_prompt_tokens_per_step = long_prompt_tokens_per_step or self.max_prompt_tokens_per_step
         self._kv = kv
-        # A finished sequence's cells go to the host cache only when its retained stream is given away or cut
-        # short (before_evict): a conversation's next turn usually takes the stream over whole, and saving
-        # them at every release copied them (some 6 ms for 600 tokens of the embedded model, 40 ms for
-        # 4,000) on the engine thread, stalling every running stream, for nothing.
+        # A retained stream's cells are saved at its release; when its stream is given away they are saved
+        # again if the host cache has dropped them since.
         self._prefixes = KVPrefixCache(kv, min_prefix_reuse_tokens, before_evict=self._save)
         self._min_reuse = min_prefix_reuse_tokens
         self._snapshots = kv if isinstance(kv, KVSnapshotOps) and host_cache_bytes > 0 else None
@@ -139,7 +137,9 @@ class ContinuousBatchScheduler:
             self._active.remove(sequence)
             self._reserved_tokens -= sequence.reserved_tokens
             if keep_prefix and sequence.prefilled == len(sequence.request.prompt_tokens):
-                self._prefixes.retain(sequence.seq_id, sequence.tokens_in_kv())
+                tokens = sequence.tokens_in_kv()
+                self._save(sequence.seq_id, tokens)
+                self._prefixes.retain(sequence.seq_id, tokens)
             else:
                 self._kv.clear(sequence.seq_id)
                 self._free_ids.append(sequence.seq_id)
@@ -334,9 +334,9 @@ class ContinuousBatchScheduler:
         """Called after a step computed a chunk of the sequence's prompt: snapshots its cells where other
         prompts wait on them, and once the whole prompt is in, unless most of it came from the cache.
 
-        A prompt mostly restored (a conversation's next turn) is not: a snapshot here would copy all its
-        cells (some 7 ms for 600 tokens of the embedded model) on the engine thread for the few tokens the
-        step added. Its cells are saved with its reply if its stream is retained and then given away."""
+        A prompt mostly restored (a conversation's next turn) is saved at release anyway, with its reply; a
+        snapshot here as well would copy all its cells (some 7 ms for 600 tokens of the embedded model) on
+        the engine thread for the few tokens the step added."""
         points = self._split_points.get(sequence)
         prompt = sequence.request.prompt_tokens
         if points and sequence.prefilled in points:

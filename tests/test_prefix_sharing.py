@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from inferno.core.engines.base import SequenceRequest
 from inferno.core.host_prefix_cache import HostPrefixCache
-from inferno.core.kv_prefix_cache import KVPrefixCache, PrefixMatch
 from inferno.core.prompt_lookup import PromptLookup
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.scheduler import ContinuousBatchScheduler, Speculation
@@ -128,12 +127,11 @@ def test_a_finished_sequence_is_snapshotted_and_restored_into_another_stream() -
     assert kv.cells[second.seq_id] == len(SYSTEM)
 
 
-def test_a_conversations_cells_are_saved_only_when_its_stream_goes_to_another_prompt() -> None:
+def test_a_prompt_mostly_restored_is_not_snapshotted_again_until_its_release() -> None:
     """A conversation's next turn restores its history and adds a few tokens: copying every cell again when
-    its prompt is in, or at its release, would buy those few. The cells are saved, prompt and reply
-    together, only when the retained stream is given to a prompt that does not continue it."""
+    its prompt is in would buy those few; its release saves prompt and reply together."""
     kv = _SnapshotKV()
-    scheduler, first = _scheduler_after_one_request(kv, max_sequences=1)
+    scheduler, first = _scheduler_after_one_request(kv, max_sequences=2)
     assert kv.calls == [("save", first.seq_id)], "a prompt computed in full is saved once it is in"
     kv.calls.clear()
     next_turn = _request((*SYSTEM, 1, 2, 7, 3, 4))
@@ -142,68 +140,9 @@ def test_a_conversations_cells_are_saved_only_when_its_stream_goes_to_another_pr
     assert next_turn.reused_prompt_tokens == len(SYSTEM) + 2
     _run_step(scheduler, kv)
     assert next_turn.prefilled == len(next_turn.request.prompt_tokens)
+    assert ("save", next_turn.seq_id) not in kv.calls
     scheduler.release(next_turn, keep_prefix=True)
-    assert kv.calls == [], "neither the restored prompt nor the release copies the cells"
-    stranger = _request(tuple(range(500, 520)))
-    scheduler.submit(stranger)
-    scheduler.admit(lambda _s: None)
-    assert stranger.seq_id == next_turn.seq_id and stranger.reused_prompt_tokens == 0
-    assert kv.calls == [("save", next_turn.seq_id)]
-    # The saved turn serves a later turn of the conversation from another stream.
-    scheduler.release(stranger, keep_prefix=False)
-    third_turn = _request((*next_turn.tokens_in_kv(), 5, 6))
-    scheduler.submit(third_turn)
-    scheduler.admit(lambda _s: None)
-    assert third_turn.reused_prompt_tokens == len(next_turn.tokens_in_kv())
-
-
-def test_a_stream_taken_over_for_its_shared_start_is_saved_first_and_its_conversation_restored() -> None:
-    """Another conversation with the same system prompt takes the retained stream over and cuts it to
-    SYSTEM: the cells past that (the first conversation's own turn) are saved before the cut, so its next
-    turn restores all of them into another stream. A cut of fewer tokens than the reuse minimum is not worth
-    the copy."""
-    kv = _SnapshotKV()
-    scheduler = ContinuousBatchScheduler(
-        max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
-    )
-    own_turn = tuple(range(1, 13))
-    first = _request((*SYSTEM[:50], *own_turn))  # computed whole, and saved then
-    scheduler.submit(first)
-    scheduler.admit(lambda _s: None)
-    _run_step(scheduler, kv)
-    scheduler.release(first, keep_prefix=True)
-    # The first one's next turn, computed from its retained stream: not saved, at its prompt or release.
-    second_turn = _request((*first.tokens_in_kv(), 20, 21))
-    scheduler.submit(second_turn)
-    scheduler.admit(lambda _s: None)
-    _run_step(scheduler, kv)
-    scheduler.release(second_turn, keep_prefix=True)
-    assert second_turn.seq_id == first.seq_id
-    kv.calls.clear()
-    held = second_turn.tokens_in_kv()
-    other = _request((*SYSTEM[:50], 40, 41, 42))
-    scheduler.submit(other)
-    scheduler.admit(lambda _s: None)
-    assert other.seq_id == second_turn.seq_id and other.reused_prompt_tokens == 50
-    assert kv.calls == [("save", second_turn.seq_id)]
-    third_turn = _request((*held, 5, 6))
-    scheduler.submit(third_turn)
-    scheduler.admit(lambda _s: None)
-    assert third_turn.seq_id != other.seq_id and third_turn.reused_prompt_tokens == len(held)
-    assert kv.calls[-1] == ("restore", third_turn.seq_id)
-
-
-def test_a_take_over_that_cuts_off_fewer_tokens_than_the_reuse_minimum_saves_nothing() -> None:
-    """A next turn whose prompt parts from the retained cells a few tokens before their end (its reply
-    tokenized another way) is a continuation: the cut-off tokens are not worth a copy of every cell."""
-    dropped: list[tuple[int, ...]] = []
-    cache = KVPrefixCache(_SnapshotKV(), 8, before_evict=lambda _seq_id, tokens: dropped.append(tokens))
-    cache.retain(3, tuple(range(100)))
-    cache.take_over(PrefixMatch(3, 93))
-    assert dropped == []
-    cache.retain(3, tuple(range(100)))
-    cache.take_over(PrefixMatch(3, 92))
-    assert dropped == [tuple(range(100))]
+    assert kv.calls[-1] == ("save", next_turn.seq_id)
 
 
 def test_prompt_logprob_requests_never_reuse() -> None:
@@ -322,9 +261,9 @@ def test_new_sequences_take_the_lowest_streams_and_restore_rather_than_take_over
     assert ("restore", 0) in kv.calls
 
 
-def test_a_far_retained_stream_longer_than_any_snapshot_is_saved_then_restored_into_a_low_one() -> None:
-    """The retained stream holds the prompt and its reply, the snapshot only the prompt: the newcomer wants
-    the reply too, so the far stream's cells are saved at that moment and restored into stream 0."""
+def test_a_far_retained_stream_is_restored_into_a_low_one_with_its_reply() -> None:
+    """The retained stream holds the prompt and its reply, saved together at its release: a newcomer that
+    continues it gets both, restored into stream 0 rather than taking over stream 3."""
     kv = _SnapshotKV()
     # Two more decode steps: tokens 7 and 8 are in stream 3's cells.
     scheduler, first = _four_streams_then_two_freed_and_the_last_retained(kv, reply=(8, 9))
@@ -332,13 +271,14 @@ def test_a_far_retained_stream_longer_than_any_snapshot_is_saved_then_restored_i
     newcomer = _request((*first[3].tokens_in_kv(), 5, 6))
     scheduler.submit(newcomer)
     scheduler.admit(lambda _s: None)
-    assert kv.calls == [("save", 3), ("restore", 0)]
+    assert kv.calls == [("restore", 0)]
     assert newcomer.seq_id == 0 and newcomer.reused_prompt_tokens == len(first[3].tokens_in_kv())
 
 
 def test_a_snapshot_is_restored_even_when_freeing_the_stream_saves_one_that_replaces_it() -> None:
-    """Freeing the newcomer's stream saves the cells retained there, and a snapshot that extends the one
-    the newcomer matched replaces it in the host cache: the newcomer restores the new one."""
+    """Two retained streams and a snapshot share SYSTEM with a newcomer, which gets the lowest stream: it
+    restores SYSTEM from whichever snapshot holds it once that stream is freed (freeing a stream saves its
+    cells if the host cache has dropped them, and a snapshot saved then may replace the one matched)."""
     kv = _SnapshotKV()
     scheduler = ContinuousBatchScheduler(
         max_sequences=2, kv_capacity_tokens=10_000, max_batch_tokens=128, kv=kv, host_cache_bytes=1 << 20
@@ -355,8 +295,7 @@ def test_a_snapshot_is_restored_even_when_freeing_the_stream_saves_one_that_repl
     _run_step(scheduler, kv)
     scheduler.release(second, keep_prefix=True)
     scheduler.release(first, keep_prefix=True)
-    # Both retained streams and the snapshot share SYSTEM with the newcomer; stream 0, the lowest, is freed
-    # and its cells saved, which drops the snapshot of first's prompt.
+    # Both retained streams and the snapshots share SYSTEM with the newcomer; stream 0, the lowest, is freed.
     newcomer = _request((*SYSTEM, 9))
     scheduler.submit(newcomer)
     scheduler.admit(lambda _s: None)
