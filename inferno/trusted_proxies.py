@@ -30,11 +30,8 @@ class TrustedProxies:
         return cls(tuple(networks))
 
     def trusts(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        ip = _ip(address)
+        return ip is not None and any(ip in network for network in self.networks)
 
     def client_address(self, peer: str, forwarded_for: Iterable[str]) -> str:
         """The address of the client: peer itself unless peer is a trusted proxy, else the right-most
@@ -44,14 +41,14 @@ class TrustedProxies:
         hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
         for hop in reversed(hops):
             if not self.trusts(hop):
-                return hop if _is_address(hop) else peer
+                return hop if _ip(hop) is not None else peer
         # Every hop is a proxy of ours: the left-most is as far back as the chain goes.
-        return hops[0] if hops and _is_address(hops[0]) else peer
+        return hops[0] if hops and _ip(hops[0]) is not None else peer
 
 
-def _is_address(text: str) -> bool:
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address text spells, or None when it spells none."""
     try:
-        ipaddress.ip_address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
