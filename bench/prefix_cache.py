@@ -6,8 +6,10 @@
   questions and the engine's own earlier replies) plus a new question, --turns turns.
 
 Both servers get the same rendered ChatML text on /v1/completions at temperature 0, --max-tokens tokens per
-reply (ignore_eos), the same threads, slots and KV cells, and the CPU path Inferno's core chooses. They run
-side by side and take turns wave by wave (reversed every other wave), each idle while the other is measured.
+reply (ignore_eos; Inferno also gets the ban on end-of-generation tokens that llama-server's ignore_eos is,
+serving.inferno_fixed_length_body), the same threads, slots and KV cells, and the CPU path Inferno's core
+chooses. They run side by side and take turns wave by wave (reversed every other wave), each idle while the
+other is measured.
 
     .venv/bin/python bench/prefix_cache.py [--repeats 3] [--turns 4] [--servers inferno,llama-server]
 """
@@ -22,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from serving import (
     HttpServerSpec,
@@ -80,9 +83,9 @@ class Measured:
 
 
 async def _wave(
-    base_url: str, model: str, prompts: list[str], max_tokens: int
+    base_url: str, model: str, extra_body: dict[str, Any], prompts: list[str], max_tokens: int
 ) -> tuple[list[TextStream], float]:
-    body = {"model": model, "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True}
+    body = {"model": model, "temperature": 0, "max_tokens": max_tokens, **extra_body}
     async with client_session() as session:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -92,7 +95,7 @@ async def _wave(
         return list(streams), loop.time() - started
 
 
-Target = tuple[str, str]  # (base URL, model id)
+Target = tuple[str, str, dict[str, Any]]  # (base URL, model id, the server's extra request fields)
 
 
 def shared_system_prompt(targets: dict[str, Target], level: int, repeats: int, max_tokens: int
@@ -133,7 +136,8 @@ def run_servers(specs: dict[str, tuple[HttpServerSpec, int]], logs: Path, args: 
     """The servers side by side, taking turns wave by wave, so a drift in the machine's speed weighs on all
     of them alike; each keeps its own caches."""
     results: dict[str, dict[str, Measured]] = {name: {} for name in specs}
-    with servers_side_by_side(specs, logs) as targets:
+    with servers_side_by_side(specs, logs) as started:
+        targets = {name: (*started[name], spec.extra_body) for name, (spec, _) in specs.items()}
         for level in (8, 16):
             workload = f"shared system prompt, {level} streams"
             for name, measured in shared_system_prompt(targets, level, args.repeats, args.max_tokens).items():

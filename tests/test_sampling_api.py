@@ -62,25 +62,28 @@ def test_logit_bias_bans_and_forces_tokens(openai_client: OpenAI, http: httpx.Cl
     )
 
 
-def test_plain_greedy_decoding_picks_what_llama_cpps_greedy_sampler_picks(
-    openai_client: OpenAI, model_id: str
+def test_greedy_decoding_picks_what_llama_cpps_greedy_sampler_picks(
+    openai_client: OpenAI, http: httpx.Client, model_id: str
 ) -> None:
-    """Plain greedy decoding reads the argmax of the logits in the decoder. A zero logit bias changes no
-    logit but puts llama.cpp's sampler chain (bias, then its greedy sampler) back in: same replies."""
-    for prompt in (PROMPT, "List the planets of the solar system:", "def fibonacci(n):"):
-        plain, chained = (
-            openai_client.completions.create(
-                model=model_id,
-                prompt=prompt,
-                max_tokens=48,
-                temperature=0,
-                **extra,  # type: ignore[arg-type]
-            )
-            .choices[0]
-            .text
-            for extra in ({}, {"logit_bias": {"0": 0}})
+    """Greedy decoding with no sampler but a logit bias reads the (biased) argmax of the logits in the
+    decoder. min_tokens 1 puts llama.cpp's sampler chain (end-of-generation ban, bias, its greedy sampler)
+    back in and changes nothing where the first token is not an end of generation: same replies, with and
+    without a bias."""
+
+    def complete(prompt: str, **extra: object) -> str:
+        reply = openai_client.completions.create(
+            model=model_id, prompt=prompt, max_tokens=48, temperature=0, extra_body=extra
         )
-        assert plain == chained, prompt
+        return reply.choices[0].text
+
+    for prompt in (PROMPT, "List the planets of the solar system:", "def fibonacci(n):"):
+        plain = complete(prompt)
+        assert plain, prompt  # the first token is not an end of generation, so min_tokens changes nothing
+        assert complete(prompt, min_tokens=1) == plain, prompt
+        bias = {str(_first_token(http, plain)): -100, str(_first_token(http, " the")): 2.5}
+        biased = complete(prompt, logit_bias=bias)
+        assert biased != plain, prompt
+        assert complete(prompt, logit_bias=bias, min_tokens=1) == biased, prompt
 
 
 @pytest.mark.parametrize("extension", [{"top_k": 1}, {"min_p": 1.0}])

@@ -11,7 +11,7 @@ import llama_cpp.llama_cpp as llama
 
 from inferno.core.engines.llamacpp.logprobs import logits_at, token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
-from inferno.core.engines.llamacpp.sampler import build_sampler_chain, free_sampler_chain
+from inferno.core.engines.llamacpp.sampler import GreedyPick, Sampler, build_sampler, free_sampler
 from inferno.core.engines.llamacpp.thread_governor import ThreadGovernor, available_cores
 from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
 from inferno.core.runtime.sequence import SequenceState
@@ -109,8 +109,7 @@ class LlamaCppDecoder:
             host_cache_bytes=settings.prefix_cache_mib << 20,
             speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
-        # None: plain greedy (build_sampler_chain), the argmax of the logits.
-        self._samplers: dict[SequenceState, llama.llama_sampler_p | None] = {}
+        self._samplers: dict[SequenceState, Sampler] = {}
         # threads = 0: as many threads as the cores other processes leave free (thread_governor.py).
         cores = threads_for(settings)
         self._governor = ThreadGovernor(cores) if not settings.threads and cores > 1 else None
@@ -128,14 +127,14 @@ class LlamaCppDecoder:
 
     def start(self, sequence: SequenceState) -> None:
         request = sequence.request
-        self._samplers[sequence] = build_sampler_chain(
+        self._samplers[sequence] = build_sampler(
             request.sampling, self._model.vocab, self._model.n_vocab, request.max_tokens
         )
 
     def release(self, sequence: SequenceState) -> None:
         sampler = self._samplers.pop(sequence, None)
         if sampler is not None:
-            free_sampler_chain(sampler)
+            free_sampler(sampler)
 
     def decode(self, entries: Sequence[BatchEntry]) -> StepResult:
         batch = self._batch
@@ -188,8 +187,8 @@ class LlamaCppDecoder:
         top_n = sequence.request.top_logprobs
         accepted = 0
         while True:
-            if sampler is None:
-                token = int(logits_at(self._ctx, index + accepted, self._model.n_vocab).argmax())
+            if isinstance(sampler, GreedyPick):
+                token = sampler.pick(logits_at(self._ctx, index + accepted, self._model.n_vocab))
             else:
                 token = llama.llama_sampler_sample(sampler, self._ctx, index + accepted)
             logprobs = (
@@ -226,8 +225,7 @@ class LlamaCppDecoder:
 
     def close(self) -> None:
         for sampler in self._samplers.values():
-            if sampler is not None:
-                free_sampler_chain(sampler)
+            free_sampler(sampler)
         self._samplers.clear()
         llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)

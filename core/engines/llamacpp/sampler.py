@@ -5,37 +5,65 @@ from __future__ import annotations
 import ctypes
 import math
 import random
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import llama_cpp.llama_cpp as llama
+import numpy as np
 
 from inferno.core.engines.base import SamplingConfig
 from inferno.errors import invalid_param
 
 
-def build_sampler_chain(
+@dataclass(frozen=True)
+class GreedyPick:
+    """Greedy decoding whose only change to the logits, if any, is a logit bias: the first largest of the
+    biased logits, which is what llama.cpp's logit-bias sampler followed by its greedy sampler picks.
+
+    llama_sampler_sample copies the whole vocabulary into a candidate array before any sampler runs, about
+    70 us a token here, some 1% of a decode step for every sequence; this reads the logits where they are.
+    """
+
+    tokens: np.ndarray  # token ids, with their biases in the same order
+    biases: np.ndarray
+
+    def pick(self, logits: np.ndarray) -> int:
+        if not len(self.tokens):
+            return int(logits.argmax())
+        biased = logits.copy()
+        np.add.at(biased, self.tokens, self.biases)  # in order, a token given twice twice, as llama.cpp does
+        return int(biased.argmax())
+
+
+# A string: llama_sampler_p exists only for type checkers.
+Sampler: TypeAlias = "GreedyPick | llama.llama_sampler_p"
+
+
+def build_sampler(
     config: SamplingConfig, vocab: llama.llama_vocab_p, n_vocab: int, max_tokens: int
-) -> llama.llama_sampler_p | None:
+) -> Sampler:
     """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | top_k -> typical -> top_p -> min_p
     -> temperature -> seeded dist), in llama.cpp's usual order.
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token), as OpenAI's do.
 
-    None for plain greedy decoding (nothing before greedy changes the logits): the token is the first
-    largest logit, which the decoder reads itself. llama_sampler_sample copies the whole vocabulary into a
-    candidate array first, about 70 us a token here, some 1% of a decode step for every sequence.
+    Greedy decoding with nothing but a logit bias before the pick is a GreedyPick, which the decoder applies
+    to the logits itself; anything else is a llama.cpp sampler chain.
     """
-    if config.temperature <= 0.0 and not _changes_logits(config):
-        return None
+    if config.temperature <= 0.0 and not _needs_chain(config):
+        return GreedyPick(
+            np.array([token for token, _ in config.logit_bias], dtype=np.intp),
+            np.array([bias for _, bias in config.logit_bias], dtype=np.float32),
+        )
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     if config.min_tokens > 0:
-        ban = _EndOfGenerationBan(_end_of_generation_tokens(vocab, n_vocab), config.min_tokens)
+        ban = _EndOfGenerationBan(end_of_generation_tokens(vocab, n_vocab), config.min_tokens)
         llama.llama_sampler_chain_add(chain, ban.sampler)
         _KEPT_ALIVE[_address(chain)] = ban
     if config.grammar is not None:
         grammar = llama.llama_sampler_init_grammar(vocab, config.grammar.encode(), b"root")
         if not grammar:
-            free_sampler_chain(chain)
+            free_sampler(chain)
             raise invalid_param(
                 config.grammar_param, f"llama.cpp rejected the grammar made from '{config.grammar_param}'"
             )
@@ -77,16 +105,17 @@ def _penalized(config: SamplingConfig) -> bool:
     return bool(config.presence_penalty or config.frequency_penalty or config.repetition_penalty != 1.0)
 
 
-def _changes_logits(config: SamplingConfig) -> bool:
-    """Whether any sampler before the final pick applies: a min_tokens ban, a grammar, biases, penalties."""
-    return (
-        config.min_tokens > 0 or config.grammar is not None or bool(config.logit_bias) or _penalized(config)
-    )
+def _needs_chain(config: SamplingConfig) -> bool:
+    """Whether a sampler other than a logit bias applies before the pick: a min_tokens ban, a grammar,
+    penalties."""
+    return config.min_tokens > 0 or config.grammar is not None or _penalized(config)
 
 
-def free_sampler_chain(chain: llama.llama_sampler_p) -> None:
-    llama.llama_sampler_free(chain)
-    _KEPT_ALIVE.pop(_address(chain), None)
+def free_sampler(sampler: Sampler) -> None:
+    if isinstance(sampler, GreedyPick):
+        return
+    llama.llama_sampler_free(sampler)
+    _KEPT_ALIVE.pop(_address(sampler), None)
 
 
 # Python samplers in a chain, by the chain's address: llama.cpp calls them until the chain is freed.
@@ -133,7 +162,7 @@ class _EndOfGenerationBan:
                         data[i].logit = -math.inf
 
 
-def _end_of_generation_tokens(vocab: llama.llama_vocab_p, n_vocab: int) -> tuple[int, ...]:
+def end_of_generation_tokens(vocab: llama.llama_vocab_p, n_vocab: int) -> tuple[int, ...]:
     return tuple(t for t in range(n_vocab) if llama.llama_vocab_is_eog(vocab, t))
 
 
