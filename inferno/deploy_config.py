@@ -30,6 +30,7 @@ from inferno.envoy_config import (
     render_yaml,
     topology_from_arguments,
 )
+from inferno.gateway_grpc import GATEWAY_GRPC_EXPERIMENTS, GRPC_EXPERIMENTS_ENV
 from inferno.lifecycle import DEFAULT_SHUTDOWN_GRACE_S
 from inferno.plain_yaml import PlainDumper, dump_plain
 from inferno.security_config import HOP_SECRET_ENV, TRUSTED_PROXIES_ENV
@@ -220,6 +221,7 @@ def _compose(fleet: Fleet, health: FleetHealth) -> dict[str, Any]:
             "INFERNO_API_KEYS": "true",
             HOP_SECRET_ENV: security_env[HOP_SECRET_ENV],
             TRUSTED_PROXIES_ENV: PRIVATE_NETWORKS,
+            GRPC_EXPERIMENTS_ENV: GATEWAY_GRPC_EXPERIMENTS,
         },
         "healthcheck": {
             "test": [
@@ -393,6 +395,7 @@ class _Manifests:
                 {"name": "INFERNO_API_KEYS", "value": "true"},
                 _secret_env(HOP_SECRET_ENV),
                 {"name": TRUSTED_PROXIES_ENV, "value": PRIVATE_NETWORKS},
+                {"name": GRPC_EXPERIMENTS_ENV, "value": GATEWAY_GRPC_EXPERIMENTS},
             ],
             "readinessProbe": _probe(http_probe, 5, 2),
             "livenessProbe": _probe(http_probe, 10, 3),

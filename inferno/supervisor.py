@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inferno.config import CoreOptions, GatewayOptions
 from inferno.core_channel import sync_channel
 from inferno.engine_settings import ENGINE_SETTINGS
+from inferno.gateway_grpc import gateway_environment
 from inferno.inflight import INFLIGHT_FILE_ENV, RequestShape, read_inflight
 from inferno.lifecycle import (
     EXIT_STARTUP_REFUSED,
@@ -208,7 +209,10 @@ def serve(core: CoreOptions, gateway: GatewayOptions) -> int:
             ready=lambda: _core_answers(gateway.core_address, security),
         )
         gateway_child = _Child(
-            "gateway", gateway_command(gateway), ready=lambda: _port_answers(gateway.host, gateway.port)
+            "gateway",
+            gateway_command(gateway),
+            env=gateway_environment(os.environ),
+            ready=lambda: _port_answers(gateway.host, gateway.port),
         )
         print(f"inferno: loading models in the core (gRPC {core.host}:{core.grpc_port}) ...", flush=True)
         for child, timeout_s in (

@@ -27,6 +27,7 @@ import httpx
 import psutil
 import pytest
 
+from inferno.gateway_grpc import GATEWAY_GRPC_EXPERIMENTS, GRPC_EXPERIMENTS_ENV, gateway_environment
 from inferno.lifecycle import EXIT_STARTUP_REFUSED, SHUTDOWN_GRACE_ENV
 from inferno.v1 import inference_service_pb2 as pb
 from inferno.v1 import inference_service_pb2_grpc
@@ -169,6 +170,21 @@ def test_the_banner_prints_once_both_processes_answer() -> None:
         assert log.count("inferno: serving") == 1, log
         # The gateway's "listening" log line comes before the banner.
         assert log.index("gateway listening") < log.index("inferno: serving"), log
+
+
+def test_the_gateway_child_runs_with_its_grpc_experiments_and_the_core_as_it_was_started() -> None:
+    with _serving() as serving:
+        children = serving.children()
+        assert children["gateway"].environ().get(GRPC_EXPERIMENTS_ENV) == GATEWAY_GRPC_EXPERIMENTS
+        assert children["core"].environ().get(GRPC_EXPERIMENTS_ENV) == os.environ.get(GRPC_EXPERIMENTS_ENV)
+
+
+def test_a_grpc_experiments_setting_of_the_operator_wins() -> None:
+    assert gateway_environment({"PATH": "/bin"}) == {
+        "PATH": "/bin",
+        GRPC_EXPERIMENTS_ENV: GATEWAY_GRPC_EXPERIMENTS,
+    }
+    assert gateway_environment({GRPC_EXPERIMENTS_ENV: "-foo"})[GRPC_EXPERIMENTS_ENV] == "-foo"
 
 
 def test_children_die_with_the_supervisor_after_kill_9() -> None:
