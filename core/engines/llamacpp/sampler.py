@@ -31,7 +31,7 @@ class GreedyPick:
         if not len(self.tokens):
             return int(logits.argmax())
         biased = logits.copy()
-        np.add.at(biased, self.tokens, self.biases)  # in order, a token given twice twice, as llama.cpp does
+        np.add.at(biased, self.tokens, self.biases)  # a token listed twice gets both, as in llama.cpp
         return int(biased.argmax())
 
 
