@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from chat_prompts import QUESTIONS, render_prompt
 from serving import (
@@ -61,9 +62,17 @@ def copying_prompts() -> list[str]:
     ]
 
 
-async def _run(base_url: str, model: str, prompts: list[str], max_tokens: int, ignore_eos: bool, streams: int
-               ) -> tuple[list[TextStream], float]:  # fmt: skip
-    body = {"model": model, "temperature": 0, "max_tokens": max_tokens, "ignore_eos": ignore_eos}
+async def _run(
+    base_url: str,
+    model: str,
+    prompts: list[str],
+    max_tokens: int,
+    fixed_length: dict[str, Any] | None,
+    streams: int,
+) -> tuple[list[TextStream], float]:
+    """fixed_length: the server's request fields for replies of exactly max_tokens (its spec's extra_body), or
+    None to let replies end at an end of generation."""
+    body = {"model": model, "temperature": 0, "max_tokens": max_tokens, **(fixed_length or {})}
     results: list[TextStream] = []
     async with client_session() as session:
         loop = asyncio.get_running_loop()
@@ -96,12 +105,13 @@ def measure(
     texts: dict[str, dict[str, list[str]]] = {name: {} for name in specs}
     with servers_side_by_side(specs, logs) as targets:
         for target in targets.values():
-            asyncio.run(_run(*target, [render_prompt(QUESTIONS[0])], 8, True, 1))  # warm-up
+            asyncio.run(_run(*target, [render_prompt(QUESTIONS[0])], 8, None, 1))  # warm-up
         for workload, (prompts, max_tokens, ignore_eos, streams) in _workloads().items():
             for repeat in range(repeats):
                 for name in turn_order(list(specs), repeat):
+                    fixed_length = specs[name][0].extra_body if ignore_eos else None
                     results, wall = asyncio.run(
-                        _run(*targets[name], prompts, max_tokens, ignore_eos, streams)
+                        _run(*targets[name], prompts, max_tokens, fixed_length, streams)
                     )
                     rates[name].setdefault(workload, []).append(sum(r.tokens for r in results) / wall)
                     texts[name][workload] = [r.text for r in results]
