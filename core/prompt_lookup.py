@@ -15,13 +15,13 @@ from inferno.core.kv_prefix_cache import common_prefix_length
 # ("of the") is too common in free text to be worth a draft.
 _MAX_NGRAM = 4
 _MIN_NGRAM = 3
-# Verifying a draft widens the decode, and on a CPU a wider decode costs far more than its share (with
-# llama.cpp's repacked weights on the 2-core test machine, 2 tokens cost 2.3 times one, 9 tokens 5.4 times;
-# docs/performance.md): a draft pays only when it is long and nearly all kept. So a sequence drafts only
-# while a moving average of its lookups' hits per guessed token is at least _MIN_HIT_RATE; a new sequence
-# starts there. The average keeps learning while the sequence does not draft: the lookup's guess for the
-# next token is still checked against the token sampled next, at no cost. A draft is at least _MIN_LENGTH
-# tokens; its length doubles while drafts are kept whole, and drops to one more than was kept otherwise.
+# Verifying a draft widens the decode, and on a CPU a wider decode costs far more than its share (on the
+# 2-core test machine, 2 tokens cost 2.3 times one, 9 tokens 5.4 times; docs/performance.md): a draft pays
+# only when it is long and nearly all kept. So a sequence drafts only while a moving average of its lookups'
+# hits per guessed token is at least _MIN_HIT_RATE; a new sequence starts there. The average keeps learning
+# while the sequence does not draft: the lookup's guess for the next token is still checked against the token
+# sampled next, at no cost. A draft is at least _MIN_LENGTH tokens; its length doubles while drafts are kept
+# whole, and drops to one more than was kept otherwise.
 _MIN_HIT_RATE = 0.85
 _HIT_WEIGHT = 0.1
 _FIRST_HIT_RATE = 0.85

@@ -74,7 +74,7 @@ def test_a_probe_that_dies_by_sigill_turns_repacking_off(
     path = choose_cpu_path(tmp_path)
     assert path.repack is False
     assert path.reason == "the fast path died with SIGILL in a probe"
-    assert path.device == "cpu, weights not repacked (the fast path died with SIGILL in a probe)"
+    assert path.device == "cpu, weight repacking off (the fast path died with SIGILL in a probe)"
     _forbid_probes(monkeypatch)
     assert choose_cpu_path(tmp_path).repack is False
 
@@ -154,9 +154,9 @@ def test_a_server_whose_fast_path_dies_serves_with_the_safe_path(tmp_path: Path)
     assert (
         device
         == cpu_path_in_health
-        == "cpu, weights not repacked (the fast path died with SIGILL in a probe)"
+        == "cpu, weight repacking off (the fast path died with SIGILL in a probe)"
     )
-    assert "llama.cpp CPU path: weights not repacked" in log
+    assert "llama.cpp CPU path: weight repacking off" in log
     assert "the fast path died with SIGILL in a probe" in log
     assert [(e["repack"], e["reason"]) for e in _cached(tmp_path / "inferno")] == [
         (False, "the fast path died with SIGILL in a probe")

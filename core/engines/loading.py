@@ -52,7 +52,7 @@ class DeviceMemory:
     device_bytes: int = 0
     # The accelerator's name ("NVIDIA H200"); empty for CPU engines.
     device_name: str = ""
-    # CPU engines: how the weights run on this CPU and why ("cpu, repacked weights (probe passed)").
+    # CPU engines: how the weights run on this CPU and why ("cpu, weight repacking on (probe passed)").
     cpu_path: str = ""
 
 

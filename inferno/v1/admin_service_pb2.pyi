@@ -86,7 +86,7 @@ class SystemResources(_message.Message):
     gpu_name: _builtins.str
     """The GPU the loaded models use ("NVIDIA H200"), from the engine (torch); empty without one."""
     cpu_path: _builtins.str
-    """How llama.cpp runs on this CPU once a GGUF model has loaded, and why ("cpu, weights not repacked (the
+    """How llama.cpp runs on this CPU once a GGUF model has loaded, and why ("cpu, weight repacking off (the
     fast path died with SIGILL in a probe)"); empty before.
     """
     def __init__(

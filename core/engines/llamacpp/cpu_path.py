@@ -49,8 +49,9 @@ class CpuPath:
 
     @property
     def device(self) -> str:
-        """Short, for model status's device: "cpu, repacked weights (probe passed)"."""
-        return f"cpu, {'repacked weights' if self.repack else 'weights not repacked'} ({self.reason})"
+        """Short, for model status's device: "cpu, weight repacking on (probe passed)". The machine's choice:
+        llama.cpp then repacks the weight types it has repacked kernels for, and loads others as they are."""
+        return f"cpu, weight repacking {'on' if self.repack else 'off'} ({self.reason})"
 
 
 _lock = threading.Lock()
@@ -223,10 +224,12 @@ def _write_cache(cache: Path, key: str, path: CpuPath) -> None:
 
 def _log_choice(path: CpuPath, source: str) -> None:
     if path.repack:
-        log.info("llama.cpp CPU path: repacked weights (%s; %s); CPU %s", path.reason, source, path.features)
+        log.info(
+            "llama.cpp CPU path: weight repacking on (%s; %s); CPU %s", path.reason, source, path.features
+        )
     else:
         log.warning(
-            "llama.cpp CPU path: weights not repacked, slower prompts (%s; %s); CPU %s",
+            "llama.cpp CPU path: weight repacking off, slower prompts (%s; %s); CPU %s",
             path.reason,
             source,
             path.features,
