@@ -88,6 +88,8 @@ def test_sse_disconnect_frees_the_sequence(server, grpc_channel: grpc.Channel, m
         "messages": [{"role": "user", "content": "Tell me a very long story about dragons."}],
         "max_tokens": 2000,
         "temperature": 0.8,
+        # Unseeded sampling may end a story at once; it must still be running when the client leaves.
+        "ignore_eos": True,
         "stream": True,
     }
     with (
@@ -111,6 +113,7 @@ def test_sse_disconnect_frees_the_sequence(server, grpc_channel: grpc.Channel, m
 def test_grpc_cancel_frees_the_sequence(grpc_channel: grpc.Channel, model_id: str) -> None:
     stub = inference_service_pb2_grpc.InferenceServiceStub(grpc_channel)
     params = chat_params(model_id, "Tell me a very long story about ships.", max_tokens=2000, temperature=0.8)
+    params.limits.ignore_eos = True  # unseeded sampling may end the story before the check below
     call = stub.StreamChatCompletion(pb.StreamChatCompletionRequest(params=params))
     for received, _message in enumerate(call):
         if received == 3:
