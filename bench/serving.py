@@ -52,7 +52,7 @@ from chat_prompts import QUESTIONS, render_prompt
 from text_streams import client_session, completion_chunks
 
 from inferno.core.engines.llamacpp.cpu_path import REPACK_ENV, process_cpu_path
-from inferno.core.engines.llamacpp.sampler import end_of_generation_tokens
+from inferno.core.engines.llamacpp.model import end_of_generation_tokens
 from inferno.core.engines.llamacpp.thread_governor import machine_busy_cpu_s, processes_cpu_s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -127,9 +127,7 @@ class LlamaCppDecoder:
 
     def start(self, sequence: SequenceState) -> None:
         request = sequence.request
-        self._samplers[sequence] = build_sampler(
-            request.sampling, self._model.vocab, self._model.n_vocab, request.max_tokens
-        )
+        self._samplers[sequence] = build_sampler(request.sampling, self._model, request.max_tokens)
 
     def release(self, sequence: SequenceState) -> None:
         sampler = self._samplers.pop(sequence, None)

@@ -12,6 +12,7 @@ import llama_cpp.llama_cpp as llama
 import numpy as np
 
 from inferno.core.engines.base import SamplingConfig
+from inferno.core.engines.llamacpp.model import GgufModel
 from inferno.errors import invalid_param
 
 
@@ -39,9 +40,7 @@ class GreedyPick:
 Sampler: TypeAlias = "GreedyPick | llama.llama_sampler_p"
 
 
-def build_sampler(
-    config: SamplingConfig, vocab: llama.llama_vocab_p, n_vocab: int, max_tokens: int
-) -> Sampler:
+def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> Sampler:
     """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | top_k -> typical -> top_p -> min_p
     -> temperature -> seeded dist), in llama.cpp's usual order.
 
@@ -57,11 +56,11 @@ def build_sampler(
         )
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     if config.min_tokens > 0:
-        ban = _EndOfGenerationBan(end_of_generation_tokens(vocab, n_vocab), config.min_tokens)
+        ban = _EndOfGenerationBan(model.end_of_generation, config.min_tokens)
         llama.llama_sampler_chain_add(chain, ban.sampler)
         _KEPT_ALIVE[_address(chain)] = ban
     if config.grammar is not None:
-        grammar = llama.llama_sampler_init_grammar(vocab, config.grammar.encode(), b"root")
+        grammar = llama.llama_sampler_init_grammar(model.vocab, config.grammar.encode(), b"root")
         if not grammar:
             free_sampler(chain)
             raise invalid_param(
@@ -73,11 +72,11 @@ def build_sampler(
             *(llama.llama_logit_bias(token, bias) for token, bias in config.logit_bias)
         )
         llama.llama_sampler_chain_add(
-            chain, llama.llama_sampler_init_logit_bias(n_vocab, len(config.logit_bias), biases)
+            chain, llama.llama_sampler_init_logit_bias(model.n_vocab, len(config.logit_bias), biases)
         )
     if _penalized(config):
         penalties = llama.llama_sampler_init_penalties(
-            n_vocab,
+            model.n_vocab,
             max(max_tokens, 1),
             config.repetition_penalty,
             config.frequency_penalty,
@@ -160,10 +159,6 @@ class _EndOfGenerationBan:
                 for i in range(array.size):
                     if data[i].id == token:
                         data[i].logit = -math.inf
-
-
-def end_of_generation_tokens(vocab: llama.llama_vocab_p, n_vocab: int) -> tuple[int, ...]:
-    return tuple(t for t in range(n_vocab) if llama.llama_vocab_is_eog(vocab, t))
 
 
 def _address(chain: llama.llama_sampler_p) -> int:
