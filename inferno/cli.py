@@ -25,6 +25,7 @@ from inferno.deploy_config import add_deploy_config_arguments
 from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 from inferno.envoy_config import add_envoy_config_arguments
 from inferno.errors import InfernoError
+from inferno.gateway_grpc import GRPC_EXPERIMENTS_ENV, gateway_environment
 from inferno.lifecycle import EXIT_STARTUP_REFUSED, StartupError, die_with_parent, shutdown_grace_s
 
 
@@ -200,13 +201,26 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one command; a refused start (a bad setting, a port in use, a model that cannot load at start) is
     one line on stderr and exit status 2, never a traceback."""
     try:
-        return _run(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        if args.command == "gateway":
+            _start_again_with_the_gateway_grpc_settings(sys.argv[1:] if argv is None else argv)
+        return _run(args)
     except (ConfigError, StartupError) as error:
         print(f"inferno: {error}", file=sys.stderr, flush=True)
         return EXIT_STARTUP_REFUSED
     except InfernoError as error:
         print(f"inferno: {error.message}", file=sys.stderr, flush=True)
         return EXIT_STARTUP_REFUSED
+
+
+def _start_again_with_the_gateway_grpc_settings(argv: list[str]) -> None:
+    """A gateway started by hand, without GRPC_EXPERIMENTS, starts again in a process that has the gateway's:
+    gRPC read its experiments when this one loaded it (inferno.errors imports it). One the operator set, even
+    empty, is kept, as are those `inferno serve` and the deploy configs set."""
+    if GRPC_EXPERIMENTS_ENV in os.environ:
+        return
+    command = [sys.executable, "-m", "inferno.cli", *argv]
+    os.execve(sys.executable, command, gateway_environment(os.environ))
 
 
 def _run(args: argparse.Namespace) -> int:

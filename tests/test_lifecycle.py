@@ -187,6 +187,33 @@ def test_a_grpc_experiments_setting_of_the_operator_wins() -> None:
     assert gateway_environment({GRPC_EXPERIMENTS_ENV: "-foo"})[GRPC_EXPERIMENTS_ENV] == "-foo"
 
 
+@pytest.mark.parametrize("operator_value", [None, ""])
+def test_a_gateway_started_by_hand_runs_with_its_grpc_experiments(operator_value: str | None) -> None:
+    """Without GRPC_EXPERIMENTS the gateway starts again (the same process) with the gateway's; an
+    operator's, even empty, is kept."""
+    env = {k: v for k, v in os.environ.items() if k != GRPC_EXPERIMENTS_ENV}
+    if operator_value is not None:
+        env[GRPC_EXPERIMENTS_ENV] = operator_value
+    port, core_port = free_port(), free_port()
+    command = [sys.executable, "-m", "inferno.cli", "gateway", "--core", f"127.0.0.1:{core_port}"]
+    with subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as gateway:
+        try:
+            deadline = time.monotonic() + 60
+            while gateway.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                    break
+                time.sleep(0.2)
+            assert gateway.poll() is None, gateway.stderr.read() if gateway.stderr else ""
+            expected = GATEWAY_GRPC_EXPERIMENTS if operator_value is None else operator_value
+            assert psutil.Process(gateway.pid).environ().get(GRPC_EXPERIMENTS_ENV) == expected
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+
+
 def test_children_die_with_the_supervisor_after_kill_9() -> None:
     with _serving() as serving:
         children = list(serving.children().values())
