@@ -134,6 +134,10 @@ def test_the_loader_loads_weights_as_the_process_chose(
             repacked, f"{REPACK_ENV}={setting}", cpu_path.cpu_features()
         )
         assert ("CPU_REPACK model buffer size" in caplog.text) is repacked
+        # The model's status says how much of its weights took the path, from those same log lines.
+        layout = loaded.memory().weight_layout
+        assert layout.endswith(" MiB of weights repacked") and layout.startswith("0.0 of") is not repacked
+        assert (f"probe: {layout}" in caplog.text) is True
     finally:
         assert loaded.generator is not None
         loaded.generator.close()
@@ -151,11 +155,9 @@ def test_a_server_whose_fast_path_dies_serves_with_the_safe_path(tmp_path: Path)
         device = http.get(f"/v1/models/{model_id}/status").json()["engine"]["device"]
         cpu_path_in_health = http.get("/health").json()["cpu_path"]
         log = server.log_path.read_text()
-    assert (
-        device
-        == cpu_path_in_health
-        == "cpu, weight repacking off (the fast path died with SIGILL in a probe)"
-    )
+    assert cpu_path_in_health == "cpu, weight repacking off (the fast path died with SIGILL in a probe)"
+    # Nothing repacked: the model's status says so beside the machine's choice.
+    assert device == cpu_path_in_health + "; 0.0 of 92.1 MiB of weights repacked"
     assert "llama.cpp CPU path: weight repacking off" in log
     assert "the fast path died with SIGILL in a probe" in log
     assert [(e["repack"], e["reason"]) for e in _cached(tmp_path / "inferno")] == [

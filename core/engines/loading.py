@@ -54,6 +54,14 @@ class DeviceMemory:
     device_name: str = ""
     # CPU engines: how the weights run on this CPU and why ("cpu, weight repacking on (probe passed)").
     cpu_path: str = ""
+    # CPU engines: how much of this model's weights took that path ("0.0 of 92.1 MiB of weights repacked").
+    weight_layout: str = ""
+
+    def device(self) -> str:
+        """Where the model runs, for its status: the accelerator, or the CPU path and this model's share."""
+        if self.device_name:
+            return self.device_name
+        return "; ".join(part for part in (self.cpu_path, self.weight_layout) if part) or "cpu"
 
 
 @dataclass

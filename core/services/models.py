@@ -80,7 +80,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             s = managed.engine.stats()
             reply.memory_bytes = s.memory_bytes
             memory = managed.engine.memory()
-            reply.device = memory.device_name or memory.cpu_path or "cpu"
+            reply.device = memory.device()
             reply.gpu_memory_bytes = memory.device_bytes
             reply.stats.CopyFrom(
                 pb.EngineStats(

@@ -312,7 +312,10 @@ class GetModelStatusResponse(_message.Message):
     engine: _builtins.str
     """The engine serving it ("llama.cpp", "exllamav2")."""
     device: _builtins.str
-    """Where it runs while loaded: "cpu", or the accelerator's name ("NVIDIA H200")."""
+    """Where it runs while loaded: the accelerator's name ("NVIDIA H200"), or for llama.cpp the CPU path and how
+    much of this model's weights took it ("cpu, weight repacking on (probe passed); 0.0 of 92.1 MiB of
+    weights repacked").
+    """
     gpu_memory_bytes: _builtins.int
     """Accelerator memory it holds while loaded, as the engine measures it (torch.cuda.memory_allocated)."""
     @_builtins.property

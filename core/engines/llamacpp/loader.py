@@ -3,6 +3,7 @@ an embedding-only one (BERT and kin)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import psutil
@@ -16,6 +17,8 @@ from inferno.core.engines.llamacpp.embedder import LlamaCppEmbedder
 from inferno.core.engines.llamacpp.model import GgufModel, init_llama_backend
 from inferno.core.engines.loading import DeviceMemory, EmbeddingDecodeSink, EngineLoad, LoadedEngine
 from inferno.core.gguf_header import read_gguf_metadata
+
+log = logging.getLogger(__name__)
 
 ENGINE_NAME = "llama.cpp"
 CAPABILITIES = EngineCapabilities(
@@ -69,6 +72,8 @@ def _loaded(request: EngineLoad, model: GgufModel, rss_before: int, cpu_path: st
         source = model.chat_template() or CHATML_TEMPLATE
         template = ChatTemplate(source, model.token_text(model.bos), model.token_text(model.eos))
     host_bytes = description.file_size_bytes + max(psutil.Process().memory_info().rss - rss_before, 0)
+    weight_layout = model.weight_buffers.describe()
+    log.info("%s: %s", description.id, weight_layout)
 
     def close() -> None:
         for embedder in embedders:
@@ -82,7 +87,7 @@ def _loaded(request: EngineLoad, model: GgufModel, rss_before: int, cpu_path: st
         chat_template=template,
         generator=decoder,
         make_embedder=make_embedder,
-        memory=lambda: DeviceMemory(host_bytes=host_bytes, cpu_path=cpu_path),
+        memory=lambda: DeviceMemory(host_bytes, cpu_path=cpu_path, weight_layout=weight_layout),
         close=close,
     )
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
@@ -18,8 +21,36 @@ log = logging.getLogger(__name__)
 _FORWARDED_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 
 
+# load_tensors' info line per buffer type, e.g. "CPU_REPACK model buffer size =    60.75 MiB".
+_BUFFER_SIZE = re.compile(r"(\S+) model buffer size =\s*([0-9.]+) MiB")
+# The buffer sizes of the load running on this thread; llama.cpp logs a load on the thread that loads.
+_loading = threading.local()
+
+
+@dataclass(frozen=True)
+class WeightBuffers:
+    """Where llama.cpp put a model's weights, by buffer type, as its load log says (its API does not): with
+    repacking on, it repacks only the weight types it has repacked kernels for on this CPU (CPU_REPACK)."""
+
+    mib: tuple[tuple[str, float], ...]
+
+    @property
+    def repacked_mib(self) -> float:
+        return sum(size for name, size in self.mib if "REPACK" in name)
+
+    def describe(self) -> str:
+        """For model status's device: "60.8 of 92.1 MiB of weights repacked"."""
+        total = sum(size for _, size in self.mib)
+        return f"{self.repacked_mib:.1f} of {total:.1f} MiB of weights repacked"
+
+
 @llama.llama_log_callback
 def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    sizes = getattr(_loading, "buffer_sizes", None)
+    if sizes is not None:
+        found = _BUFFER_SIZE.search(text.decode(errors="replace"))
+        if found:
+            sizes.append((found.group(1), float(found.group(2))))
     # llama.cpp is chatty at info level; only warnings and errors reach our log.
     python_level = _FORWARDED_LOG_LEVELS.get(level)
     if python_level is not None:
@@ -60,7 +91,13 @@ class GgufModel:
             # Kept on params for the duration of the call: ctypes must not free it while llama.cpp calls it.
             callback = llama.llama_progress_callback(report)
             params.progress_callback = callback
-        self.handle = llama.llama_model_load_from_file(str(path).encode(), params)
+        sizes: list[tuple[str, float]] = []
+        _loading.buffer_sizes = sizes
+        try:
+            self.handle = llama.llama_model_load_from_file(str(path).encode(), params)
+        finally:
+            _loading.buffer_sizes = None
+        self.weight_buffers = WeightBuffers(tuple(sizes))
         if not self.handle:
             raise InfernoError(
                 "model_load_failed",
