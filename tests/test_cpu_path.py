@@ -137,7 +137,7 @@ def test_the_loader_loads_weights_as_the_process_chose(
         # The model's status says how much of its weights took the path, from those same log lines.
         layout = loaded.memory().weight_layout
         assert layout.endswith(" MiB of weights repacked") and layout.startswith("0.0 of") is not repacked
-        assert (f"probe: {layout}" in caplog.text) is True
+        assert f"probe: {layout}" in caplog.text
     finally:
         assert loaded.generator is not None
         loaded.generator.close()
