@@ -37,6 +37,7 @@ class StatsRecorder:
         self._generating_seconds = 0.0
         self._last_used = 0.0
         self._queue = QueueState(0, 0, 0.0)
+        self._prefix_cache: PrefixCacheState | None = None
 
     def submitted(self) -> None:
         self._requests_total += 1
@@ -82,6 +83,11 @@ class StatsRecorder:
         self._metrics.record_drafts(result.drafted, result.accepted)
 
     def prefix_cache(self, state: PrefixCacheState) -> None:
+        # Called every step; the metrics are only touched when something changed (each is a lock and a
+        # label lookup, run between two decodes).
+        if state == self._prefix_cache:
+            return
+        self._prefix_cache = state
         if state.hits > self._prefix_cache_hits:
             self._metrics.prefix_cache_hits.inc(state.hits - self._prefix_cache_hits)
             self._prefix_cache_hits = state.hits
@@ -89,6 +95,8 @@ class StatsRecorder:
         self._metrics.prefix_cache_entries.set(state.entries)
 
     def queue(self, state: QueueState) -> None:
+        if state == self._queue:
+            return
         self._queue = state
         self._metrics.running.set(state.running)
         self._metrics.waiting.set(state.waiting)
