@@ -26,7 +26,13 @@ from inferno.engine_settings import ENGINE_SETTINGS, EngineSettings
 from inferno.envoy_config import add_envoy_config_arguments
 from inferno.errors import InfernoError
 from inferno.gateway_grpc import GRPC_EXPERIMENTS_ENV, gateway_environment
-from inferno.lifecycle import EXIT_STARTUP_REFUSED, StartupError, die_with_parent, shutdown_grace_s
+from inferno.lifecycle import (
+    EXIT_STARTUP_REFUSED,
+    StartupError,
+    die_with_parent,
+    inferno_command,
+    shutdown_grace_s,
+)
 
 
 def _add_core_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,8 +225,7 @@ def _start_again_with_the_gateway_grpc_settings(argv: list[str]) -> None:
     empty, is kept, as are those `inferno serve` and the deploy configs set."""
     if GRPC_EXPERIMENTS_ENV in os.environ:
         return
-    command = [sys.executable, "-m", "inferno.cli", *argv]
-    os.execve(sys.executable, command, gateway_environment(os.environ))
+    os.execve(sys.executable, inferno_command(*argv), gateway_environment(os.environ))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""Start-up and shutdown facts shared by the supervisor, the core and the gateway: the exit status of a
-refused start, the shutdown grace period, the port check and dying with the parent."""
+"""Start-up and shutdown facts shared by the supervisor, the core and the gateway: how a child is started,
+the exit status of a refused start, the shutdown grace period, the port check and dying with the parent."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 SUPERVISOR_PID_ENV = "INFERNO_SUPERVISOR_PID"
 
 _PR_SET_PDEATHSIG = 1
+
+
+def inferno_command(*arguments: str) -> list[str]:
+    """The `inferno` CLI with arguments, run by this interpreter: how `inferno serve` starts its core and
+    gateway, and how a gateway starts itself again."""
+    return [sys.executable, "-m", "inferno.cli", *arguments]
 
 
 class StartupError(Exception):

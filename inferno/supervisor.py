@@ -27,6 +27,7 @@ from inferno.lifecycle import (
     EXIT_STARTUP_REFUSED,
     SUPERVISOR_PID_ENV,
     check_port_free,
+    inferno_command,
     shutdown_grace_s,
 )
 from inferno.security_config import HOP_SECRET_ENV, SecurityConfig, load_security_config
@@ -104,16 +105,7 @@ class _Child:
 
 
 def core_command(core: CoreOptions) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "inferno.cli",
-        "core",
-        "--host",
-        core.host,
-        "--grpc-port",
-        str(core.grpc_port),
-    ]
+    command = inferno_command("core", "--host", core.host, "--grpc-port", str(core.grpc_port))
     for path in core.model_paths:
         command += ["--model", str(path)]
     # Resolved values, so the child runs with what the parent resolved whatever its environment says.
@@ -135,10 +127,7 @@ def core_command(core: CoreOptions) -> list[str]:
 
 
 def gateway_command(gateway: GatewayOptions) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "inferno.cli",
+    return inferno_command(
         "gateway",
         "--core",
         gateway.core_address,
@@ -148,7 +137,7 @@ def gateway_command(gateway: GatewayOptions) -> list[str]:
         str(gateway.port),
         *(["--config", str(gateway.config_path.resolve())] if gateway.config_path else []),
         *gateway.security.arguments(),
-    ]
+    )
 
 
 def _core_answers(address: str, security: SecurityConfig, timeout: float = 1.0) -> bool:

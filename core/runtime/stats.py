@@ -33,11 +33,10 @@ class StatsRecorder:
         self._prompt_tokens_total = 0
         self._generated_tokens_total = 0
         self._reused_prompt_tokens_total = 0
-        self._prefix_cache_hits = 0
         self._generating_seconds = 0.0
         self._last_used = 0.0
         self._queue = QueueState(0, 0, 0.0)
-        self._prefix_cache: PrefixCacheState | None = None
+        self._prefix_cache = PrefixCacheState(0, 0, 0)
 
     def submitted(self) -> None:
         self._requests_total += 1
@@ -85,12 +84,11 @@ class StatsRecorder:
     def prefix_cache(self, state: PrefixCacheState) -> None:
         # Called every step; the metrics are only touched when something changed (each is a lock and a
         # label lookup, run between two decodes).
-        if state == self._prefix_cache:
+        last, self._prefix_cache = self._prefix_cache, state
+        if state == last:
             return
-        self._prefix_cache = state
-        if state.hits > self._prefix_cache_hits:
-            self._metrics.prefix_cache_hits.inc(state.hits - self._prefix_cache_hits)
-            self._prefix_cache_hits = state.hits
+        if state.hits > last.hits:
+            self._metrics.prefix_cache_hits.inc(state.hits - last.hits)
         self._metrics.prefix_cache_bytes.set(state.bytes_held)
         self._metrics.prefix_cache_entries.set(state.entries)
 

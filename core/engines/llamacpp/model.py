@@ -109,8 +109,7 @@ class GgufModel:
         self.n_ctx_train = int(llama.llama_model_n_ctx_train(self.handle))
         self.add_bos = bool(llama.llama_vocab_get_add_bos(self.vocab))
         # Once here (a scan of the vocabulary, 13 ms for SmolLM2's), not per sampled token or per request.
-        self.end_of_generation = end_of_generation_tokens(self.vocab, self.n_vocab)
-        self._end_of_generation_set = frozenset(self.end_of_generation)
+        self.end_of_generation = frozenset(end_of_generation_tokens(self.vocab, self.n_vocab))
         self._piece_cache: dict[int, bytes] = {}
 
     def metadata(self, key: str) -> str | None:
@@ -146,7 +145,7 @@ class GgufModel:
         return FillInMiddleTokens(int(ids[0]), int(ids[1]), middle)
 
     def is_end_of_generation(self, token: int) -> bool:
-        return token in self._end_of_generation_set
+        return token in self.end_of_generation
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         data = text.encode()

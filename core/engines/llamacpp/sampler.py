@@ -130,7 +130,7 @@ class _EndOfGenerationBan:
     points to live here, kept alive in _KEPT_ALIVE.
     """
 
-    def __init__(self, banned: tuple[int, ...], min_tokens: int) -> None:
+    def __init__(self, banned: frozenset[int], min_tokens: int) -> None:
         self._banned = banned
         self._remaining = min_tokens
         self._callbacks = (
