@@ -49,6 +49,9 @@ class RunningServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+_SERVING_BANNER = b"inferno: serving\n"
+
+
 def _wait_until_healthy(server: RunningServer, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -56,7 +59,10 @@ def _wait_until_healthy(server: RunningServer, process: subprocess.Popen[bytes])
             raise RuntimeError(f"inferno serve exited with {process.returncode}:\n{server.log_tail()}")
         try:
             verify = ssl.create_default_context(cafile=str(server.tls_ca)) if server.tls_ca else True
-            if httpx.get(server.base_url + "/health", timeout=2, verify=verify).status_code == 200:
+            healthy = httpx.get(server.base_url + "/health", timeout=2, verify=verify).status_code == 200
+            # The banner: the supervisor has seen both children answer, so a child that dies from here on is
+            # restarted rather than taken for one that did not start.
+            if healthy and _SERVING_BANNER in server.log_path.read_bytes():
                 return
         except httpx.HTTPError:
             pass
