@@ -37,6 +37,7 @@ from .openai.embeddings import embeddings
 from .openai.requests import check_metadata_text, check_path_parameters
 from .openai.tokenizer_info import tokenizer_info
 from .openapi import openapi_document
+from .protocol_errors import answer_protocol_errors_as_json
 from .responses import routes as responses
 from .websocket import websocket_endpoint
 
@@ -151,6 +152,7 @@ async def _serve(options: GatewayOptions, security: SecurityConfig) -> None:
     app = build_app(core_address, security)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    answer_protocol_errors_as_json(runner)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+from inferno.core.regex_grammar import MAX_REPETITION
 from inferno.core.struct_json import schema_from
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
@@ -42,6 +44,7 @@ def schema_grammar(schema: dict[str, Any], param: str) -> str:
     """The GBNF for JSON that satisfies schema; invalid_parameters naming param for one it cannot convert."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    check_repetitions(schema, param)
     try:
         return json_strings_only(json_schema_to_gbnf(json.dumps(enforceable(schema))))
     except SCHEMA_CONVERTER_ERRORS as exc:
@@ -66,6 +69,39 @@ SCHEMA_CONVERTER_ERRORS = (
 def unconvertible_schema(param: str, exc: Exception) -> InfernoError:
     reason = str(exc) or type(exc).__name__
     return invalid_param(param, f"cannot turn '{param}' into a grammar: {reason}")
+
+
+# The keywords the converter turns into that many copies of a rule (a string's characters, an array's items).
+_REPEATING_KEYWORDS = ("minLength", "maxLength", "minItems", "maxItems")
+# A counted repetition in a pattern: a{3}, a{2,5}, a{2,}.
+_PATTERN_COUNT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+
+
+def check_repetitions(schema: Any, param: str) -> None:
+    """Refuses a schema the converter would write out more than MAX_REPETITION copies of a rule for: it
+    spells a repetition out in full, so "minLength": 1000000000 would take the core minutes and gigabytes
+    before llama.cpp refused the result."""
+    if isinstance(schema, list):
+        for item in schema:
+            check_repetitions(item, param)
+        return
+    if not isinstance(schema, dict):
+        return
+    for keyword in _REPEATING_KEYWORDS:
+        value = schema.get(keyword)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_REPETITION:
+            raise invalid_param(
+                param, f"'{param}' asks for {keyword} {value}; at most {MAX_REPETITION} can be enforced"
+            )
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        for match in _PATTERN_COUNT.finditer(pattern):
+            if any(count and (len(count) > 9 or int(count) > MAX_REPETITION) for count in match.groups()):
+                raise invalid_param(
+                    param, f"'{param}' has a pattern that repeats more than {MAX_REPETITION} times"
+                )
+    for value in schema.values():
+        check_repetitions(value, param)
 
 
 # Integer ranges up to this many values become an enum so the grammar enforces them.

@@ -95,6 +95,67 @@ def test_a_grammar_llama_cpp_cannot_parse_is_refused_naming_grammar(
     _refused(_chat(http, model_id, grammar='root ::= "a"{1,99999}'), "grammar")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("guided_regex", "\x00"), ("grammar", 'root ::= "\\x00"'), ("guided_regex", "ab\x00")],
+)
+def test_a_grammar_no_token_can_follow_fails_the_request_and_the_server_serves_on(
+    http: httpx.Client, model_id: str, field: str, value: str
+) -> None:
+    """llama.cpp's grammar code cannot match a NUL character in a token's text: every token is ruled out.
+    Sampling one anyway made llama.cpp abort the core; now the request fails with a 400 naming the field."""
+    body = {"model": model_id, "messages": QUESTION, "max_tokens": 8, field: value}
+    assert "allows no token" in _refused(http.post("/v1/chat/completions", json=body), field)
+    assert _chat_text(http, model_id, guided_choice=["red", "blue"]) in ("red", "blue")
+
+
+def test_a_streamed_reply_whose_grammar_runs_out_of_tokens_ends_with_an_error_event(
+    http: httpx.Client, model_id: str
+) -> None:
+    body = {
+        "model": model_id,
+        "messages": QUESTION,
+        "max_tokens": 8,
+        "guided_regex": "ab\x00",
+        "stream": True,
+    }
+    with http.stream("POST", "/v1/chat/completions", json=body) as reply:
+        assert reply.status_code == 200
+        events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+    assert text == "ab"
+    error = events[-1]["error"]
+    assert error["code"] == "invalid_parameters" and error["details"]["param"] == "guided_regex", events
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 1_000_000_000},
+        {"type": "string", "maxLength": 5000},
+        {
+            "type": "object",
+            "properties": {"tags": {"type": "array", "items": {"type": "string"}, "minItems": 10**6}},
+        },
+        {"type": "string", "pattern": "^a{1000000000}$"},
+    ],
+    ids=["minLength", "maxLength", "minItems", "pattern"],
+)
+def test_a_schema_repeating_more_than_the_grammar_limit_is_refused_at_once(
+    http: httpx.Client, model_id: str, schema: dict[str, Any]
+) -> None:
+    """The converter writes repetitions out in full: a minLength of 10^9 froze the core for minutes."""
+    response_format = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    refused = _chat(http, model_id, response_format=response_format)
+    assert "1000" in _refused(refused, "response_format.json_schema")
+    assert "1000" in _refused(_chat(http, model_id, guided_json=schema), "guided_json")
+    tool = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": schema}}},
+    }
+    _refused(_chat(http, model_id, tools=[tool], tool_choice="required"), "tools[0].function.parameters")
+
+
 def test_guided_fields_that_cannot_be_served_are_refused_naming_the_field(
     http: httpx.Client, model_id: str
 ) -> None:

@@ -447,13 +447,12 @@ def _logit_bias(value: Any) -> dict[int, float]:
         raise _type_error("logit_bias", "an object mapping token ids to numbers, or null")
     biases: dict[int, float] = {}
     for key, bias in value.items():
-        # isdigit() alone takes "²", which int() refuses.
-        if not (isinstance(key, str) and key.isascii() and key.isdigit()) or int(key) > _UINT32_MAX:
+        if not isinstance(key, str) or (token := ascii_integer(key)) is None or token > _UINT32_MAX:
             raise invalid_param("logit_bias", f"'logit_bias' keys must be token ids, got {key!r}")
         number = _optional_number(bias, f"logit_bias.{key}")
         if number is None:
             raise _type_error(f"logit_bias.{key}", "a number")
-        biases[int(key)] = number
+        biases[token] = number
     return biases
 
 
@@ -588,7 +587,22 @@ def _optional_number(value: Any, param: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _type_error(param, "a number or null")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise invalid_param(param, f"'{param}' is out of range") from None
+
+
+# Longer runs of digits are refused before int(), which refuses those of over 4,300 digits with an error.
+_MOST_DIGITS = 20
+
+
+def ascii_integer(text: str) -> int | None:
+    """The non-negative integer text spells in ASCII digits (at most 20 of them), else None."""
+    # isdigit() alone takes "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > _MOST_DIGITS:
+        return None
+    return int(text)
 
 
 def uint_field(value: Any, param: str, maximum: int = _UINT32_MAX) -> int:

@@ -16,7 +16,7 @@ from aiohttp import web
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import response_service_pb2 as pb
 
-from ..openai.requests import optional_str, parse_chat_request, required_str, uint_field
+from ..openai.requests import ascii_integer, optional_str, parse_chat_request, required_str, uint_field
 
 JsonObject = dict[str, Any]
 
@@ -86,10 +86,10 @@ def parse_input_items_query(request: web.Request) -> pb.ListResponseInputItemsRe
         response_id=request.match_info["response_id"], after=query.get("after", "")
     )
     if "limit" in query:
-        limit = query["limit"]
-        if not (limit.isascii() and limit.isdigit()):
+        limit = ascii_integer(query["limit"])
+        if limit is None:
             raise invalid_param("limit", "'limit' must be an integer from 1 to 100")
-        message.limit = uint_field(int(limit), "limit")
+        message.limit = uint_field(limit, "limit")
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid_param("order", "'order' must be asc or desc")

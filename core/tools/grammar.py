@@ -12,6 +12,7 @@ import json
 
 from inferno.core.structured_output import (
     SCHEMA_CONVERTER_ERRORS,
+    check_repetitions,
     enforceable,
     json_strings_only,
     unconvertible_schema,
@@ -47,6 +48,7 @@ def tool_call_grammar(policy: ToolPolicy) -> str:
     rules: dict[str, str] = {}
     call_rules: list[str] = []
     for i, tool in enumerate(policy.callable):
+        check_repetitions(tool.parameters, _parameters_param(policy, tool.name))
         try:
             schema = converter.resolve_refs(enforceable(tool.parameters), f"tool:{tool.name}")
             arguments = converter.visit(schema, f"tool-{i}-arguments")

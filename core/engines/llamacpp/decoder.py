@@ -11,13 +11,13 @@ import llama_cpp.llama_cpp as llama
 
 from inferno.core.engines.llamacpp.logprobs import logits_at, token_logprobs
 from inferno.core.engines.llamacpp.model import GgufModel
-from inferno.core.engines.llamacpp.sampler import GreedyPick, Sampler, build_sampler, free_sampler
+from inferno.core.engines.llamacpp.sampler import Candidates, GreedyPick, Sampler, build_sampler, free_sampler
 from inferno.core.engines.llamacpp.thread_governor import ThreadGovernor, available_cores
 from inferno.core.runtime.protocol import DecoderLimits, SampledToken, StepResult
 from inferno.core.runtime.sequence import SequenceState
 from inferno.core.scheduler import BatchEntry, Speculation
 from inferno.engine_settings import EngineSettings
-from inferno.errors import InfernoError
+from inferno.errors import InfernoError, invalid_param
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class LlamaCppDecoder:
             speculation=Speculation(settings.draft_tokens, _DRAFT_MAX_SEQUENCES),
         )
         self._samplers: dict[SequenceState, Sampler] = {}
+        self._candidates = Candidates(model.n_vocab)
         # threads = 0: as many threads as the cores other processes leave free (thread_governor.py).
         cores = threads_for(settings)
         self._governor = ThreadGovernor(cores) if not settings.threads and cores > 1 else None
@@ -185,10 +186,15 @@ class LlamaCppDecoder:
         top_n = sequence.request.top_logprobs
         accepted = 0
         while True:
+            logits = logits_at(self._ctx, index + accepted, self._model.n_vocab)
             if isinstance(sampler, GreedyPick):
-                token = sampler.pick(logits_at(self._ctx, index + accepted, self._model.n_vocab))
+                token = sampler.pick(logits)
             else:
-                token = llama.llama_sampler_sample(sampler, self._ctx, index + accepted)
+                picked = self._candidates.pick(sampler, logits)
+                if picked is None:
+                    result.failed.append((sequence, _dead_end(sequence)))
+                    return
+                token = picked
             logprobs = (
                 None
                 if top_n is None
@@ -227,6 +233,15 @@ class LlamaCppDecoder:
         self._samplers.clear()
         llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)
+
+
+def _dead_end(sequence: SequenceState) -> InfernoError:
+    param = sequence.request.sampling.grammar_param
+    return invalid_param(
+        param,
+        f"the grammar made from '{param}' allows no token after {sequence.generated} generated tokens: "
+        "it requires text this model's tokens cannot spell (such as a NUL character)",
+    )
 
 
 def threads_for(settings: EngineSettings) -> int:

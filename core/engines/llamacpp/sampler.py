@@ -100,6 +100,49 @@ def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> 
     return chain
 
 
+class Candidates:
+    """Every token of the vocabulary as llama.cpp's sampler input (llama_token_data), one array reused for
+    every pick of one engine thread.
+
+    A chain picks through this rather than llama_sampler_sample, which accepts whatever its samplers
+    selected: where a grammar allows no token at all (one that needs a NUL character, which llama.cpp's
+    grammar code cannot match in a token's text), every logit is -inf, a token is selected anyway, and the
+    grammar's accept throws a C++ exception that aborts the process. Here such a pick is None instead.
+    """
+
+    _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+    def __init__(self, n_vocab: int) -> None:
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._data = np.zeros(n_vocab, self._TOKEN_DATA)
+        self._array = llama.llama_token_data_array(
+            data=self._data.ctypes.data_as(llama.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
+        )
+        self._pointer = ctypes.pointer(self._array)
+
+    def pick(self, chain: llama.llama_sampler_p, logits: np.ndarray) -> int | None:
+        """The token chain selects from logits, accepted into the chain; None where its samplers left no
+        token possible (nothing is accepted then)."""
+        data = self._data
+        data["id"] = self._ids
+        data["logit"] = logits
+        data["p"] = 0.0
+        array = self._array
+        # Samplers shrink and reorder the candidates in place.
+        array.size = len(data)
+        array.selected = -1
+        array.sorted = False
+        llama.llama_sampler_apply(chain, self._pointer)
+        if not 0 <= array.selected < array.size:
+            return None
+        chosen = array.data[array.selected]
+        if not math.isfinite(chosen.logit):
+            return None
+        token = int(chosen.id)
+        llama.llama_sampler_accept(chain, token)
+        return token
+
+
 def _penalized(config: SamplingConfig) -> bool:
     return bool(config.presence_penalty or config.frequency_penalty or config.repetition_penalty != 1.0)
 
