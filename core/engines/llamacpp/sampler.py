@@ -41,8 +41,8 @@ Sampler: TypeAlias = "GreedyPick | llama.llama_sampler_p"
 
 
 def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> Sampler:
-    """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | top_k -> typical -> top_p -> min_p
-    -> temperature -> seeded dist), in llama.cpp's usual order.
+    """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | temperature -> top_k -> typical ->
+    top_p -> min_p -> seeded dist).
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token), as OpenAI's do.
 
@@ -86,6 +86,11 @@ def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> 
     if config.temperature <= 0.0:
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
         return chain
+    # Temperature before the truncations, as vLLM, Hugging Face and ExLlamaV2 apply it (llama.cpp's own
+    # order has it last): top_p then keeps the nucleus of the distribution that is sampled from, and finds it
+    # in a few hundred tokens rather than sorting most of the vocabulary (top_p 0.95 at temperature 0.8:
+    # 0.6 against 3.0 ms a token here).
+    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(config.temperature))
     if config.top_k > 0:
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(config.top_k))
     if config.typical_p < 1.0:
@@ -94,7 +99,6 @@ def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> 
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(config.top_p, 1))
     if config.min_p > 0.0:
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_min_p(config.min_p, 1))
-    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(config.temperature))
     seed = config.seed if config.seed is not None else random.getrandbits(32)
     llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return chain
