@@ -86,6 +86,9 @@ def check_gbnf(gbnf: str, param: str) -> None:
             counts = gbnf[i + 1 : end if end >= 0 else len(gbnf)].split(",")
             if any(_count_over_limit(n.strip()) for n in counts):
                 raise invalid_param(param, f"'{param}' repeats something more than {MAX_REPETITION} times")
+            if _fewest_over_most(counts):
+                # llama.cpp counts the optional copies as most - fewest, unsigned: it allocates until it dies.
+                raise invalid_param(param, f"'{param}' has a repetition {{m,n}} with m greater than n")
         i += 1
 
 
@@ -95,6 +98,13 @@ def _end_of_quoted(text: str, start: int, closing: str) -> int:
     while i < len(text) and text[i] != closing:
         i += 2 if text[i] == "\\" else 1
     return i
+
+
+def _fewest_over_most(counts: list[str]) -> bool:
+    if len(counts) != 2:
+        return False
+    fewest, most = (n.strip() for n in counts)
+    return fewest.isdecimal() and most.isdecimal() and int(fewest) > int(most)
 
 
 def _count_over_limit(count: str) -> bool:
