@@ -44,7 +44,7 @@ def build_sampler(config: SamplingConfig, model: GgufModel, max_tokens: int) -> 
     """min_tokens ban -> grammar -> logit bias -> penalties -> (greedy | temperature -> top_k -> typical ->
     top_p -> min_p -> seeded dist).
 
-    Penalties see only generated tokens (llama_sampler_sample accepts each sampled token), as OpenAI's do.
+    Penalties see only generated tokens (each sampled token is accepted into the chain), as OpenAI's do.
 
     Greedy decoding with nothing but a logit bias before the pick is a GreedyPick, which the decoder applies
     to the logits itself; anything else is a llama.cpp sampler chain.
