@@ -198,9 +198,20 @@ def test_a_6000_character_model_id_in_the_path_is_a_400(http: httpx.Client, suff
     _assert_error(response, 400, "invalid_parameters", "model_id")
 
 
-def test_a_request_line_over_aiohttps_limit_is_a_4xx_not_a_5xx(http: httpx.Client) -> None:
-    # aiohttp's parser refuses lines over 8,190 bytes before the gateway sees them, in its own plain body.
-    assert http.get("/v1/models/" + "a" * 9000).status_code == 400
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"url": "/v1/models?model=" + "a" * 20000},
+        {"url": "/health", "headers": {"X-Big": "a" * 9000}},
+    ],
+    ids=["request line", "header"],
+)
+def test_a_request_line_or_header_over_aiohttps_limit_is_a_413_in_the_seed_body(
+    http: httpx.Client, request_: dict
+) -> None:
+    error = _assert_error(http.get(**request_), 413, "request_too_large")
+    assert "8190 bytes" in error["message"]
+    assert http.get("/health").status_code == 200
 
 
 @pytest.mark.parametrize("header", ["Authorization", "x-inferno-command"])

@@ -147,19 +147,3 @@ def test_digit_strings_too_long_for_int_are_a_400(http: httpx.Client, model_id: 
     _assert_error(http.post(CHAT, json=body), 400, "invalid_parameters", "logit_bias")
     listing = http.get(f"/v1/responses/resp_x/input_items?limit={MANY_DIGITS}")
     _assert_error(listing, 400, "invalid_parameters", "limit")
-
-
-@pytest.mark.parametrize(
-    "request_",
-    [
-        {"url": "/v1/models?model=" + "a" * 20000},
-        {"url": "/health", "headers": {"X-Big": "a" * 9000}},
-    ],
-    ids=["request line", "header"],
-)
-def test_a_request_line_or_header_over_aiohttps_limit_is_a_413_in_the_seed_body(
-    http: httpx.Client, request_: dict
-) -> None:
-    error = _assert_error(http.get(**request_), 413, "request_too_large")
-    assert "8190 bytes" in error["message"]
-    assert http.get("/health").status_code == 200
