@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from google.protobuf import struct_pb2
 
-from inferno.core.regex_grammar import MAX_REPETITION, gbnf_string, regex_grammar
+from inferno.core.regex_grammar import MAX_REPETITION, count_over_limit, gbnf_string, regex_grammar
 from inferno.core.struct_json import schema_from
 from inferno.core.structured_output import schema_grammar
 from inferno.errors import invalid_param
@@ -84,7 +84,7 @@ def check_gbnf(gbnf: str, param: str) -> None:
         elif c == "{":
             end = gbnf.find("}", i)
             counts = gbnf[i + 1 : end if end >= 0 else len(gbnf)].split(",")
-            if any(_count_over_limit(n.strip()) for n in counts):
+            if any(count_over_limit(n.strip()) for n in counts):
                 raise invalid_param(param, f"'{param}' repeats something more than {MAX_REPETITION} times")
             if _fewest_over_most(counts):
                 # llama.cpp counts the optional copies as most - fewest, unsigned: it allocates until it dies.
@@ -105,8 +105,3 @@ def _fewest_over_most(counts: list[str]) -> bool:
         return False
     fewest, most = (n.strip() for n in counts)
     return fewest.isdecimal() and most.isdecimal() and int(fewest) > int(most)
-
-
-def _count_over_limit(count: str) -> bool:
-    # The length test first: int() refuses strings of thousands of digits.
-    return count.isascii() and count.isdigit() and (len(count) > 9 or int(count) > MAX_REPETITION)

@@ -18,6 +18,13 @@ from inferno.errors import InfernoError, invalid_param
 # llama.cpp expands x{m,n} into n copies of x: larger counts are refused rather than built.
 MAX_REPETITION = 1000
 
+
+def count_over_limit(count: str) -> bool:
+    """Whether a repetition count written in a grammar or pattern ("12") is over MAX_REPETITION."""
+    # The length test first: int() refuses strings of thousands of digits.
+    return count.isascii() and count.isdigit() and (len(count) > 9 or int(count) > MAX_REPETITION)
+
+
 _CATEGORIES = {
     sre.CATEGORY_DIGIT: ("0-9", False),
     sre.CATEGORY_NOT_DIGIT: ("0-9", True),

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from inferno.core.regex_grammar import MAX_REPETITION
+from inferno.core.regex_grammar import MAX_REPETITION, count_over_limit
 from inferno.core.struct_json import schema_from
 from inferno.errors import InfernoError, invalid_param
 from inferno.v1 import inference_service_pb2 as pb
@@ -96,7 +96,7 @@ def check_repetitions(schema: Any, param: str) -> None:
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         for match in _PATTERN_COUNT.finditer(pattern):
-            if any(count and (len(count) > 9 or int(count) > MAX_REPETITION) for count in match.groups()):
+            if any(count_over_limit(count or "") for count in match.groups()):
                 raise invalid_param(
                     param, f"'{param}' has a pattern that repeats more than {MAX_REPETITION} times"
                 )
